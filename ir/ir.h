@@ -1,0 +1,311 @@
+/* ir.h: the interface of Lathe's IR and of what every stage of the compiler shares: arenas, source
+   locations and diagnostics, dtypes and shapes, the graph of tensor operations with its builder, verifier,
+   text printer and parser, the reference interpreter, and the Program that the frontend hands to the passes
+   and the code generators. Folders other than ir/ include this header only. */
+#ifndef LATHE_IR_H
+#define LATHE_IR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LATHE_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- arena (ir/arena.c)
+   All memory of one compilation (AST, IR, strings) comes from one arena, released at once. Allocation
+   failure prints a message and exits: the compiler cannot go on without memory. */
+typedef struct Arena Arena;
+Arena *arena_new(void);
+void arena_free(Arena *a);
+void *arena_alloc(Arena *a, size_t size);            /* zeroed, aligned for any type */
+void *arena_realloc(Arena *a, void *p, size_t old_size, size_t new_size);
+char *arena_strdup(Arena *a, const char *s);
+char *arena_strndup(Arena *a, const char *s, size_t n);
+char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Checked size arithmetic: false on overflow. */
+bool ir_mul_overflows(int64_t a, int64_t b, int64_t *out);
+
+/* ---------------------------------------------------------------- locations and diagnostics (ir/diag.c) */
+typedef struct Loc {
+    const char *file; /* NULL: no location */
+    int line, col;    /* 1-based */
+} Loc;
+
+/* A Diag collects errors of one stage. Each error prints as clang does:
+       file:line:col: error: message
+           source line
+                ^
+   The source line and caret are printed when the file's text was registered with diag_add_source.
+   The first error is also kept (message and location) so that tests can check it. */
+typedef struct Diag Diag;
+Diag *diag_new(FILE *out); /* out may be NULL: record only */
+void diag_free(Diag *d);
+void diag_add_source(Diag *d, const char *file, const char *text, size_t len);
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void diag_verror(Diag *d, Loc loc, const char *fmt, va_list ap);
+int diag_error_count(const Diag *d);
+const char *diag_first_message(const Diag *d); /* "" when none */
+Loc diag_first_loc(const Diag *d);
+
+#define LATHE_UNREACHABLE(msg)                                                                          \
+    do {                                                                                                \
+        fprintf(stderr, "%s:%d: internal error: %s\n", __FILE__, __LINE__, msg);                        \
+        abort();                                                                                        \
+    } while (0)
+
+/* ---------------------------------------------------------------- dtypes and shapes (ir/types.c) */
+typedef enum { DT_F32, DT_F64, DT_I32, DT_I64, DT_U8, DT__COUNT } DType;
+
+const char *ir_dtype_name(DType t);           /* "f32" ... */
+bool ir_dtype_parse(const char *s, DType *out);
+size_t ir_dtype_size(DType t);
+bool ir_dtype_is_float(DType t);
+
+#define IR_MAX_RANK 8
+#define IR_DIM_N (-1) /* the symbolic batch dimension, bound at run time */
+
+/* Every dimension is a constant >= 0 or IR_DIM_N. Element counts are therefore c or c*N. */
+typedef struct Shape {
+    int rank;
+    int64_t dim[IR_MAX_RANK];
+} Shape;
+
+Shape ir_shape(int rank, const int64_t *dims);
+Shape ir_shape_scalar(void);
+bool ir_shape_eq(const Shape *a, const Shape *b);
+bool ir_shape_has_n(const Shape *s);
+int64_t ir_shape_numel_per_n(const Shape *s);      /* product of the constant dims */
+int64_t ir_shape_numel(const Shape *s, int64_t n); /* with N bound to n */
+/* numpy broadcasting; N broadcasts with N and 1 only. false when incompatible. */
+bool ir_shape_broadcast(const Shape *a, const Shape *b, Shape *out);
+/* "f32[N,512]" into buf; returns buf */
+char *ir_type_str(DType t, const Shape *s, char *buf, size_t size);
+char *ir_shape_str(const Shape *s, char *buf, size_t size); /* "[N,512]" */
+
+/* ---------------------------------------------------------------- ops (ir/ops.def) */
+typedef enum {
+#define OP(e, name, arity, kind) OP_##e,
+#include "ops.def"
+#undef OP
+    OP__COUNT
+} Op;
+
+typedef enum { K_LEAF, K_UNARY, K_BINARY, K_COMPARE, K_REDUCE, K_OTHER } OpKind;
+
+const char *ir_op_name(Op op);
+int ir_op_arity(Op op);
+OpKind ir_op_kind(Op op);
+bool ir_op_parse(const char *s, Op *out);
+
+/* Attributes: one struct for all ops; each op reads the fields its ops.def comment names. */
+typedef struct Attr {
+    const char *name;          /* INPUT, PARAM, STATE */
+    bool frozen;               /* PARAM: no gradient, no update */
+    double value;              /* CONST: the value is value * N^npow (npow 0: a plain constant; -1 for the
+                                  1/N of a mean's gradient over the batch) */
+    int npow;
+    DType dtype;               /* CAST, ONE_HOT: the result dtype */
+    Shape shape;               /* RESHAPE, BROADCAST: the result shape */
+    uint32_t axes;             /* REDUCE_*: bit i set: reduce over dim i */
+    bool keepdim;              /* REDUCE_*, ARGMAX */
+    int axis;                  /* ARGMAX */
+    int perm[IR_MAX_RANK];     /* TRANSPOSE */
+    bool transpose_a, transpose_b; /* MATMUL */
+    int64_t classes;           /* ONE_HOT */
+} Attr;
+
+/* Where a node's value lives in a compiled graph; set by the memplan pass. */
+typedef enum {
+    MEM_NONE,  /* not planned yet */
+    MEM_ARG,   /* an argument of the graph entry: args[arg] (inputs, params, state, outputs) */
+    MEM_ARENA, /* arena + offset_c + offset_n * N bytes */
+    MEM_ALIAS, /* the same bytes as inputs[0] (a reshape) */
+} MemKind;
+
+typedef struct MemLoc {
+    MemKind kind;
+    int arg;
+    int64_t offset_c, offset_n;
+} MemLoc;
+
+typedef struct Node Node;
+struct Node {
+    int id;        /* index in Graph.nodes; printed as %id */
+    Op op;
+    DType dtype;
+    Shape shape;
+    int ninputs;
+    Node **inputs;
+    Attr attr;
+    Loc loc;       /* the model-file location that produced the node */
+    MemLoc mem;
+    int group;     /* fusion group (the fuse pass); -1 when none */
+    void *aux;     /* scratch for a pass; each pass clears what it uses */
+};
+
+/* A graph output. An update output writes its value back into the PARAM or STATE of the same name, in
+   place, at the end of the step (the optimizer's new parameters); a plain output is returned to the caller. */
+typedef struct Output {
+    const char *name;
+    Node *value;
+    bool update;
+} Output;
+
+/* ---------------------------------------------------------------- recipe values
+   The values of a train block (data sources, batch, optimizer, classes, ...), kept as written so that the
+   compiler checks them and the runtime interprets them: numbers, strings, booleans, identifiers, lists and
+   calls with positional and keyword arguments. */
+typedef enum { RV_NUM, RV_STR, RV_BOOL, RV_IDENT, RV_LIST, RV_CALL } RValKind;
+
+typedef struct RVal RVal;
+struct RVal {
+    RValKind kind;
+    double num;        /* RV_NUM (and RV_BOOL: 0 or 1) */
+    bool is_int;       /* RV_NUM written without a fraction or exponent, or folded to an integer */
+    const char *str;   /* RV_STR text, RV_IDENT name, RV_CALL callee */
+    int nitems;        /* RV_LIST items; RV_CALL arguments */
+    RVal **items;
+    const char **keys; /* RV_CALL: keyword of each argument, NULL for a positional one */
+    Loc loc;
+};
+
+typedef struct RecipeEntry {
+    const char *key;
+    RVal *value;
+    Loc loc;
+} RecipeEntry;
+
+/* RV_CALL helpers: the keyword argument `key` (or positional argument `pos` when pos >= 0), or NULL. */
+const RVal *rval_arg(const RVal *call, const char *key, int pos);
+
+/* ---------------------------------------------------------------- graphs (ir/graph.c) */
+typedef struct Graph {
+    Arena *arena;
+    const char *name;  /* "train", "eval", "predict" */
+    Node **nodes;      /* in a topological order: every input precedes its users */
+    int nnodes, cap;
+    Output *outputs;
+    int noutputs, outputs_cap;
+    const RVal *optimizer; /* train graphs: the recipe's optimizer call, read by pass_optimizer */
+} Graph;
+
+Graph *ir_graph_new(Arena *a, const char *name);
+
+/* The one node constructor: checks the inputs against the op's shape rule, computes the result dtype and
+   shape, appends the node and returns it. On a mismatch it reports through d at loc, naming the op and the
+   shapes, and returns NULL. attr may be NULL for ops without attributes. */
+Node *ir_make(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *inputs, const Attr *attr);
+
+/* Convenience wrappers over ir_make. */
+Node *ir_input(Graph *g, Loc loc, const char *name, DType t, Shape s);
+Node *ir_param(Graph *g, Loc loc, const char *name, DType t, Shape s);
+Node *ir_const(Graph *g, Loc loc, DType t, Shape s, double value);
+Node *ir_unary(Graph *g, Diag *d, Loc loc, Op op, Node *x);
+Node *ir_binary(Graph *g, Diag *d, Loc loc, Op op, Node *a, Node *b);
+Node *ir_select(Graph *g, Diag *d, Loc loc, Node *cond, Node *a, Node *b);
+Node *ir_cast(Graph *g, Loc loc, Node *x, DType t);
+Node *ir_reduce(Graph *g, Diag *d, Loc loc, Op op, Node *x, uint32_t axes, bool keepdim);
+Node *ir_argmax(Graph *g, Diag *d, Loc loc, Node *x, int axis, bool keepdim);
+Node *ir_matmul(Graph *g, Diag *d, Loc loc, Node *a, Node *b, bool transpose_a, bool transpose_b);
+Node *ir_reshape(Graph *g, Diag *d, Loc loc, Node *x, Shape s);
+Node *ir_transpose(Graph *g, Diag *d, Loc loc, Node *x, const int *perm);
+Node *ir_broadcast(Graph *g, Diag *d, Loc loc, Node *x, Shape s);
+Node *ir_one_hot(Graph *g, Diag *d, Loc loc, Node *x, int64_t classes, DType t);
+/* Sum x over the dims that broadcasting added or stretched so that the result has shape s (for VJPs). */
+Node *ir_sum_to(Graph *g, Diag *d, Loc loc, Node *x, Shape s);
+
+void ir_add_output(Graph *g, const char *name, Node *value, bool update);
+
+/* The arguments of a compiled graph's entry, in the order of its args array: every INPUT, PARAM and STATE
+   node in node order, then every plain (not update) output in output order. out may be NULL to count. */
+typedef enum { ARG_INPUT, ARG_PARAM, ARG_STATE, ARG_OUTPUT } ArgRole;
+typedef struct GraphArg {
+    const char *name;
+    ArgRole role;
+    const Node *node; /* the leaf, or the output's value */
+} GraphArg;
+int ir_graph_args(const Graph *g, GraphArg *out);
+const char *ir_arg_role_name(ArgRole r); /* "input", "param", "state", "output" */
+Node *ir_find_leaf(const Graph *g, Op op, const char *name); /* the INPUT/PARAM/STATE named so, or NULL */
+
+/* Renumbers ids after a pass removed or reordered nodes. */
+void ir_renumber(Graph *g);
+
+/* Checks the invariants (ids, topological order, arity, shapes against the shape rule, unique leaf names,
+   outputs). Reports the first broken one through d; returns false then. */
+bool ir_verify(const Graph *g, Diag *d);
+
+/* ---------------------------------------------------------------- text IR (ir/print.c, ir/parse.c)
+       graph train {
+         %0 = input "x" : f32[N,1,28,28]                      # fashion_mlp.lathe:9:13
+         %3 = matmul %2, %1 {transpose_b} : f32[N,512]       # fashion_mlp.lathe:9:17
+         output "loss" = %20
+         update "fc1.weight" = %31
+       }
+   A file may hold several graphs. Printing and parsing round-trip exactly. */
+void ir_print(FILE *out, const Graph *g);
+void ir_print_dot(FILE *out, const Graph *g);
+/* Parses every graph of a text; returns their count (0 on error, reported through d) and the graphs. */
+int ir_parse(Arena *a, Diag *d, const char *file, const char *text, Graph ***out);
+
+/* ---------------------------------------------------------------- the reference interpreter (ir/interp.c)
+   Runs a graph in double precision whatever the dtypes (integers are exact in a double up to 2^53), one
+   primitive at a time, for tests: finite differences, and the generated code checked against it. */
+typedef struct ITensor {
+    Shape shape;  /* concrete: no IR_DIM_N */
+    double *data; /* row-major */
+} ITensor;
+
+typedef struct IBinding {
+    const char *name; /* an INPUT, PARAM or STATE name */
+    ITensor value;
+} IBinding;
+
+/* Evaluates g with N bound to n. Returns an array of g->noutputs tensors (allocated in a), or NULL with the
+   reason reported through d (a missing binding, a binding of the wrong shape). */
+ITensor *ir_interp(Arena *a, const Graph *g, int64_t n, const IBinding *bind, int nbind, Diag *d);
+
+/* ---------------------------------------------------------------- the program
+   What the frontend produces from a model file: the parameters with their initialisers, the graphs and the
+   train block's recipe. */
+typedef enum { INIT_ZEROS, INIT_ONES, INIT_CONST, INIT_UNIFORM, INIT_NORMAL } InitKind;
+
+typedef struct InitSpec {
+    InitKind kind;
+    double a, b; /* CONST: a; UNIFORM: [a, b); NORMAL: mean a, std b */
+} InitSpec;
+
+typedef struct ParamInfo {
+    const char *name; /* PyTorch's state_dict name: "linear_relu_stack.0.weight" */
+    DType dtype;
+    Shape shape;      /* constant dims only */
+    InitSpec init;
+    bool trainable;
+    Loc loc;
+} ParamInfo;
+
+typedef struct Program {
+    Arena *arena;
+    const char *model_name;  /* "NeuralNetwork" */
+    const char *source_file; /* the model file as given */
+    const char *source_text;
+    ParamInfo *params;
+    int nparams;
+    /* Batch inputs in order (x, label); each also an INPUT of the graphs with the same name. */
+    const char **input_names;
+    int ninputs;
+    /* As the frontend builds them: train: batch inputs, params -> "loss", "correct" (the autodiff and
+       optimizer passes then add the gradients, the INPUT "lr" and the updates); eval: batch inputs, params
+       -> "loss" (the batch mean), "correct" (a count, f32); predict: "x", params -> "logits". */
+    Graph *train, *eval, *predict;
+    RecipeEntry *recipe;
+    int nrecipe;
+} Program;
+
+const RVal *program_recipe(const Program *p, const char *key); /* NULL when the key is absent */
+
+#endif

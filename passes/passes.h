@@ -1,0 +1,31 @@
+/* passes.h: the passes over the IR, one a file, and the pipeline that orders them.
+   Each pass is `bool pass_NAME(Graph *g, Diag *d)`: it rewrites g in place (building new nodes in
+   g->arena) and returns false after reporting an error. */
+#ifndef LATHE_PASSES_H
+#define LATHE_PASSES_H
+
+#include "../ir/ir.h"
+
+/* Reverse-mode autodiff: from the train graph's "loss" output (a scalar), the gradient of every PARAM that
+   is not frozen, added as outputs named "grad.NAME". A VJP rule per primitive. */
+bool pass_autodiff(Graph *g, Diag *d);
+/* Lowers g->optimizer (the recipe's call, e.g. SGD(lr = 1e-3)): adds the scalar INPUT "lr" and replaces
+   each "grad.NAME" output by an update output NAME with the new parameter value. */
+bool pass_optimizer(Graph *g, Diag *d);
+/* Local rewrites: transposes folded into matmul flags, and the canonical forms later passes rely on. */
+bool pass_simplify(Graph *g, Diag *d);
+/* Removes nodes that no output depends on. */
+bool pass_dce(Graph *g, Diag *d);
+/* Assigns every node its MemLoc: arguments, aliases (reshapes) and offsets in one arena, reused by
+   lifetime. Peak bytes are c + per_n * N. */
+bool pass_memplan(Graph *g, Diag *d);
+void pass_memplan_size(const Graph *g, int64_t *c, int64_t *per_n);
+
+/* The pipeline's names in order, for `lathe ir --after NAME`. */
+extern const char *const pass_names[];
+
+/* Runs the passes over every graph of p in order. After the pass named stop_after (NULL: all), prints the
+   IR of every graph to dump (when not NULL) and stops. Verifies the IR after each pass. */
+bool pass_pipeline(Program *p, const char *stop_after, FILE *dump, Diag *d);
+
+#endif

@@ -1,0 +1,58 @@
+/* lathe_rt.h: the interface between the code that `lathe compile` generates and the runtime that every
+   produced executable links (liblathe_rt.a). The runtime depends on nothing of the compiler.
+
+   The generated object file defines these symbols:
+
+     const char lathe_manifest[];      NUL-terminated JSON describing the model (below)
+     void lathe_train(void **args, int64_t n, uint8_t *arena);
+     void lathe_eval(void **args, int64_t n, uint8_t *arena);
+     void lathe_predict(void **args, int64_t n, uint8_t *arena);
+
+   A graph entry runs one step of its graph for a batch of n samples (the symbolic dimension N bound to n).
+   args[i] points at the buffer of the i-th entry of the graph's "args" list in the manifest: inputs
+   (row-major, the dtype and shape given, N replaced by n), parameters and state (updated in place by the
+   train step), then outputs (written by the step). arena points at scratch memory of at least
+   arena[0] + arena[1] * n bytes, 64-byte aligned; its contents need not survive between calls.
+
+   The manifest:
+     {
+       "lathe": "0.1.0",                       compiler version
+       "model": "NeuralNetwork",
+       "source": "models/fashion_mlp.lathe",
+       "hash": "9f2c...",                      64-bit FNV-1a of the printed train graph, hex
+       "inputs": [ {"name": "x", "dtype": "f32", "shape": [-1, 1, 28, 28]},
+                   {"name": "label", "dtype": "i64", "shape": [-1]} ],      -1 is N
+       "params": [ {"name": "linear_relu_stack.0.weight", "dtype": "f32", "shape": [512, 784],
+                    "init": {"kind": "uniform", "a": -0.0357, "b": 0.0357}, "trainable": true} ],
+                   init kinds: zeros, ones, const (a), uniform [a, b), normal (mean a, std b)
+       "graphs": {
+         "train":   {"arena": [c, per_n], "kernels": 12,
+                     "args": [ {"name": "x", "role": "input", "dtype": "f32", "shape": [-1, 1, 28, 28]},
+                               {"name": "label", "role": "input", ...},
+                               {"name": "lr", "role": "input", "dtype": "f32", "shape": []},
+                               {"name": "linear_relu_stack.0.weight", "role": "param", ...},
+                               {"name": "loss", "role": "output", "dtype": "f32", "shape": []},
+                               {"name": "correct", "role": "output", "dtype": "f32", "shape": []} ]},
+         "eval":    {... args: batch inputs, params; outputs "loss" (mean over the batch) and "correct"},
+         "predict": {... args: "x", params; output "logits"}
+       },
+       "recipe": { the train block, each value as JSON: numbers, strings, booleans, lists; an identifier as
+                   {"ident": "accuracy"}; a call as {"call": "SGD", "args": [...], "kwargs": {"lr": 0.001}} }
+     }
+   Roles: "input", "param", "state", "output". */
+#ifndef LATHE_RT_H
+#define LATHE_RT_H
+
+#include <stdint.h>
+
+typedef void (*LatheGraphFn)(void **args, int64_t n, uint8_t *arena);
+
+extern const char lathe_manifest[];
+void lathe_train(void **args, int64_t n, uint8_t *arena);
+void lathe_eval(void **args, int64_t n, uint8_t *arena);
+void lathe_predict(void **args, int64_t n, uint8_t *arena);
+
+/* The driver: `train`, `eval`, `predict`, `info`. The runtime's main() calls it. */
+int rt_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,11 @@
+# One IR golden test: runs `lathe opt IN --pass PASS` and compares its output with IN's .expected file.
+string(REGEX REPLACE "\\.ir$" ".expected" EXPECTED ${IN})
+execute_process(COMMAND ${LATHE} opt ${IN} --pass ${PASS} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "lathe opt failed (${rc}):\n${err}")
+endif()
+file(READ ${EXPECTED} want)
+if(NOT out STREQUAL want)
+  file(WRITE ${IN}.actual "${out}")
+  message(FATAL_ERROR "output differs from ${EXPECTED}; got (also in ${IN}.actual):\n${out}")
+endif()
