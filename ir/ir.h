@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h> /* abort, for LATHE_UNREACHABLE */
 
 #define LATHE_VERSION "0.1.0"
 
@@ -25,7 +26,7 @@ char *arena_strdup(Arena *a, const char *s);
 char *arena_strndup(Arena *a, const char *s, size_t n);
 char *arena_printf(Arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Checked size arithmetic: false on overflow. */
+/* Checked size arithmetic: returns true on overflow (then *out is 0), false and the product otherwise. */
 bool ir_mul_overflows(int64_t a, int64_t b, int64_t *out);
 
 /* ---------------------------------------------------------------- locations and diagnostics (ir/diag.c) */
@@ -44,6 +45,8 @@ typedef struct Diag Diag;
 Diag *diag_new(FILE *out); /* out may be NULL: record only */
 void diag_free(Diag *d);
 void diag_add_source(Diag *d, const char *file, const char *text, size_t len);
+/* Passing d == NULL to diag_error/diag_verror means the caller promised no error can happen: an error then
+   aborts as an internal error (the builder wrappers without a Diag rely on this). */
 void diag_error(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_note(Diag *d, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void diag_verror(Diag *d, Loc loc, const char *fmt, va_list ap);
@@ -64,6 +67,7 @@ const char *ir_dtype_name(DType t);           /* "f32" ... */
 bool ir_dtype_parse(const char *s, DType *out);
 size_t ir_dtype_size(DType t);
 bool ir_dtype_is_float(DType t);
+bool ir_dtype_is_int(DType t); /* i32, i64, u8 */
 
 #define IR_MAX_RANK 8
 #define IR_DIM_N (-1) /* the symbolic batch dimension, bound at run time */
@@ -78,8 +82,11 @@ Shape ir_shape(int rank, const int64_t *dims);
 Shape ir_shape_scalar(void);
 bool ir_shape_eq(const Shape *a, const Shape *b);
 bool ir_shape_has_n(const Shape *s);
-int64_t ir_shape_numel_per_n(const Shape *s);      /* product of the constant dims */
-int64_t ir_shape_numel(const Shape *s, int64_t n); /* with N bound to n */
+int ir_shape_count_n(const Shape *s);         /* how many dims are N */
+/* rank in 0..IR_MAX_RANK, dims >= 0 or IR_DIM_N, constant product fits int64 */
+bool ir_shape_valid(const Shape *s);
+int64_t ir_shape_numel_per_n(const Shape *s);      /* product of the constant dims; -1 on overflow */
+int64_t ir_shape_numel(const Shape *s, int64_t n); /* with N bound to n; -1 on overflow */
 /* numpy broadcasting; N broadcasts with N and 1 only. false when incompatible. */
 bool ir_shape_broadcast(const Shape *a, const Shape *b, Shape *out);
 /* "f32[N,512]" into buf; returns buf */
@@ -197,13 +204,23 @@ Graph *ir_graph_new(Arena *a, const char *name);
 
 /* The one node constructor: checks the inputs against the op's shape rule, computes the result dtype and
    shape, appends the node and returns it. On a mismatch it reports through d at loc, naming the op and the
-   shapes, and returns NULL. attr may be NULL for ops without attributes. */
+   shapes, and returns NULL. attr may be NULL for ops without attributes.
+   When an input is NULL (an earlier failed build) it returns NULL without a new message, so that builds
+   chain. d NULL: a failure is an internal error (abort). Leaves (INPUT, PARAM, STATE, CONST) take their
+   dtype and shape from attr->dtype and attr->shape. The node keeps only the attribute fields its op reads
+   (the rest zeroed), with attr->name copied into g->arena. */
 Node *ir_make(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *inputs, const Attr *attr);
+/* The shape rule alone: the result dtype and shape of op over inputs, or false with the message
+   ("matmul: inner dimensions differ: f32[N,784] @ f32[512,10]") in err. */
+bool ir_infer(Op op, int ninputs, Node *const *inputs, const Attr *attr, DType *dtype, Shape *shape,
+              char *err, size_t errsize);
 
 /* Convenience wrappers over ir_make. */
 Node *ir_input(Graph *g, Loc loc, const char *name, DType t, Shape s);
 Node *ir_param(Graph *g, Loc loc, const char *name, DType t, Shape s);
+Node *ir_state(Graph *g, Loc loc, const char *name, DType t, Shape s);
 Node *ir_const(Graph *g, Loc loc, DType t, Shape s, double value);
+Node *ir_const_npow(Graph *g, Loc loc, DType t, Shape s, double value, int npow); /* value * N^npow */
 Node *ir_unary(Graph *g, Diag *d, Loc loc, Op op, Node *x);
 Node *ir_binary(Graph *g, Diag *d, Loc loc, Op op, Node *a, Node *b);
 Node *ir_select(Graph *g, Diag *d, Loc loc, Node *cond, Node *a, Node *b);
@@ -249,6 +266,8 @@ bool ir_verify(const Graph *g, Diag *d);
    A file may hold several graphs. Printing and parsing round-trip exactly. */
 void ir_print(FILE *out, const Graph *g);
 void ir_print_dot(FILE *out, const Graph *g);
+void ir_print_node(FILE *out, const Node *n); /* one node's line, without indent or newline */
+void ir_print_rval(FILE *out, const RVal *v);   /* SGD(lr = 0.001), as the text IR writes it */
 /* Parses every graph of a text; returns their count (0 on error, reported through d) and the graphs. */
 int ir_parse(Arena *a, Diag *d, const char *file, const char *text, Graph ***out);
 
@@ -266,7 +285,8 @@ typedef struct IBinding {
 } IBinding;
 
 /* Evaluates g with N bound to n. Returns an array of g->noutputs tensors (allocated in a), or NULL with the
-   reason reported through d (a missing binding, a binding of the wrong shape). */
+   reason reported through d (a missing binding, a binding of the wrong shape). n < 0: N is taken from the
+   first binding of a leaf with an N dim, and every other binding must agree. */
 ITensor *ir_interp(Arena *a, const Graph *g, int64_t n, const IBinding *bind, int nbind, Diag *d);
 
 /* ---------------------------------------------------------------- the program
