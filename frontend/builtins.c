@@ -1,0 +1,399 @@
+/* builtins.c: the names every model file sees before the standard library: the primitives that build IR
+   (exp, sum, reshape, one_hot, ...), which also fold on numbers where that makes sense, the initialisers
+   evaluated at compile time into an InitSpec, the dtypes, N and Sequential. */
+#include <math.h>
+#include <string.h>
+
+#include "fe.h"
+
+#define PARAMS(...) (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *)
+
+static bool is_tensor(const Value *v) { return v->kind == V_TENSOR || v->kind == V_PARAM; }
+static bool is_number(const Value *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
+static double num(const Value *v) { return v->kind == V_INT ? (double)v->i : v->f; }
+
+/* The tensor argument `what` of builtin `fn`, or NULL after an error. */
+static Node *tensor_arg(Eval *E, Value *v, const char *fn, const char *what, Loc loc) {
+    Node *n = is_tensor(v) ? sema_node(E, v, loc) : NULL;
+    if (!n && !E->failed)
+        sema_error(E, loc, "'%s' needs a tensor for '%s', got %s", fn, what, sema_kind_name(E, v));
+    return n;
+}
+
+static bool bool_arg(Eval *E, Value *v, bool dflt, const char *fn, const char *what, Loc loc, bool *out) {
+    *out = dflt;
+    if (!v)
+        return true;
+    if (v->kind != V_BOOL) {
+        sema_error(E, loc, "'%s' needs a bool for '%s', got %s", fn, what, sema_kind_name(E, v));
+        return false;
+    }
+    *out = v->b;
+    return true;
+}
+
+/* A dimension index, negative ones counting from the end. */
+static bool axis_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, int *out) {
+    if (v->kind != V_INT) {
+        sema_error(E, loc, "'%s' needs an int axis, got %s", fn, sema_kind_name(E, v));
+        return false;
+    }
+    int r = x->shape.rank;
+    int64_t a = v->i < 0 ? v->i + r : v->i;
+    if (a < 0 || a >= r) {
+        sema_error(E, loc, "axis %lld out of range for %s", (long long)v->i,
+                   sema_type_str(E, x->dtype, &x->shape));
+        return false;
+    }
+    *out = (int)a;
+    return true;
+}
+
+/* axis = INT or [INTS] into a bit mask; absent: every axis. */
+static bool axes_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, uint32_t *mask) {
+    *mask = 0;
+    if (!v) {
+        *mask = x->shape.rank ? (uint32_t)((1u << x->shape.rank) - 1) : 0;
+        return true;
+    }
+    Value **items = v->kind == V_LIST ? v->items : &v;
+    int n = v->kind == V_LIST ? v->nitems : 1;
+    for (int i = 0; i < n; i++) {
+        int a;
+        if (!axis_of(E, items[i], x, fn, loc, &a))
+            return false;
+        if (*mask & (1u << a)) {
+            sema_error(E, loc, "'%s': axis %d given twice", fn, a);
+            return false;
+        }
+        *mask |= 1u << a;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- elementwise unary */
+
+static Value *unary(Eval *E, Value *x, Op op, const char *fn, Loc loc) {
+    if (is_number(x)) {
+        double v = num(x), r;
+        switch (op) {
+        case OP_EXP: r = exp(v); break;
+        case OP_LOG:
+            if (v <= 0)
+                return sema_error(E, loc, "log of %g, which is not positive", v);
+            r = log(v);
+            break;
+        case OP_SQRT:
+            if (v < 0)
+                return sema_error(E, loc, "sqrt of the negative number %g", v);
+            r = sqrt(v);
+            break;
+        case OP_ABS:
+            if (x->kind == V_INT && x->i != INT64_MIN)
+                return sema_int(E, x->i < 0 ? -x->i : x->i);
+            r = fabs(v);
+            break;
+        case OP_RELU:
+            if (x->kind == V_INT)
+                return sema_int(E, x->i < 0 ? 0 : x->i);
+            r = v < 0 ? 0 : v;
+            break;
+        case OP_SIGMOID: r = 1 / (1 + exp(-v)); break;
+        case OP_TANH: r = tanh(v); break;
+        default: LATHE_UNREACHABLE("not a unary builtin");
+        }
+        if (!isfinite(r))
+            return sema_error(E, loc, "%s(%g) overflows", fn, v);
+        return sema_float(E, r);
+    }
+    Node *n = tensor_arg(E, x, fn, "x", loc);
+    if (!n)
+        return NULL;
+    if (op != OP_ABS && op != OP_RELU && !ir_dtype_is_float(n->dtype))
+        return sema_error(E, loc, "'%s' needs a float tensor, got %s", fn, sema_type_str(E, n->dtype, &n->shape));
+    return sema_made(E, ir_unary(E->g, E->d, sema_node_loc(E, loc), op, n), loc);
+}
+
+static Value *b_exp(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_EXP, "exp", loc); }
+static Value *b_log(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_LOG, "log", loc); }
+static Value *b_sqrt(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_SQRT, "sqrt", loc); }
+static Value *b_abs(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_ABS, "abs", loc); }
+static Value *b_relu(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_RELU, "relu", loc); }
+static Value *b_sigmoid(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_SIGMOID, "sigmoid", loc); }
+static Value *b_tanh(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_TANH, "tanh", loc); }
+
+/* ---------------------------------------------------------------- reductions */
+
+static Value *reduce(Eval *E, Value **a, Op op, const char *fn, Loc loc) {
+    Node *x = tensor_arg(E, a[0], fn, "x", loc);
+    uint32_t mask;
+    bool keepdim;
+    if (!x || !axes_of(E, a[1], x, fn, loc, &mask) || !bool_arg(E, a[2], false, fn, "keepdim", loc, &keepdim))
+        return NULL;
+    if (op == OP_REDUCE_MEAN && !ir_dtype_is_float(x->dtype))
+        return sema_error(E, loc, "'mean' needs a float tensor, got %s", sema_type_str(E, x->dtype, &x->shape));
+    Loc nloc = sema_node_loc(E, loc);
+    if (op == OP_REDUCE_MAX && strcmp(fn, "min") == 0) { /* min(x) = -max(-x) */
+        Node *neg = ir_unary(E->g, E->d, nloc, OP_NEG, x);
+        Node *m = neg ? ir_reduce(E->g, E->d, nloc, OP_REDUCE_MAX, neg, mask, keepdim) : NULL;
+        return sema_made(E, m ? ir_unary(E->g, E->d, nloc, OP_NEG, m) : NULL, loc);
+    }
+    return sema_made(E, ir_reduce(E->g, E->d, nloc, op, x, mask, keepdim), loc);
+}
+
+static Value *b_sum(Eval *E, Value **a, Loc loc) { return reduce(E, a, OP_REDUCE_SUM, "sum", loc); }
+static Value *b_mean(Eval *E, Value **a, Loc loc) { return reduce(E, a, OP_REDUCE_MEAN, "mean", loc); }
+
+/* max(x, axis, keepdim) reduces; max(a, b) with a tensor or two numbers is elementwise. */
+static Value *max_min(Eval *E, Value **a, bool is_max, Loc loc) {
+    const char *fn = is_max ? "max" : "min";
+    if (a[1] && !a[2] && (is_tensor(a[1]) || (is_number(a[0]) && is_number(a[1])))) {
+        if (is_number(a[0]) && is_number(a[1])) {
+            bool first = is_max ? num(a[0]) >= num(a[1]) : num(a[0]) <= num(a[1]);
+            return first ? a[0] : a[1];
+        }
+        return sema_elementwise(E, is_max ? OP_MAX : OP_MIN, fn, a[0], a[1], loc);
+    }
+    return reduce(E, a, OP_REDUCE_MAX, fn, loc);
+}
+
+static Value *b_max(Eval *E, Value **a, Loc loc) { return max_min(E, a, true, loc); }
+static Value *b_min(Eval *E, Value **a, Loc loc) { return max_min(E, a, false, loc); }
+
+static Value *b_argmax(Eval *E, Value **a, Loc loc) {
+    Node *x = tensor_arg(E, a[0], "argmax", "x", loc);
+    int axis;
+    bool keepdim;
+    if (!x || !axis_of(E, a[1], x, "argmax", loc, &axis) || !bool_arg(E, a[2], false, "argmax", "keepdim", loc, &keepdim))
+        return NULL;
+    return sema_made(E, ir_argmax(E->g, E->d, sema_node_loc(E, loc), x, axis, keepdim), loc);
+}
+
+/* ---------------------------------------------------------------- shapes */
+
+static Value *b_reshape(Eval *E, Value **a, Loc loc) {
+    Node *x = tensor_arg(E, a[0], "reshape", "x", loc);
+    if (!x)
+        return NULL;
+    Value *s = a[1];
+    if (s->kind != V_LIST)
+        return sema_error(E, loc, "'reshape' needs a list of dimensions, got %s", sema_kind_name(E, s));
+    if (s->nitems > IR_MAX_RANK)
+        return sema_error(E, loc, "'reshape' to %d dimensions: at most %d", s->nitems, IR_MAX_RANK);
+    Shape out = {.rank = s->nitems};
+    int unknown = -1, nt = 0, nx = 0;
+    int64_t ct = 1, cx = ir_shape_numel_per_n(&x->shape);
+    for (int i = 0; i < x->shape.rank; i++)
+        nx += x->shape.dim[i] == IR_DIM_N;
+    for (int i = 0; i < s->nitems; i++) {
+        Value *d = s->items[i];
+        if (d->kind == V_DIMN) {
+            out.dim[i] = IR_DIM_N;
+            nt++;
+        } else if (d->kind == V_INT && d->i == -1 && unknown < 0) {
+            unknown = i;
+        } else if (d->kind == V_INT && d->i >= 0) {
+            out.dim[i] = d->i;
+            if (ir_mul_overflows(ct, d->i, &ct))
+                return sema_error(E, loc, "'reshape': the shape's size overflows");
+        } else {
+            return sema_error(E, loc, "'reshape': dimension %d must be an int >= 0, N, or -1 once", i);
+        }
+    }
+    const char *from = sema_type_str(E, x->dtype, &x->shape);
+    if (unknown >= 0) {
+        if (nx == nt && ct > 0 && cx % ct == 0)
+            out.dim[unknown] = cx / ct;
+        else if (nx == nt + 1 && ct == cx)
+            out.dim[unknown] = IR_DIM_N;
+        else
+            return sema_error(E, loc, "cannot reshape %s: no size for -1 fits", from);
+    } else if (nx != nt || cx != ct) {
+        return sema_error(E, loc, "cannot reshape %s to %s: the element counts differ", from,
+                          sema_type_str(E, x->dtype, &out));
+    }
+    return sema_made(E, ir_reshape(E->g, E->d, sema_node_loc(E, loc), x, out), loc);
+}
+
+static Value *b_transpose(Eval *E, Value **a, Loc loc) {
+    Node *x = tensor_arg(E, a[0], "transpose", "x", loc);
+    if (!x)
+        return NULL;
+    Value *p = a[1];
+    int perm[IR_MAX_RANK] = {0};
+    uint32_t seen = 0;
+    if (p->kind != V_LIST || p->nitems != x->shape.rank)
+        return sema_error(E, loc, "'transpose' needs a permutation of %d axes, got %s", x->shape.rank,
+                          sema_kind_name(E, p));
+    for (int i = 0; i < p->nitems; i++) {
+        if (!axis_of(E, p->items[i], x, "transpose", loc, &perm[i]))
+            return NULL;
+        if (seen & (1u << perm[i]))
+            return sema_error(E, loc, "'transpose': axis %d appears twice in the permutation", perm[i]);
+        seen |= 1u << perm[i];
+    }
+    return sema_made(E, ir_transpose(E->g, E->d, sema_node_loc(E, loc), x, perm), loc);
+}
+
+static Value *b_one_hot(Eval *E, Value **a, Loc loc) {
+    Node *x = tensor_arg(E, a[0], "one_hot", "x", loc);
+    if (!x)
+        return NULL;
+    if (ir_dtype_is_float(x->dtype))
+        return sema_error(E, loc, "'one_hot' needs an integer tensor, got %s", sema_type_str(E, x->dtype, &x->shape));
+    if (a[1]->kind != V_INT || a[1]->i < 1)
+        return sema_error(E, loc, "'one_hot' needs classes as an int >= 1, got %s",
+                          a[1]->kind == V_INT ? arena_printf(E->a, "%lld", (long long)a[1]->i) : sema_kind_name(E, a[1]));
+    if (a[2] && a[2]->kind != V_DTYPE)
+        return sema_error(E, loc, "'one_hot' needs a dtype for 'dtype', got %s", sema_kind_name(E, a[2]));
+    DType t = a[2] ? a[2]->dtype : DT_F32;
+    return sema_made(E, ir_one_hot(E->g, E->d, sema_node_loc(E, loc), x, a[1]->i, t), loc);
+}
+
+static Value *b_cast(Eval *E, Value **a, Loc loc) {
+    Node *x = tensor_arg(E, a[0], "cast", "x", loc);
+    if (!x)
+        return NULL;
+    if (a[1]->kind != V_DTYPE)
+        return sema_error(E, loc, "'cast' needs a dtype such as f32, got %s", sema_kind_name(E, a[1]));
+    if (x->dtype == a[1]->dtype)
+        return sema_tensor(E, x);
+    return sema_made(E, ir_cast(E->g, sema_node_loc(E, loc), x, a[1]->dtype), loc);
+}
+
+static Value *b_where(Eval *E, Value **a, Loc loc) {
+    Node *c = tensor_arg(E, a[0], "where", "cond", loc);
+    if (!c)
+        return NULL;
+    Node *x = is_tensor(a[1]) ? sema_node(E, a[1], loc) : NULL;
+    Node *y = is_tensor(a[2]) ? sema_node(E, a[2], loc) : NULL;
+    if (E->failed)
+        return NULL;
+    for (int i = 1; i <= 2; i++)
+        if (!is_tensor(a[i]) && !is_number(a[i]))
+            return sema_error(E, loc, "'where' needs a tensor or a number, got %s", sema_kind_name(E, a[i]));
+    if (!x && !y) {
+        Node *like = ir_const(E->g, sema_node_loc(E, loc), DT_F32, ir_shape_scalar(), 0);
+        x = sema_const_like(E, like, a[1], loc);
+        y = sema_const_like(E, like, a[2], loc);
+    } else if (!x) {
+        x = sema_const_like(E, y, a[1], loc);
+    } else if (!y) {
+        y = sema_const_like(E, x, a[2], loc);
+    }
+    if (!x || !y)
+        return NULL;
+    if (x->dtype != y->dtype)
+        return sema_error(E, loc, "dtype mismatch in 'where': %s and %s", sema_type_str(E, x->dtype, &x->shape),
+                          sema_type_str(E, y->dtype, &y->shape));
+    return sema_made(E, ir_select(E->g, E->d, sema_node_loc(E, loc), c, x, y), loc);
+}
+
+static Value *b_dim(Eval *E, Value **a, Loc loc) {
+    Node *x = tensor_arg(E, a[0], "dim", "x", loc);
+    int i;
+    if (!x || !axis_of(E, a[1], x, "dim", loc, &i))
+        return NULL;
+    return x->shape.dim[i] == IR_DIM_N ? sema_value(E, V_DIMN) : sema_int(E, x->shape.dim[i]);
+}
+
+/* ---------------------------------------------------------------- initialisers */
+
+static bool number_arg(Eval *E, Value *v, const char *fn, const char *what, Loc loc, double *out) {
+    if (!is_number(v)) {
+        sema_error(E, loc, "'%s' needs a number for '%s', got %s", fn, what, sema_kind_name(E, v));
+        return false;
+    }
+    *out = num(v);
+    return true;
+}
+
+static Value *init(Eval *E, InitKind k, double a, double b) {
+    Value *v = sema_value(E, V_INIT);
+    v->init = (InitSpec){k, a, b};
+    return v;
+}
+
+static Value *b_zeros(Eval *E, Value **a, Loc loc) { return init(E, INIT_ZEROS, 0, 0); }
+static Value *b_ones(Eval *E, Value **a, Loc loc) { return init(E, INIT_ONES, 0, 0); }
+
+static Value *b_constant(Eval *E, Value **a, Loc loc) {
+    double v;
+    return number_arg(E, a[0], "constant", "value", loc, &v) ? init(E, INIT_CONST, v, 0) : NULL;
+}
+
+static Value *b_uniform(Eval *E, Value **a, Loc loc) {
+    double lo, hi;
+    if (!number_arg(E, a[0], "uniform", "a", loc, &lo) || !number_arg(E, a[1], "uniform", "b", loc, &hi))
+        return NULL;
+    if (lo > hi)
+        return sema_error(E, loc, "'uniform' needs a <= b, got %g and %g", lo, hi);
+    return init(E, INIT_UNIFORM, lo, hi);
+}
+
+static Value *b_normal(Eval *E, Value **a, Loc loc) {
+    double mean, std;
+    if (!number_arg(E, a[0], "normal", "mean", loc, &mean) || !number_arg(E, a[1], "normal", "std", loc, &std))
+        return NULL;
+    if (std < 0)
+        return sema_error(E, loc, "'normal' needs std >= 0, got %g", std);
+    return init(E, INIT_NORMAL, mean, std);
+}
+
+/* PyTorch's kaiming_uniform_ with a leaky-ReLU slope a: bound = gain * sqrt(3 / fan_in) with
+   gain = sqrt(2 / (1 + a^2)), i.e. sqrt(6 / ((1 + a^2) * fan_in)); Linear's default a = sqrt(5) gives
+   uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+static Value *b_kaiming_uniform(Eval *E, Value **a, Loc loc) {
+    double fan_in, slope = sqrt(5.0);
+    if (!number_arg(E, a[0], "kaiming_uniform", "fan_in", loc, &fan_in) ||
+        (a[1] && !number_arg(E, a[1], "kaiming_uniform", "a", loc, &slope)))
+        return NULL;
+    if (fan_in <= 0)
+        return sema_error(E, loc, "'kaiming_uniform' needs fan_in > 0, got %g", fan_in);
+    double bound = sqrt(6.0 / ((1 + slope * slope) * fan_in));
+    return init(E, INIT_UNIFORM, -bound, bound);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static const Builtin builtins[] = {
+    {"exp", PARAMS("x"), 1, b_exp},
+    {"log", PARAMS("x"), 1, b_log},
+    {"sqrt", PARAMS("x"), 1, b_sqrt},
+    {"abs", PARAMS("x"), 1, b_abs},
+    {"relu", PARAMS("x"), 1, b_relu},
+    {"sigmoid", PARAMS("x"), 1, b_sigmoid},
+    {"tanh", PARAMS("x"), 1, b_tanh},
+    {"sum", PARAMS("x", "axis", "keepdim"), 1, b_sum},
+    {"mean", PARAMS("x", "axis", "keepdim"), 1, b_mean},
+    {"max", PARAMS("x", "axis", "keepdim"), 1, b_max},
+    {"min", PARAMS("x", "axis", "keepdim"), 1, b_min},
+    {"argmax", PARAMS("x", "axis", "keepdim"), 2, b_argmax},
+    {"reshape", PARAMS("x", "shape"), 2, b_reshape},
+    {"transpose", PARAMS("x", "perm"), 2, b_transpose},
+    {"one_hot", PARAMS("x", "classes", "dtype"), 2, b_one_hot},
+    {"cast", PARAMS("x", "dtype"), 2, b_cast},
+    {"where", PARAMS("cond", "a", "b"), 3, b_where},
+    {"dim", PARAMS("x", "i"), 2, b_dim},
+    {"zeros", NULL, 0, 0, b_zeros},
+    {"ones", NULL, 0, 0, b_ones},
+    {"constant", PARAMS("value"), 1, b_constant},
+    {"uniform", PARAMS("a", "b"), 2, b_uniform},
+    {"normal", PARAMS("mean", "std"), 2, b_normal},
+    {"kaiming_uniform", PARAMS("fan_in", "a"), 1, b_kaiming_uniform},
+    {"Sequential", NULL, 0, 0, NULL}, /* variadic: the evaluator builds it */
+};
+
+void sema_register_builtins(Eval *E, Scope *s) {
+    for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++) {
+        Value *v = sema_value(E, V_BUILTIN);
+        v->builtin = &builtins[i];
+        sema_scope_set(E, s, builtins[i].name, v);
+    }
+    for (int t = 0; t < DT__COUNT; t++) {
+        Value *v = sema_value(E, V_DTYPE);
+        v->dtype = (DType)t;
+        sema_scope_set(E, s, ir_dtype_name((DType)t), v);
+    }
+    sema_scope_set(E, s, "N", sema_value(E, V_DIMN));
+}

@@ -1,0 +1,275 @@
+/* fe.h: the frontend's internal header: tokens and the lexer (lex_), the AST and the parser (parse_), the
+   values and the staging evaluator (sema_), which runs the AST and builds IR as it goes. Only the frontend's .c files
+   and the frontend's unit tests include it; other folders use frontend.h. */
+#ifndef LATHE_FE_H
+#define LATHE_FE_H
+
+#include "frontend.h"
+
+/* Limits that keep every recursion bounded whatever a model file says. */
+#define FE_MAX_CALL_DEPTH 200  /* nested calls of defs, forwards and layer constructors */
+#define FE_MAX_EXPR_DEPTH 256  /* nested expressions within one parse */
+#define FE_MAX_EVAL_DEPTH 3000 /* nested expression evaluations across calls */
+
+/* ---------------------------------------------------------------- tokens (lex.c) */
+typedef enum { TK_IDENT, TK_KEYWORD, TK_INT, TK_FLOAT, TK_STR, TK_PUNCT, TK_EOF } TokenKind;
+
+typedef struct Token {
+    TokenKind kind;
+    const char *text; /* the token as written (not NUL-terminated): len bytes */
+    int len;
+    int64_t ival;     /* TK_INT */
+    double fval;      /* TK_FLOAT */
+    const char *str;  /* TK_STR: the unescaped contents; TK_IDENT, TK_KEYWORD, TK_PUNCT: the text */
+    Loc loc;
+} Token;
+
+/* Splits text into tokens ending with TK_EOF. NULL after reporting the first bad character. */
+Token *lex_tokenize(Arena *a, Diag *d, const char *file, const char *text, int *ntokens);
+bool lex_is(const Token *t, const char *s); /* a keyword or punctuator spelled s */
+
+/* ---------------------------------------------------------------- the AST (parse.c) */
+typedef enum {
+    E_INT, E_FLOAT, E_STR, E_BOOL, E_IDENT, E_LIST,
+    E_NEG,    /* -lhs */
+    E_BINARY, /* lhs op rhs */
+    E_CALL,   /* lhs(items, keys[i] = items[i]) */
+    E_ATTR,   /* lhs.name */
+    E_INDEX,  /* lhs[rhs] */
+} ExprKind;
+
+typedef enum { B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_ADD, B_SUB, B_MUL, B_DIV, B_MATMUL, B_MOD, B_POW } BinOp;
+
+typedef struct Expr Expr;
+struct Expr {
+    ExprKind kind;
+    Loc loc;          /* a binary expression: its operator; a call: its callee */
+    int64_t ival;     /* E_INT */
+    double fval;      /* E_FLOAT */
+    bool bval;        /* E_BOOL */
+    const char *name; /* E_IDENT, E_ATTR: the name; E_STR: the text */
+    BinOp op;         /* E_BINARY */
+    Expr *lhs, *rhs;
+    Expr **items;     /* E_LIST items, E_CALL arguments */
+    const char **keys; /* E_CALL: keyword of each argument, NULL when positional */
+    int nitems;
+    int height;       /* 1 + the height of the deepest operand: bounded by FE_MAX_EXPR_DEPTH */
+};
+
+typedef enum { TY_INT, TY_FLOAT, TY_BOOL, TY_TENSOR } TypeKind;
+
+typedef struct TypeExpr {
+    TypeKind kind;
+    Loc loc;
+    DType dtype; /* TY_TENSOR */
+    Expr **dims; /* TY_TENSOR: each an int expression or N */
+    int ndims;
+} TypeExpr;
+
+typedef struct Param {
+    const char *name;
+    Loc loc;
+    TypeExpr *type; /* NULL: any value */
+    Expr *dflt;     /* NULL: required */
+} Param;
+
+typedef enum { S_ASSIGN, S_RETURN } StmtKind;
+
+typedef struct Stmt {
+    StmtKind kind;
+    Loc loc;
+    const char *name; /* S_ASSIGN */
+    Expr *value;
+} Stmt;
+
+/* A def or a forward. */
+typedef struct Func {
+    const char *name; /* "flatten", "forward" */
+    Loc loc;
+    Param *params;
+    int nparams;
+    TypeExpr *ret; /* NULL: not declared */
+    Stmt *body;
+    int nbody;
+} Func;
+
+typedef enum { M_PARAM, M_ASSIGN, M_FORWARD } MemberKind;
+
+typedef struct Member {
+    MemberKind kind;
+    Loc loc;
+    const char *name; /* M_PARAM, M_ASSIGN */
+    TypeExpr *type;   /* M_PARAM */
+    Expr *init;       /* M_PARAM: NULL means zeros */
+    Expr *value;      /* M_ASSIGN */
+    Func *forward;    /* M_FORWARD */
+} Member;
+
+typedef struct TrainEntry {
+    const char *key;
+    Loc loc;
+    Expr *value;
+} TrainEntry;
+
+typedef enum { D_MODEL, D_LAYER, D_DEF, D_TRAIN } DeclKind;
+
+typedef struct Decl {
+    DeclKind kind;
+    Loc loc;          /* the name */
+    const char *name; /* D_TRAIN: the model's name */
+    Param *params;    /* D_LAYER */
+    int nparams;
+    Member *members;  /* D_MODEL, D_LAYER */
+    int nmembers;
+    Func *func;       /* D_DEF */
+    TrainEntry *entries; /* D_TRAIN */
+    int nentries;
+} Decl;
+
+typedef struct Module {
+    const char *file;
+    Decl *decls;
+    int ndecls;
+} Module;
+
+/* Parses a whole file. NULL after reporting the first syntax error. */
+Module *parse_file(Arena *a, Diag *d, const char *file, const char *text);
+const char *parse_binop_name(BinOp op); /* "+", "@", ... */
+
+/* ---------------------------------------------------------------- values and the evaluator (eval.c) */
+typedef struct Value Value;
+typedef struct Scope Scope;
+typedef struct Instance Instance;
+typedef struct Eval Eval;
+typedef struct Builtin Builtin;
+
+typedef enum {
+    V_NONE, V_INT, V_FLOAT, V_BOOL, V_STR, V_LIST, V_DTYPE,
+    V_DIMN,     /* the symbolic batch dimension N */
+    V_TENSOR,   /* a node of the graph being built */
+    V_PARAM,    /* a parameter of a layer instance; becomes a PARAM node when a graph uses it */
+    V_INSTANCE, /* a layer instance */
+    V_LAYER,    /* a layer or model declaration: calling it instantiates */
+    V_FUNC,     /* a def */
+    V_BUILTIN,
+    V_INIT,     /* an initialiser: zeros(), uniform(a, b), ... */
+} ValueKind;
+
+/* A parameter of an instance. Its name is assigned once the whole model is instantiated. */
+typedef struct ParamObj {
+    const char *name;
+    const char *member; /* the member name, for messages before naming */
+    DType dtype;
+    Shape shape;
+    InitSpec init;
+    Loc loc;
+    Graph *graph; /* the graph that node belongs to: one PARAM node per graph */
+    Node *node;
+} ParamObj;
+
+struct Value {
+    ValueKind kind;
+    int64_t i;          /* V_INT */
+    double f;           /* V_FLOAT */
+    bool b;             /* V_BOOL */
+    const char *s;      /* V_STR */
+    Value **items;      /* V_LIST */
+    int nitems;
+    DType dtype;        /* V_DTYPE */
+    Node *node;         /* V_TENSOR */
+    ParamObj *param;    /* V_PARAM */
+    Instance *inst;     /* V_INSTANCE */
+    const Decl *decl;   /* V_LAYER, V_FUNC */
+    const Builtin *builtin; /* V_BUILTIN */
+    InitSpec init;      /* V_INIT */
+};
+
+struct Scope {
+    Scope *parent;
+    const char **names;
+    Value **values;
+    int n, cap;
+};
+
+/* A layer instance: its constructor arguments and members in one scope, in declaration order. */
+struct Instance {
+    const char *type_name;  /* "Linear", "Sequential" */
+    const Decl *decl;       /* NULL for Sequential */
+    Scope *scope;
+    const Func *forward;    /* NULL: not callable (Sequential calls its children) */
+    Value **children;       /* Sequential: the layers in order */
+    int nchildren;
+    bool named;             /* visited by the naming walk */
+};
+
+/* Evaluated call arguments. */
+typedef struct Args {
+    Value **pos;
+    int npos;
+    const char **keys;
+    Value **kv;
+    Loc *key_locs;
+    int nkeys;
+} Args;
+
+struct Eval {
+    Arena *a;
+    Diag *d;
+    const char *user_file;   /* the model file's name */
+    const char *stdlib_file; /* the stdlib's name pointer: locations in it are the library's */
+    Scope *global;
+    Loc site;      /* the innermost call site in the user's file */
+    int call_depth, eval_depth;
+    Graph *g;      /* the graph being built, or NULL outside forward */
+    bool failed;
+};
+
+/* Builtins: primitives and initialisers (builtins.c). */
+typedef Value *(*BuiltinFn)(Eval *E, Value **args, Loc loc);
+struct Builtin {
+    const char *name;
+    const char *const *params; /* parameter names */
+    int nparams, nrequired;    /* the rest default to NULL in args */
+    BuiltinFn fn;
+};
+void sema_register_builtins(Eval *E, Scope *s);
+
+Scope *sema_scope_new(Eval *E, Scope *parent);
+void sema_scope_set(Eval *E, Scope *s, const char *name, Value *v);   /* binds or rebinds in s */
+Value *sema_scope_get(const Scope *s, const char *name);              /* searching parents; NULL */
+Value *sema_scope_get_local(const Scope *s, const char *name);
+
+Value *sema_value(Eval *E, ValueKind k);
+Value *sema_int(Eval *E, int64_t i);
+Value *sema_float(Eval *E, double f);
+Value *sema_tensor(Eval *E, Node *n);
+const char *sema_kind_name(Eval *E, const Value *v); /* "an int", "a tensor f32[N,10]" */
+
+/* Reports the first error: at loc when it lies in the user's file, else at the user's call site with a
+   note at the library's line. Sets E->failed; returns NULL for the caller's convenience. */
+Value *sema_error(Eval *E, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The location an IR node built at loc carries: loc in the user's file, else the user's call site. */
+Loc sema_node_loc(const Eval *E, Loc loc);
+/* After ir_make reported an error at sema_node_loc(loc): a note at the library's line, if loc is there. */
+void sema_note_library(Eval *E, Loc loc);
+
+Value *sema_eval(Eval *E, const Expr *e, Scope *s);
+Value *sema_call(Eval *E, Value *callee, Args *args, Loc loc);
+/* The tensor a value stands for (a parameter becomes a PARAM node of E->g), or NULL when it is none. */
+Node *sema_node(Eval *E, Value *v, Loc loc);
+const char *sema_type_str(Eval *E, DType t, const Shape *s); /* "f32[N,10]" in the arena */
+/* Wraps the node an ir_* builder returned; NULL means the builder reported an error at the node's
+   location: sets E->failed and adds the library note. */
+Value *sema_made(Eval *E, Node *n, Loc loc);
+/* A number v as a rank-0 CONST of like's dtype (an error for a fractional float and an integer dtype). */
+Node *sema_const_like(Eval *E, const Node *like, Value *v, Loc loc);
+/* An elementwise binary op on two tensors or a tensor and a number (a rank-0 constant of the tensor's
+   dtype); checks dtypes and broadcasting with a message naming both types. */
+Value *sema_elementwise(Eval *E, Op op, const char *what, Value *a, Value *b, Loc loc);
+/* Evaluates a tensor type's dims in s. false after an error. allow_n: N may appear. */
+bool sema_eval_type(Eval *E, const TypeExpr *t, Scope *s, bool allow_n, DType *dt, Shape *shape);
+/* Edit distance suggestion among the names visible from s: NULL when nothing is close. */
+const char *sema_suggest(const Scope *s, const char *name);
+const char *sema_closest(const char *name, const char *const *cands, int n);
+
+#endif

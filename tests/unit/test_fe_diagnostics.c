@@ -1,0 +1,313 @@
+/* test_fe_diagnostics.c: every user mistake is one error at file:line:col with a clear message, and the
+   frontend never crashes: bad characters and strings, syntax, unknown names with suggestions, calls with
+   the wrong arguments, shape and type mismatches (at the user's call when they happen inside the library),
+   duplicate members, train blocks that name unknown models, keys or values, folding errors, unbounded
+   recursion and nesting; and every prefix and many mutations of a real model compile or fail cleanly. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../frontend/fe.h"
+
+static Arena *arena;
+static Diag *diag;
+
+static int setup(void **state) {
+    arena = arena_new();
+    diag = diag_new(NULL);
+    return 0;
+}
+
+static int teardown(void **state) {
+    arena_free(arena);
+    diag_free(diag);
+    return 0;
+}
+
+static const char *TRAIN = "train M {\n loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 0.1)\n}\n";
+
+/* Compiles text as m.lathe and checks that it fails with one error containing msg at line:col. */
+static void expect_error(const char *text, const char *msg, int line, int col) {
+    Program *p = fe_compile(arena, diag, "m.lathe", text);
+    if (p)
+        fail_msg("compiled, expected an error containing \"%s\"", msg);
+    assert_int_equal(diag_error_count(diag), 1);
+    if (!strstr(diag_first_message(diag), msg))
+        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(diag), msg);
+    Loc loc = diag_first_loc(diag);
+    assert_non_null(loc.file);
+    assert_string_equal(loc.file, "m.lathe");
+    if (loc.line != line || loc.col != col)
+        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(diag), loc.line, loc.col, line, col);
+}
+
+/* The model, then the standard train block. */
+static const char *with_train(const char *model) { return arena_printf(arena, "%s\n%s", model, TRAIN); }
+
+static void test_diag_unexpected_character(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 4]) { return x ? 1 }\n}"), "unexpected character '?'", 2, 36);
+}
+
+static void test_diag_unterminated_string(void **state) {
+    expect_error("model M { forward(x) { return x } }\ntrain M {\n data = idx(\"a.gz, \"b.gz\")\n}",
+                 "unterminated string", 3, 25);
+}
+
+static void test_diag_missing_closing_brace(void **state) {
+    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n", "expected '}'", 3, 1);
+}
+
+static void test_diag_missing_closing_paren(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 4]) { return relu(x }\n}"), "expected ')'", 2, 41);
+}
+
+static void test_diag_unknown_name_suggests(void **state) {
+    expect_error(with_train("model M {\n  forward(input: f32[N, 4]) {\n    return relu(inptu)\n  }\n}"),
+                 "unknown name 'inptu' (did you mean 'input'?)", 3, 17);
+}
+
+static void test_diag_unknown_layer_suggests(void **state) {
+    expect_error(with_train("model M {\n  fc = Linaer(4, 2)\n  forward(x: f32[N, 4]) { return fc(x) }\n}"),
+                 "unknown layer 'Linaer' (did you mean 'Linear'?)", 2, 8);
+}
+
+static void test_diag_wrong_argument_count(void **state) {
+    expect_error(with_train("model M {\n  fc = Linear(4, 2, 3)\n  forward(x: f32[N, 4]) { return fc(x) }\n}"),
+                 "'Linear' takes 2 arguments, got 3", 2, 8);
+}
+
+static void test_diag_missing_argument(void **state) {
+    expect_error(with_train("model M {\n  fc = Linear(4)\n  forward(x: f32[N, 4]) { return fc(x) }\n}"),
+                 "missing argument 'out_features'", 2, 8);
+}
+
+static void test_diag_unknown_keyword_argument(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 4]) { return sum(x, axes = 1) }\n}"),
+                 "'sum' has no parameter 'axes' (did you mean 'axis'?)", 2, 48);
+}
+
+static void test_diag_linear_shape_mismatch_at_user_call(void **state) {
+    expect_error(with_train("model M {\n  fc = Linear(784, 512)\n  forward(x: f32[N, 100]) {\n"
+                            "    return fc(x)\n  }\n}"),
+                 "expected f32[N,784], got f32[N,100]", 4, 12);
+}
+
+static void test_diag_matmul_shape_mismatch_names_both_shapes(void **state) {
+    expect_error(with_train("model M {\n  w = param f32[3, 5]\n  forward(x: f32[N, 4]) { return x @ w }\n}"),
+                 "matmul shape mismatch: f32[N,4] @ f32[3,5]", 3, 36);
+}
+
+static void test_diag_library_error_reported_at_call_with_note(void **state) {
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    Diag *d = diag_new(f);
+    const char *text = with_train("model M {\n  forward(x: f32[N, 4]) {\n    return log_softmax(x, axis = 3)\n  }\n}");
+    assert_null(fe_compile(arena, d, "m.lathe", text));
+    fclose(f);
+    assert_non_null(strstr(diag_first_message(d), "axis 3 out of range for f32[N,4]"));
+    assert_int_equal(diag_first_loc(d).line, 3);
+    assert_int_equal(diag_first_loc(d).col, 12);
+    assert_non_null(strstr(out, "m.lathe:3:12: error:"));
+    assert_non_null(strstr(out, "stdlib.lathe:"));
+    assert_non_null(strstr(out, "note:"));
+    diag_free(d);
+    free(out);
+}
+
+static void test_diag_forward_return_type_mismatch(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 4]) -> f32[N, 3] {\n    h = relu(x)\n    return h\n  }\n}"),
+                 "return value of 'M.forward': expected f32[N,3], got f32[N,4]", 4, 5);
+}
+
+static void test_diag_unknown_dtype(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f23[N, 4]) { return x }\n}"), "unknown dtype 'f23'", 2, 14);
+}
+
+static void test_diag_duplicate_member(void **state) {
+    expect_error(with_train("model M {\n  fc = Linear(4, 2)\n  fc = Linear(2, 2)\n  forward(x) { return x }\n}"),
+                 "duplicate member 'fc'", 3, 3);
+}
+
+static void test_diag_train_unknown_model(void **state) {
+    expect_error("model Mine {\n  forward(x: f32[N, 4]) { return x }\n}\ntrain Mien {\n loss = mse_loss(logits, logits)\n}",
+                 "train block for unknown model 'Mien' (did you mean 'Mine'?)", 4, 7);
+}
+
+static void test_diag_unknown_train_key(void **state) {
+    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n}\n"
+                 "train M {\n loss = cross_entropy(logits, label)\n bacth = 64\n}",
+                 "unknown train setting 'bacth' (did you mean 'batch'?)", 6, 2);
+}
+
+static void test_diag_bad_train_value_batch_zero(void **state) {
+    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n}\n"
+                 "train M {\n loss = cross_entropy(logits, label)\n batch = 0\n}",
+                 "'batch' must be an int >= 1", 6, 10);
+}
+
+static void test_diag_bad_optimizer_lr(void **state) {
+    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n}\n"
+                 "train M {\n loss = cross_entropy(logits, label)\n optimizer = SGD(lr = -1)\n}",
+                 "lr > 0", 6, 23);
+}
+
+static void test_diag_division_by_zero_in_constant(void **state) {
+    expect_error(with_train("model M {\n  k = 1 / (2 - 2)\n  forward(x: f32[N, 4]) { return x * k }\n}"),
+                 "division by zero", 2, 9);
+}
+
+static void test_diag_recursion_too_deep(void **state) {
+    expect_error(with_train("def f(x) { return f(x + 1) }\nmodel M {\n  k = f(0)\n  forward(x) { return x }\n}"),
+                 "recursion too deep", 1, 19);
+}
+
+static void test_diag_layer_instantiating_itself(void **state) {
+    expect_error(with_train("layer L() { inner = L() }\nmodel M {\n  l = L()\n  forward(x) { return x }\n}"),
+                 "recursion too deep", 1, 21);
+}
+
+static void test_diag_expression_nesting_too_deep(void **state) {
+    char *text = arena_alloc(arena, 4000);
+    strcpy(text, "model M { k = ");
+    for (int i = 0; i < 300; i++)
+        strcat(text, "[");
+    assert_null(fe_compile(arena, diag, "m.lathe", text));
+    assert_non_null(strstr(diag_first_message(diag), "nested too deeply"));
+    assert_int_equal(diag_first_loc(diag).line, 1);
+}
+
+static void test_diag_empty_file(void **state) {
+    expect_error("# nothing here\n", "empty model file", 1, 1);
+}
+
+static void test_diag_no_train_block(void **state) {
+    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n}\n", "no train block", 1, 1);
+}
+
+static void test_diag_loss_must_be_scalar(void **state) {
+    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n}\n"
+                 "train M {\n loss = relu(logits)\n optimizer = SGD(lr = 0.1)\n}",
+                 "the loss must be a float scalar, got f32[N,4]", 5, 9);
+}
+
+static void test_diag_duplicate_definition(void **state) {
+    expect_error(with_train("def f(x) { return x }\ndef f(y) { return y }\nmodel M { forward(x) { return x } }"),
+                 "'f' is already defined", 2, 5);
+}
+
+static void test_diag_unknown_metric(void **state) {
+    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n}\n"
+                 "train M {\n loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 0.1)\n metrics = [acuracy]\n}",
+                 "unknown metric", 7, 13);
+}
+
+static void test_diag_param_used_outside_forward(void **state) {
+    expect_error(with_train("model M {\n  w = param f32[4]\n  v = w * 2\n  forward(x) { return x }\n}"),
+                 "parameter 'w' used outside forward", 3, 9);
+}
+
+static void test_diag_tensor_type_too_large(void **state) {
+    expect_error(with_train("model M {\n  w = param f64[1000000000000, 1000000000000]\n  forward(x) { return x }\n}"),
+                 "too large", 2, 13);
+}
+
+static void test_diag_dimension_must_be_int(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 2.5]) { return x }\n}"),
+                 "a dimension must be an int >= 0 or N, got a float", 2, 21);
+}
+
+static void test_diag_dtype_mismatch_in_binary(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 4], y: i64[N, 4]) { return x + y }\n}"),
+                 "dtype mismatch in '+': f32[N,4] and i64[N,4]", 2, 50);
+}
+
+static void test_diag_layer_created_inside_forward(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 4]) { return Linear(4, 2)(x) }\n}"),
+                 "layer 'Linear' created inside forward", 2, 34);
+}
+
+/* Nothing a model file says may crash the frontend: each prefix of a real model, and single-byte
+   mutations of it, either compiles or fails with exactly one error. */
+static void test_diag_every_prefix_fails_cleanly(void **state) {
+    char *text = fe_read_file(arena, diag, LATHE_SOURCE_DIR "/models/fashion_mlp.lathe", NULL);
+    assert_non_null(text);
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n; i += 3) {
+        Arena *a = arena_new();
+        Diag *d = diag_new(NULL);
+        char *prefix = arena_strndup(a, text, i);
+        Program *p = fe_compile(a, d, "m.lathe", prefix);
+        assert_true(p != NULL || diag_error_count(d) == 1);
+        diag_free(d);
+        arena_free(a);
+    }
+}
+
+static void test_diag_mutations_fail_cleanly(void **state) {
+    char *text = fe_read_file(arena, diag, LATHE_SOURCE_DIR "/models/fashion_mlp.lathe", NULL);
+    assert_non_null(text);
+    size_t n = strlen(text);
+    static const char bytes[] = "{}()[],=.:-*/@%+<>\"#0129aN_x \n\x01\xff";
+    unsigned seed = 12345;
+    for (int i = 0; i < 400; i++) {
+        Arena *a = arena_new();
+        Diag *d = diag_new(NULL);
+        char *m = arena_strdup(a, text);
+        seed = seed * 1103515245u + 12345u;
+        size_t at = (seed >> 8) % n;
+        seed = seed * 1103515245u + 12345u;
+        m[at] = bytes[(seed >> 8) % (sizeof bytes - 1)];
+        Program *p = fe_compile(a, d, "m.lathe", m);
+        assert_true(p != NULL || diag_error_count(d) == 1);
+        diag_free(d);
+        arena_free(a);
+    }
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_diag_unexpected_character),
+        T(test_diag_unterminated_string),
+        T(test_diag_missing_closing_brace),
+        T(test_diag_missing_closing_paren),
+        T(test_diag_unknown_name_suggests),
+        T(test_diag_unknown_layer_suggests),
+        T(test_diag_wrong_argument_count),
+        T(test_diag_missing_argument),
+        T(test_diag_unknown_keyword_argument),
+        T(test_diag_linear_shape_mismatch_at_user_call),
+        T(test_diag_matmul_shape_mismatch_names_both_shapes),
+        T(test_diag_library_error_reported_at_call_with_note),
+        T(test_diag_forward_return_type_mismatch),
+        T(test_diag_unknown_dtype),
+        T(test_diag_duplicate_member),
+        T(test_diag_train_unknown_model),
+        T(test_diag_unknown_train_key),
+        T(test_diag_bad_train_value_batch_zero),
+        T(test_diag_bad_optimizer_lr),
+        T(test_diag_division_by_zero_in_constant),
+        T(test_diag_recursion_too_deep),
+        T(test_diag_layer_instantiating_itself),
+        T(test_diag_expression_nesting_too_deep),
+        T(test_diag_empty_file),
+        T(test_diag_no_train_block),
+        T(test_diag_loss_must_be_scalar),
+        T(test_diag_duplicate_definition),
+        T(test_diag_unknown_metric),
+        T(test_diag_param_used_outside_forward),
+        T(test_diag_tensor_type_too_large),
+        T(test_diag_dimension_must_be_int),
+        T(test_diag_dtype_mismatch_in_binary),
+        T(test_diag_layer_created_inside_forward),
+        T(test_diag_every_prefix_fails_cleanly),
+        T(test_diag_mutations_fail_cleanly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

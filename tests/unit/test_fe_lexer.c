@@ -1,0 +1,148 @@
+/* test_fe_lexer.c: the lexer. Token kinds, spellings, values and locations; comments and newlines are
+   whitespace; the longest punctuator wins; bad characters and strings are reported where they start. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "../../frontend/fe.h"
+
+static Arena *arena;
+static Diag *diag;
+
+static int setup(void **state) {
+    arena = arena_new();
+    diag = diag_new(NULL);
+    return 0;
+}
+
+static int teardown(void **state) {
+    arena_free(arena);
+    diag_free(diag);
+    return 0;
+}
+
+static Token *lex(const char *text, int *n) { return lex_tokenize(arena, diag, "t.lathe", text, n); }
+
+static void test_lex_kinds_and_spellings(void **state) {
+    int n;
+    Token *t = lex("model Net { fc1 = Linear(784, 10) }", &n);
+    assert_non_null(t);
+    assert_int_equal(n, 13);
+    assert_int_equal(t[0].kind, TK_KEYWORD);
+    assert_string_equal(t[0].str, "model");
+    assert_int_equal(t[1].kind, TK_IDENT);
+    assert_string_equal(t[1].str, "Net");
+    assert_true(lex_is(&t[2], "{"));
+    assert_int_equal(t[7].kind, TK_INT);
+    assert_int_equal(t[7].ival, 784);
+    assert_true(lex_is(&t[11], "}"));
+    assert_int_equal(t[12].kind, TK_EOF);
+}
+
+static void test_lex_numbers_int_float_exponent(void **state) {
+    int n;
+    Token *t = lex("1 0.5 1e-3 2E+2 255", &n);
+    assert_non_null(t);
+    assert_int_equal(t[0].kind, TK_INT);
+    assert_int_equal(t[0].ival, 1);
+    assert_int_equal(t[1].kind, TK_FLOAT);
+    assert_true(t[1].fval == 0.5);
+    assert_int_equal(t[2].kind, TK_FLOAT);
+    assert_true(t[2].fval == 1e-3);
+    assert_int_equal(t[3].kind, TK_FLOAT);
+    assert_true(t[3].fval == 200.0);
+    assert_int_equal(t[4].ival, 255);
+}
+
+static void test_lex_string_escapes(void **state) {
+    int n;
+    Token *t = lex("\"a\\\"b\\\\c\\nd\"", &n);
+    assert_non_null(t);
+    assert_int_equal(t[0].kind, TK_STR);
+    assert_string_equal(t[0].str, "a\"b\\c\nd");
+}
+
+static void test_lex_longest_punctuator_wins(void **state) {
+    int n;
+    Token *t = lex("** * -> - == = <= < != >= >", &n);
+    assert_non_null(t);
+    const char *want[] = {"**", "*", "->", "-", "==", "=", "<=", "<", "!=", ">=", ">"};
+    assert_int_equal(n, 12);
+    for (int i = 0; i < 11; i++)
+        assert_true(lex_is(&t[i], want[i]));
+}
+
+static void test_lex_comments_and_newlines_are_whitespace(void **state) {
+    int n;
+    Token *t = lex("# a comment\n  x = 1 # another\n\ty", &n);
+    assert_non_null(t);
+    assert_int_equal(n, 5);
+    assert_string_equal(t[0].str, "x");
+    assert_int_equal(t[0].loc.line, 2);
+    assert_int_equal(t[0].loc.col, 3);
+    assert_string_equal(t[3].str, "y");
+    assert_int_equal(t[3].loc.line, 3);
+    assert_int_equal(t[3].loc.col, 2);
+}
+
+static void test_lex_keywords_vs_identifiers(void **state) {
+    int n;
+    Token *t = lex("forward forwards param init train N f32", &n);
+    assert_non_null(t);
+    assert_int_equal(t[0].kind, TK_KEYWORD);
+    assert_int_equal(t[1].kind, TK_IDENT);
+    assert_int_equal(t[2].kind, TK_KEYWORD);
+    assert_int_equal(t[3].kind, TK_KEYWORD);
+    assert_int_equal(t[4].kind, TK_KEYWORD);
+    assert_int_equal(t[5].kind, TK_IDENT);
+    assert_int_equal(t[6].kind, TK_IDENT);
+}
+
+static void test_lex_unexpected_character_location(void **state) {
+    int n;
+    assert_null(lex("x = 1\ny = $", &n));
+    assert_int_equal(diag_error_count(diag), 1);
+    assert_non_null(strstr(diag_first_message(diag), "unexpected character '$'"));
+    assert_int_equal(diag_first_loc(diag).line, 2);
+    assert_int_equal(diag_first_loc(diag).col, 5);
+}
+
+static void test_lex_unterminated_string_at_its_quote(void **state) {
+    int n;
+    assert_null(lex("a = \"abc\nb", &n));
+    assert_non_null(strstr(diag_first_message(diag), "unterminated string"));
+    assert_int_equal(diag_first_loc(diag).line, 1);
+    assert_int_equal(diag_first_loc(diag).col, 5);
+}
+
+static void test_lex_integer_too_large(void **state) {
+    int n;
+    assert_null(lex("99999999999999999999999", &n));
+    assert_non_null(strstr(diag_first_message(diag), "too large"));
+}
+
+static void test_lex_number_glued_to_name(void **state) {
+    int n;
+    assert_null(lex("x = 12abc", &n));
+    assert_non_null(strstr(diag_first_message(diag), "invalid number"));
+    assert_int_equal(diag_first_loc(diag).col, 5);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lex_kinds_and_spellings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_numbers_int_float_exponent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_string_escapes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_longest_punctuator_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_comments_and_newlines_are_whitespace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_keywords_vs_identifiers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_unexpected_character_location, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_unterminated_string_at_its_quote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_integer_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_number_glued_to_name, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
