@@ -1,0 +1,257 @@
+/* model.c: the model at run time: its parameter and optimizer-state buffers, the binding of a graph's args
+   to buffers, and the loops that run a graph over a dataset (one training epoch, one evaluation). */
+#include "rt.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *alloc_tensor(const RtTensorSpec *t, int64_t n, int64_t *bytes_out) {
+    int64_t numel;
+    size_t bytes;
+    if (!rt_numel(t, n, &numel) || __builtin_mul_overflow((size_t)numel, rt_dtype_size(t->dtype), &bytes) ||
+        bytes > SIZE_MAX - 64)
+        return NULL;
+    size_t padded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, padded ? padded : 64);
+    if (p)
+        memset(p, 0, padded ? padded : 64);
+    if (bytes_out)
+        *bytes_out = (int64_t)bytes;
+    return p;
+}
+
+int rt_model_init(RtModel *md, const RtManifest *m, uint64_t seed, RtErr *e) {
+    memset(md, 0, sizeof *md);
+    md->m = m;
+    md->params = calloc((size_t)m->nparams + 1, sizeof *md->params);
+    if (!md->params)
+        return rt_errf(e, "out of memory");
+    for (int i = 0; i < m->nparams; i++) {
+        if (!(md->params[i] = alloc_tensor(&m->params[i].t, 1, NULL)))
+            return rt_errf(e, "out of memory for parameter '%s'", m->params[i].t.name);
+        rt_param_init(&m->params[i], i, seed, md->params[i]);
+    }
+    const RtGraph *g = &m->train;
+    md->state = calloc((size_t)g->nargs + 1, sizeof *md->state);
+    md->state_data = calloc((size_t)g->nargs + 1, sizeof *md->state_data);
+    if (!md->state || !md->state_data)
+        return rt_errf(e, "out of memory");
+    for (int i = 0; i < g->nargs; i++) {
+        if (g->args[i].role != RT_ROLE_STATE)
+            continue;
+        for (int k = 0; k < g->args[i].rank; k++)
+            if (g->args[i].shape[k] < 0)
+                return rt_errf(e, "manifest: state '%s' has a batch dimension", g->args[i].name);
+        md->state[md->nstate] = g->args[i];
+        if (!(md->state_data[md->nstate++] = alloc_tensor(&g->args[i], 1, NULL)))
+            return rt_errf(e, "out of memory for state '%s'", g->args[i].name);
+    }
+    return RT_OK;
+}
+
+void rt_model_free(RtModel *md) {
+    if (md->m)
+        for (int i = 0; i < md->m->nparams; i++)
+            free(md->params ? md->params[i] : NULL);
+    for (int i = 0; i < md->nstate; i++)
+        free(md->state_data[i]);
+    free(md->params);
+    free(md->state);
+    free(md->state_data);
+    memset(md, 0, sizeof *md);
+}
+
+static RtTensor as_tensor(const RtTensorSpec *s, void *data) {
+    RtTensor t = {.name = s->name, .dtype = s->dtype, .rank = s->rank, .data = data};
+    memcpy(t.shape, s->shape, sizeof t.shape);
+    return t;
+}
+
+RtTensor *rt_model_tensors(const RtModel *md) {
+    const RtManifest *m = md->m;
+    RtTensor *ts = calloc((size_t)(m->nparams + md->nstate) + 1, sizeof *ts);
+    if (!ts)
+        return NULL;
+    for (int i = 0; i < m->nparams; i++)
+        ts[i] = as_tensor(&m->params[i].t, md->params[i]);
+    for (int i = 0; i < md->nstate; i++)
+        ts[m->nparams + i] = as_tensor(&md->state[i], md->state_data[i]);
+    return ts;
+}
+
+static bool same_type(const RtTensorSpec *a, const RtTensorSpec *b) {
+    if (a->dtype != b->dtype || a->rank != b->rank)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->shape[i] != b->shape[i])
+            return false;
+    return true;
+}
+
+/* A scalar input that the recipe provides: a top-level number or a keyword of the optimizer call. */
+static bool recipe_number(const RtConfig *cfg, const char *name, double *out) {
+    json_t *v = json_object_get(cfg->recipe, name);
+    if (!json_is_number(v))
+        v = json_object_get(json_object_get(json_object_get(cfg->recipe, "optimizer"), "kwargs"), name);
+    if (!json_is_number(v))
+        return false;
+    *out = json_number_value(v);
+    return true;
+}
+
+static int bind_input(RtBinding *b, const RtManifest *m, const RtConfig *cfg, int i, RtErr *e) {
+    const RtTensorSpec *a = &b->g->args[i];
+    if (!(b->owned[i] = b->args[i] = alloc_tensor(a, b->max_n, NULL)))
+        return rt_errf(e, "out of memory for input '%s' of graph '%s'", a->name, b->g->name);
+    if (m->ninputs > 0 && strcmp(a->name, m->inputs[0].name) == 0) {
+        b->x_arg = i;
+        return RT_OK;
+    }
+    if (m->ninputs > 1 && strcmp(a->name, m->inputs[1].name) == 0) {
+        b->y_arg = i;
+        return RT_OK;
+    }
+    if (strcmp(a->name, "step") == 0) {
+        b->step_arg = i;
+        return RT_OK;
+    }
+    double v;
+    if (strcmp(a->name, "lr") == 0) {
+        if (!cfg->has_lr)
+            return rt_errf(e, "graph '%s' takes a learning rate but the recipe has none: pass --lr", b->g->name);
+        b->lr_arg = i;
+        v = cfg->lr;
+    } else if (!recipe_number(cfg, a->name, &v)) {
+        return rt_errf(e, "graph '%s' takes an input '%s' that neither the data nor the recipe provides",
+                       b->g->name, a->name);
+    }
+    int64_t n = 0;
+    rt_numel(a, b->max_n, &n);
+    for (int64_t k = 0; k < n; k++)
+        rt_store(a->dtype, b->args[i], k, v);
+    return RT_OK;
+}
+
+int rt_bind(RtBinding *b, RtModel *md, const RtGraph *g, const RtConfig *cfg, int64_t max_n, RtErr *e) {
+    memset(b, 0, sizeof *b);
+    b->g = g;
+    b->max_n = max_n;
+    b->x_arg = b->y_arg = b->loss_arg = b->correct_arg = b->logits_arg = b->lr_arg = b->step_arg = -1;
+    if (!g->present || !g->fn)
+        return rt_errf(e, "the model has no %s graph", g->name);
+    b->args = calloc((size_t)g->nargs + 1, sizeof *b->args);
+    b->owned = calloc((size_t)g->nargs + 1, sizeof *b->owned);
+    if (!b->args || !b->owned)
+        return rt_errf(e, "out of memory");
+    const RtManifest *m = md->m;
+    for (int i = 0; i < g->nargs; i++) {
+        const RtTensorSpec *a = &g->args[i];
+        switch (a->role) {
+        case RT_ROLE_INPUT:
+            if (bind_input(b, m, cfg, i, e) != RT_OK)
+                return RT_ERR;
+            break;
+        case RT_ROLE_PARAM: {
+            int p = rt_manifest_param_index(m, a->name);
+            if (p < 0 || !same_type(a, &m->params[p].t))
+                return rt_errf(e, "manifest: graph '%s' takes parameter '%s' that the params list lacks or types "
+                                  "differently", g->name, a->name);
+            b->args[i] = md->params[p];
+            break;
+        }
+        case RT_ROLE_STATE: {
+            for (int s = 0; s < md->nstate; s++)
+                if (strcmp(md->state[s].name, a->name) == 0 && same_type(a, &md->state[s]))
+                    b->args[i] = md->state_data[s];
+            if (!b->args[i])
+                return rt_errf(e, "manifest: graph '%s' takes state '%s' that the train graph lacks", g->name,
+                               a->name);
+            break;
+        }
+        case RT_ROLE_OUTPUT:
+            if (!(b->owned[i] = b->args[i] = alloc_tensor(a, max_n, NULL)))
+                return rt_errf(e, "out of memory for output '%s' of graph '%s'", a->name, g->name);
+            if (strcmp(a->name, "loss") == 0)
+                b->loss_arg = i;
+            else if (strcmp(a->name, "correct") == 0)
+                b->correct_arg = i;
+            else if (strcmp(a->name, "logits") == 0 || b->logits_arg < 0)
+                b->logits_arg = i;
+            break;
+        }
+    }
+    size_t bytes;
+    if (!rt_arena_bytes(g, max_n, &bytes) || !(b->arena = aligned_alloc(64, bytes)))
+        return rt_errf(e, "out of memory for the arena of graph '%s' (batch %lld)", g->name, (long long)max_n);
+    return RT_OK;
+}
+
+void rt_unbind(RtBinding *b) {
+    if (b->g)
+        for (int i = 0; i < b->g->nargs; i++)
+            free(b->owned ? b->owned[i] : NULL);
+    free(b->owned);
+    free(b->args);
+    free(b->arena);
+    memset(b, 0, sizeof *b);
+}
+
+void rt_run_batch(RtBinding *b, RtModel *md, const RtDataset *d, const int64_t *idx, int64_t n) {
+    const RtTensorSpec *a = b->g->args;
+    if (b->x_arg >= 0)
+        rt_dataset_gather(d, idx, n, a[b->x_arg].dtype, b->args[b->x_arg], b->y_arg >= 0 ? a[b->y_arg].dtype : RT_U8,
+                          b->y_arg >= 0 ? b->args[b->y_arg] : NULL);
+    if (b->step_arg >= 0)
+        rt_store(a[b->step_arg].dtype, b->args[b->step_arg], 0, (double)md->step);
+    b->g->fn(b->args, n, b->arena);
+}
+
+double rt_output_scalar(const RtBinding *b, int arg) {
+    if (arg < 0)
+        return NAN;
+    return rt_load(b->g->args[arg].dtype, b->args[arg], 0);
+}
+
+void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, RtEvalResult *out) {
+    if (batch > d->count)
+        batch = d->count > 0 ? d->count : 1;
+    int64_t *idx = malloc((size_t)batch * sizeof *idx);
+    int64_t nb = rt_batch_count(d->count, batch);
+    double loss = 0, correct = 0;
+    for (int64_t k = 0; k < nb && idx; k++) {
+        int64_t start = k * batch, n = d->count - start < batch ? d->count - start : batch;
+        for (int64_t i = 0; i < n; i++)
+            idx[i] = start + i;
+        rt_run_batch(b, md, d, idx, n);
+        loss += rt_output_scalar(b, b->loss_arg);
+        correct += rt_output_scalar(b, b->correct_arg);
+    }
+    free(idx);
+    out->samples = d->count;
+    out->loss = nb ? loss / (double)nb : NAN;
+    out->accuracy = d->count ? correct / (double)d->count : NAN;
+}
+
+double rt_train_epoch(RtBinding *b, RtModel *md, const RtDataset *d, const RtConfig *cfg, int64_t epoch,
+                      FILE *out) {
+    int64_t *order = malloc((size_t)d->count * sizeof *order);
+    if (!order)
+        return NAN;
+    rt_epoch_order(d->count, cfg->shuffle, cfg->seed, epoch, order);
+    int64_t nb = rt_batch_count(d->count, cfg->batch);
+    double sum = 0;
+    for (int64_t k = 0; k < nb; k++) {
+        int64_t start = k * cfg->batch, n = d->count - start < cfg->batch ? d->count - start : cfg->batch;
+        rt_run_batch(b, md, d, order + start, n);
+        md->step++;
+        double loss = rt_output_scalar(b, b->loss_arg);
+        sum += loss;
+        if (out && k % 100 == 0) {
+            fprintf(out, "loss: %f  [%5lld/%5lld]\n", loss, (long long)(start + n), (long long)d->count);
+            fflush(out);
+        }
+    }
+    free(order);
+    return nb ? sum / (double)nb : NAN;
+}

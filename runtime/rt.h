@@ -1,0 +1,235 @@
+/* rt.h: the runtime's internal interface, shared by its files and by the runtime tests. Library code never
+   prints and never exits: a failure fills an RtErr with one message and returns RT_ERR; the driver
+   (driver.c) prints it and chooses the exit status (2 for a bad flag, 1 for everything else). */
+#ifndef LATHE_RT_INTERNAL_H
+#define LATHE_RT_INTERNAL_H
+
+#include "lathe_rt.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RT_VERSION "0.1.0"
+
+enum { RT_OK = 0, RT_ERR = -1, RT_HELP = 1 };
+
+typedef struct RtErr {
+    char msg[1024];
+} RtErr;
+
+/* Fills e (when not NULL) and returns RT_ERR, so that callers write `return rt_errf(e, ...)`. */
+int rt_errf(RtErr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---------------------------------------------------------------- dtypes and tensors (manifest.c) */
+typedef enum { RT_F32, RT_F64, RT_I32, RT_I64, RT_U8 } RtDType;
+
+#define RT_MAX_RANK 8
+
+typedef enum { RT_ROLE_INPUT, RT_ROLE_PARAM, RT_ROLE_STATE, RT_ROLE_OUTPUT } RtRole;
+
+typedef struct RtTensorSpec {
+    const char *name; /* borrowed from the manifest's JSON */
+    RtDType dtype;
+    int rank;
+    int64_t shape[RT_MAX_RANK]; /* -1 is the batch dimension N */
+    RtRole role;                /* for graph args */
+} RtTensorSpec;
+
+size_t rt_dtype_size(RtDType t);
+const char *rt_dtype_name(RtDType t);   /* "f32" */
+int rt_dtype_parse(const char *s, RtDType *out);
+/* Element count with N bound to n; false on overflow. */
+bool rt_numel(const RtTensorSpec *t, int64_t n, int64_t *out);
+/* Reads and writes one element as a double, whatever the dtype. */
+double rt_load(RtDType t, const void *p, int64_t i);
+void rt_store(RtDType t, void *p, int64_t i, double v);
+
+/* ---------------------------------------------------------------- the manifest (manifest.c) */
+typedef enum { RT_INIT_ZEROS, RT_INIT_ONES, RT_INIT_CONST, RT_INIT_UNIFORM, RT_INIT_NORMAL } RtInitKind;
+
+typedef struct RtParam {
+    RtTensorSpec t;
+    RtInitKind init;
+    double a, b;
+    bool trainable;
+} RtParam;
+
+typedef struct RtGraph {
+    bool present;
+    const char *name;
+    int64_t arena_const, arena_per_n; /* scratch bytes: arena_const + arena_per_n * n */
+    int kernels;
+    int nargs;
+    RtTensorSpec *args;
+    LatheGraphFn fn; /* set by the driver (or a test) */
+} RtGraph;
+
+typedef struct RtManifest {
+    json_t *root; /* owns every string below */
+    const char *lathe, *model, *source, *hash;
+    int ninputs;
+    RtTensorSpec *inputs;
+    int nparams;
+    RtParam *params;
+    RtGraph train, eval, predict;
+    json_t *recipe; /* borrowed from root; an empty object when absent */
+} RtManifest;
+
+int rt_manifest_parse(RtManifest *m, const char *text, RtErr *e);
+void rt_manifest_free(RtManifest *m);
+int rt_manifest_param_index(const RtManifest *m, const char *name); /* -1 when absent */
+/* Bytes of a graph's arena for a batch of n, rounded up to 64; false on overflow. */
+bool rt_arena_bytes(const RtGraph *g, int64_t n, size_t *out);
+/* Number of classes: the last dimension of the predict graph's first output (0 when unknown). */
+int64_t rt_manifest_classes(const RtManifest *m);
+
+/* ---------------------------------------------------------------- configuration (flags.c) */
+typedef enum { RT_CMD_TRAIN, RT_CMD_EVAL, RT_CMD_PREDICT, RT_CMD_INFO } RtCommand;
+
+typedef struct RtDataSpec {
+    bool present;
+    const char *images, *labels; /* as written in the recipe; borrowed */
+    double scale;
+} RtDataSpec;
+
+typedef struct RtConfig {
+    RtCommand cmd;
+    json_t *recipe; /* owned: the manifest's recipe with --set applied */
+    int64_t epochs, batch, limit, index; /* limit -1: all samples */
+    uint64_t seed;
+    bool seed_given;
+    double lr;
+    bool has_lr;
+    bool shuffle, json;
+    int threads; /* 0: leave OpenBLAS as it is */
+    const char *data_dir, *checkpoint_dir, *log_json, *resume, *weights; /* borrowed from argv */
+    RtDataSpec train_data, test_data;
+    int nclasses;
+    const char **classes; /* borrowed from recipe */
+} RtConfig;
+
+/* Parses argv (argv[1] is the command) against the manifest's recipe. RT_HELP: --help was asked for
+   (cfg->cmd says for which command; -1 cast when none). RT_ERR: a bad flag or value, named in e. */
+int rt_config_parse(RtConfig *cfg, const RtManifest *m, int argc, char **argv, RtErr *e);
+void rt_config_free(RtConfig *cfg);
+void rt_usage(FILE *f, const char *prog, int cmd); /* cmd < 0: the general help */
+
+/* ---------------------------------------------------------------- random numbers (rng.c) */
+typedef struct RtRng {
+    uint64_t state, inc;
+} RtRng;
+
+/* PCG32 (O'Neill): stream selects one of 2^63 independent sequences. */
+void rt_rng_seed(RtRng *r, uint64_t seed, uint64_t stream);
+uint32_t rt_rng_u32(RtRng *r);
+uint32_t rt_rng_below(RtRng *r, uint32_t bound); /* uniform in [0, bound), unbiased */
+uint64_t rt_rng_below64(RtRng *r, uint64_t bound);
+double rt_rng_unit(RtRng *r); /* uniform in [0, 1), 53 bits */
+/* Initializes parameter index pi from its init spec; the generator is keyed by (seed, pi) so that the
+   values do not depend on the order in which parameters are initialized. */
+void rt_param_init(const RtParam *p, int pi, uint64_t seed, void *data);
+
+/* ---------------------------------------------------------------- data (idx.c, data.c) */
+typedef struct RtIdx {
+    int ndims;
+    int64_t dims[3];
+    int64_t count; /* dims[0] */
+    int64_t per_item; /* product of the other dims */
+    uint8_t *data;
+} RtIdx;
+
+/* magic is 0x00000803 (images) or 0x00000801 (labels); plain or gzip. */
+int rt_idx_read(const char *path, uint32_t magic, RtIdx *out, RtErr *e);
+void rt_idx_free(RtIdx *x);
+
+typedef struct RtDataset {
+    char *images_path, *labels_path; /* owned, for messages */
+    int64_t count, per_sample;
+    uint8_t *images; /* count * per_sample */
+    uint8_t *labels; /* count */
+    double scale;
+} RtDataset;
+
+/* Loads an images file and a labels file (names resolved against dir unless absolute). */
+int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr *e);
+/* Checks the dataset against the model: per-sample count against inputs[0], labels below nclasses. */
+int rt_dataset_check(const RtDataset *d, const RtManifest *m, const char *what, RtErr *e);
+void rt_dataset_limit(RtDataset *d, int64_t limit);
+void rt_dataset_free(RtDataset *d);
+/* Copies samples idx[0..n) into x (images scaled, as xt) and y (labels, as yt); y may be NULL. */
+void rt_dataset_gather(const RtDataset *d, const int64_t *idx, int64_t n, RtDType xt, void *x, RtDType yt,
+                       void *y);
+
+/* The sample order of one epoch: 0..n-1, or a permutation derived from (seed, epoch) only. */
+void rt_epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch, int64_t *order);
+int64_t rt_batch_count(int64_t n, int64_t batch); /* the last partial batch is kept */
+
+/* ---------------------------------------------------------------- checkpoints (safetensors.c) */
+typedef struct RtTensor {
+    const char *name;
+    RtDType dtype;
+    int rank;
+    int64_t shape[RT_MAX_RANK];
+    void *data;
+} RtTensor;
+
+/* Writes path atomically: a temporary file beside it, fsync, rename, fsync of the folder. meta is an
+   object of string values (may be NULL). */
+int rt_st_save(const char *path, const RtTensor *ts, int nts, json_t *meta, RtErr *e);
+/* Loads the tensors named in req (each must be present, with its dtype and shape) and those of opt that are
+   present; anything else in the file is an error. Nothing is written into the tensors unless the whole file
+   is valid. *meta_out (may be NULL) receives the metadata object (a new reference, maybe empty). */
+int rt_st_load(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nopt, json_t **meta_out, RtErr *e);
+
+/* ---------------------------------------------------------------- the model at run time (model.c) */
+typedef struct RtModel {
+    const RtManifest *m;
+    void **params;      /* one buffer per manifest param */
+    int nstate;
+    RtTensorSpec *state; /* state args of the train graph */
+    void **state_data;
+    int64_t step;        /* train steps done */
+} RtModel;
+
+typedef struct RtBinding {
+    const RtGraph *g;
+    int64_t max_n;
+    void **args;
+    void **owned; /* buffers this binding allocated (NULL for params/state) */
+    uint8_t *arena;
+    int x_arg, y_arg;                 /* -1 when the graph does not take them */
+    int loss_arg, correct_arg, logits_arg, lr_arg, step_arg;
+} RtBinding;
+
+int rt_model_init(RtModel *md, const RtManifest *m, uint64_t seed, RtErr *e);
+void rt_model_free(RtModel *md);
+/* The model's tensors for checkpoints: its params, then its optimizer state (malloc'd; NULL when out of
+   memory). */
+RtTensor *rt_model_tensors(const RtModel *md);
+
+int rt_bind(RtBinding *b, RtModel *md, const RtGraph *g, const RtConfig *cfg, int64_t max_n, RtErr *e);
+void rt_unbind(RtBinding *b);
+/* Runs the graph on samples idx[0..n) of d. */
+void rt_run_batch(RtBinding *b, RtModel *md, const RtDataset *d, const int64_t *idx, int64_t n);
+double rt_output_scalar(const RtBinding *b, int arg); /* NAN when arg < 0 */
+
+/* Mean of per-batch mean losses and total correct / samples, over d in order. */
+typedef struct RtEvalResult {
+    double loss, accuracy;
+    int64_t samples;
+} RtEvalResult;
+void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, RtEvalResult *out);
+
+/* One training epoch (epoch counts from 0); prints progress to out when not NULL. Returns the mean loss. */
+double rt_train_epoch(RtBinding *b, RtModel *md, const RtDataset *d, const RtConfig *cfg, int64_t epoch,
+                      FILE *out);
+
+/* ---------------------------------------------------------------- the driver (driver.c) */
+/* rt_main with an explicit manifest text and graph entries, so that tests can run the whole driver. */
+int rt_run(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGraphFn predict, int argc,
+           char **argv);
+
+#endif

@@ -1,0 +1,150 @@
+/* support_files.c: temporary folders, small IDX files and a way to run the whole driver in-process with
+   its output captured, for the runtime tests. */
+#define _XOPEN_SOURCE 700
+#include "support.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+char *tmp_dir(void) {
+    char *d = strdup("/tmp/lathe-rt-test-XXXXXX");
+    if (!d || !mkdtemp(d)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return d;
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void tmp_remove(char *dir) {
+    nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(dir);
+}
+
+const char *tmp_path(char *buf, size_t n, const char *dir, const char *name) {
+    snprintf(buf, n, "%s/%s", dir, name);
+    return buf;
+}
+
+void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) {
+        perror(path);
+        abort();
+    }
+}
+
+void write_idx(const char *path, int ndims, const uint32_t *dims, const uint8_t *data, bool gz) {
+    size_t count = 1, head = 4 + 4 * (size_t)ndims;
+    for (int i = 0; i < ndims; i++)
+        count *= dims[i];
+    uint8_t *buf = malloc(head + count);
+    buf[0] = buf[1] = 0;
+    buf[2] = 8;
+    buf[3] = (uint8_t)ndims;
+    for (int i = 0; i < ndims; i++)
+        for (int k = 0; k < 4; k++)
+            buf[4 + 4 * i + k] = (uint8_t)(dims[i] >> (24 - 8 * k));
+    if (count)
+        memcpy(buf + head, data, count);
+    if (!gz) {
+        write_bytes(path, buf, head + count);
+    } else {
+        gzFile f = gzopen(path, "wb");
+        if (!f || gzwrite(f, buf, (unsigned)(head + count)) != (int)(head + count) || gzclose(f) != Z_OK)
+            abort();
+    }
+    free(buf);
+}
+
+void write_fake_dataset(const char *dir, const char *prefix, int count, bool gz) {
+    uint8_t *img = malloc((size_t)count * 4), *lab = malloc((size_t)count);
+    uint32_t seed = 12345;
+    for (int i = 0; i < count; i++) {
+        lab[i] = (uint8_t)(i % 3);
+        for (int k = 0; k < 4; k++) {
+            seed = seed * 1103515245u + 12345u;
+            img[i * 4 + k] = (uint8_t)((seed >> 16) % 60);
+        }
+        img[i * 4 + lab[i]] += 150;
+    }
+    char path[512], name[128];
+    uint32_t dims[3] = {(uint32_t)count, 2, 2};
+    snprintf(name, sizeof name, "%s-images", prefix);
+    write_idx(tmp_path(path, sizeof path, dir, name), 3, dims, img, gz);
+    snprintf(name, sizeof name, "%s-labels", prefix);
+    write_idx(tmp_path(path, sizeof path, dir, name), 1, dims, lab, gz);
+    free(img);
+    free(lab);
+}
+
+char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+static int redirect(int fd, const char *path) {
+    int saved = dup(fd);
+    int t = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(t, fd);
+    close(t);
+    return saved;
+}
+
+static void restore(int fd, int saved) {
+    dup2(saved, fd);
+    close(saved);
+}
+
+int run_driver(char **out, char **err, const char *const *args) {
+    int argc = 1;
+    while (args[argc - 1])
+        argc++;
+    char **argv = calloc((size_t)argc + 1, sizeof *argv);
+    argv[0] = strdup("fake_model");
+    for (int i = 1; i < argc; i++)
+        argv[i] = strdup(args[i - 1]);
+    char *dir = tmp_dir(), opath[512], epath[512];
+    tmp_path(opath, sizeof opath, dir, "stdout");
+    tmp_path(epath, sizeof epath, dir, "stderr");
+    fflush(stdout);
+    fflush(stderr);
+    int so = redirect(1, opath), se = redirect(2, epath);
+    int status = rt_run(lathe_manifest, lathe_train, lathe_eval, lathe_predict, argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    restore(1, so);
+    restore(2, se);
+    char *o = read_text(opath), *e = read_text(epath);
+    if (out)
+        *out = o;
+    else
+        free(o);
+    if (err)
+        *err = e;
+    else
+        free(e);
+    tmp_remove(dir);
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+    free(argv);
+    return status;
+}
