@@ -1,0 +1,117 @@
+/* link.c: the object file and the runtime library into one executable. The system C compiler runs as the
+   linker driver through posix_spawnp, never through a shell, so nothing in a model file or a path can
+   become a command. The executable is linked under a temporary name and renamed, so a failed link leaves
+   nothing behind. */
+#include "codegen.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#ifndef LATHE_INSTALL_LIBDIR
+#define LATHE_INSTALL_LIBDIR "/usr/local/lib/lathe"
+#endif
+#ifndef LATHE_RT_EXTRA_LINK
+#define LATHE_RT_EXTRA_LINK ""
+#endif
+
+static bool is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* liblathe_rt.a: $LATHE_RUNTIME, else beside the lathe executable (build tree: bin/../lib; installed:
+   bin/../lib/lathe), else the configured install folder. */
+static bool find_runtime(char *out, size_t size) {
+    const char *env = getenv("LATHE_RUNTIME");
+    if (env && *env) {
+        snprintf(out, size, "%s", env);
+        return is_file(out);
+    }
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            const char *rel[] = {"../lib/liblathe_rt.a", "../lib/lathe/liblathe_rt.a"};
+            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+                snprintf(out, size, "%s/%s", exe, rel[i]);
+                if (is_file(out))
+                    return true;
+            }
+        }
+    }
+    snprintf(out, size, "%s/liblathe_rt.a", LATHE_INSTALL_LIBDIR);
+    return is_file(out);
+}
+
+bool cg_link(const char *object, const char *output, Diag *d) {
+    Loc none = {0};
+    char runtime[PATH_MAX];
+    if (!find_runtime(runtime, sizeof runtime)) {
+        diag_error(d, none, "cannot find the runtime library liblathe_rt.a (looked beside the lathe executable "
+                            "and in %s; set LATHE_RUNTIME to its path)", LATHE_INSTALL_LIBDIR);
+        return false;
+    }
+    const char *cc = getenv("CC");
+    if (!cc || !*cc)
+        cc = "cc";
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-%d", output, (int)getpid()) >= (int)sizeof tmp) {
+        diag_error(d, none, "output path too long: %s", output);
+        return false;
+    }
+    const char *argv[24];
+    int argc = 0;
+    argv[argc++] = cc;
+    argv[argc++] = "-o";
+    argv[argc++] = tmp;
+    argv[argc++] = object;
+    argv[argc++] = runtime;
+    /* jansson statically: a produced executable needs nothing a user must install but OpenBLAS and zlib */
+    argv[argc++] = "-Wl,-Bstatic";
+    argv[argc++] = "-ljansson";
+    argv[argc++] = "-Wl,-Bdynamic";
+    argv[argc++] = "-lopenblas";
+    argv[argc++] = "-lz";
+    argv[argc++] = "-lm";
+    argv[argc++] = "-lpthread";
+    if (LATHE_RT_EXTRA_LINK[0])
+        argv[argc++] = LATHE_RT_EXTRA_LINK;
+    argv[argc] = NULL;
+
+    pid_t pid;
+    int rc = posix_spawnp(&pid, cc, NULL, NULL, (char *const *)argv, environ);
+    if (rc != 0) {
+        diag_error(d, none, "cannot run the C compiler '%s' to link: %s", cc, strerror(rc));
+        return false;
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            diag_error(d, none, "waiting for the linker: %s", strerror(errno));
+            unlink(tmp);
+            return false;
+        }
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        diag_error(d, none, "linking %s failed (the C compiler '%s' reported the errors above)", output, cc);
+        unlink(tmp);
+        return false;
+    }
+    if (rename(tmp, output) != 0) {
+        diag_error(d, none, "cannot create %s: %s", output, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}

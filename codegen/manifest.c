@@ -1,0 +1,156 @@
+/* manifest.c: the JSON manifest embedded in every produced executable, which tells the runtime what the
+   generated graph entries expect (runtime/lathe_rt.h documents the format). */
+#include "codegen.h"
+#include "../passes/passes.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *shape_json(const Shape *s) {
+    json_t *a = json_array();
+    for (int i = 0; i < s->rank; i++)
+        json_array_append_new(a, json_integer(s->dim[i] == IR_DIM_N ? -1 : s->dim[i]));
+    return a;
+}
+
+static json_t *typed(const char *name, DType t, const Shape *s) {
+    return json_pack("{s:s, s:s, s:o}", "name", name, "dtype", ir_dtype_name(t), "shape", shape_json(s));
+}
+
+static json_t *rval_json(const RVal *v) {
+    switch (v->kind) {
+    case RV_NUM:
+        return v->is_int ? json_integer((json_int_t)v->num) : json_real(v->num);
+    case RV_STR:
+        return json_string(v->str);
+    case RV_BOOL:
+        return json_boolean(v->num != 0);
+    case RV_IDENT:
+        return json_pack("{s:s}", "ident", v->str);
+    case RV_LIST: {
+        json_t *a = json_array();
+        for (int i = 0; i < v->nitems; i++)
+            json_array_append_new(a, rval_json(v->items[i]));
+        return a;
+    }
+    case RV_CALL: {
+        json_t *args = json_array(), *kwargs = json_object();
+        for (int i = 0; i < v->nitems; i++) {
+            if (v->keys && v->keys[i])
+                json_object_set_new(kwargs, v->keys[i], rval_json(v->items[i]));
+            else
+                json_array_append_new(args, rval_json(v->items[i]));
+        }
+        return json_pack("{s:s, s:o, s:o}", "call", v->str, "args", args, "kwargs", kwargs);
+    }
+    }
+    LATHE_UNREACHABLE("unknown recipe value kind");
+}
+
+static const char *init_kind_name(InitKind k) {
+    switch (k) {
+    case INIT_ZEROS: return "zeros";
+    case INIT_ONES: return "ones";
+    case INIT_CONST: return "const";
+    case INIT_UNIFORM: return "uniform";
+    case INIT_NORMAL: return "normal";
+    }
+    LATHE_UNREACHABLE("unknown init kind");
+}
+
+/* 64-bit FNV-1a of the printed train graph: what a checkpoint's "hash" is compared with. */
+static char *graph_hash(Arena *a, const Graph *g) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return arena_strdup(a, "0");
+    ir_print(f, g);
+    fclose(f);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)text[i];
+        h *= 1099511628211ull;
+    }
+    free(text);
+    return arena_printf(a, "%016llx", (unsigned long long)h);
+}
+
+static int kernel_count(const Graph *g) {
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        OpKind kind = ir_op_kind(g->nodes[i]->op);
+        if (kind != K_LEAF && g->nodes[i]->op != OP_RESHAPE)
+            k++;
+    }
+    return k;
+}
+
+static json_t *graph_json(const Graph *g) {
+    int64_t c = 0, per_n = 0;
+    pass_memplan_size(g, &c, &per_n);
+    int nargs = ir_graph_args(g, NULL);
+    GraphArg *args = calloc((size_t)nargs + 1, sizeof *args);
+    if (!args)
+        LATHE_UNREACHABLE("out of memory");
+    ir_graph_args(g, args);
+    json_t *list = json_array();
+    for (int i = 0; i < nargs; i++) {
+        json_t *e = typed(args[i].name, args[i].node->dtype, &args[i].node->shape);
+        json_object_set_new(e, "role", json_string(ir_arg_role_name(args[i].role)));
+        json_array_append_new(list, e);
+    }
+    free(args);
+    return json_pack("{s:[I,I], s:i, s:o}", "arena", (json_int_t)c, (json_int_t)per_n, "kernels",
+                     kernel_count(g), "args", list);
+}
+
+char *cg_manifest(Arena *a, const Program *p) {
+    json_t *root = json_object();
+    json_object_set_new(root, "lathe", json_string(LATHE_VERSION));
+    json_object_set_new(root, "model", json_string(p->model_name));
+    json_object_set_new(root, "source", json_string(p->source_file ? p->source_file : ""));
+    json_object_set_new(root, "hash", json_string(graph_hash(a, p->train)));
+
+    json_t *inputs = json_array();
+    for (int i = 0; i < p->ninputs; i++) {
+        const Node *n = ir_find_leaf(p->eval, OP_INPUT, p->input_names[i]);
+        if (!n)
+            n = ir_find_leaf(p->train, OP_INPUT, p->input_names[i]);
+        if (n)
+            json_array_append_new(inputs, typed(n->attr.name, n->dtype, &n->shape));
+    }
+    json_object_set_new(root, "inputs", inputs);
+
+    json_t *params = json_array();
+    for (int i = 0; i < p->nparams; i++) {
+        const ParamInfo *pi = &p->params[i];
+        json_t *e = typed(pi->name, pi->dtype, &pi->shape);
+        json_object_set_new(e, "init", json_pack("{s:s, s:f, s:f}", "kind", init_kind_name(pi->init.kind), "a",
+                                                 pi->init.a, "b", pi->init.b));
+        json_object_set_new(e, "trainable", json_boolean(pi->trainable));
+        json_array_append_new(params, e);
+    }
+    json_object_set_new(root, "params", params);
+
+    json_t *graphs = json_object();
+    const Graph *gs[] = {p->train, p->eval, p->predict};
+    for (int i = 0; i < 3; i++)
+        if (gs[i])
+            json_object_set_new(graphs, gs[i]->name, graph_json(gs[i]));
+    json_object_set_new(root, "graphs", graphs);
+
+    json_t *recipe = json_object();
+    for (int i = 0; i < p->nrecipe; i++)
+        json_object_set_new(recipe, p->recipe[i].key, rval_json(p->recipe[i].value));
+    json_object_set_new(root, "recipe", recipe);
+
+    char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    json_decref(root);
+    if (!text)
+        LATHE_UNREACHABLE("cannot serialize the manifest");
+    char *out = arena_strdup(a, text);
+    free(text);
+    return out;
+}
