@@ -575,6 +575,7 @@ static Value *instantiate(Eval *E, const Decl *decl, Args *args, Loc loc) {
         return NULL;
     Instance *inst = arena_alloc(E->a, sizeof *inst);
     inst->type_name = decl->name;
+    inst->loc = loc;
     inst->decl = decl;
     inst->scope = sema_scope_new(E, E->global);
     Value *result = NULL;
@@ -626,6 +627,7 @@ static Value *sequential(Eval *E, Args *args, Loc loc) {
         return sema_error(E, args->key_locs[0], "Sequential takes no keyword arguments");
     Instance *inst = arena_alloc(E->a, sizeof *inst);
     inst->type_name = "Sequential";
+    inst->loc = loc;
     inst->scope = sema_scope_new(E, E->global);
     inst->children = args->pos;
     inst->nchildren = args->npos;
@@ -645,10 +647,13 @@ static Value *call_instance(Eval *E, Instance *inst, Args *args, Loc loc) {
         Loc saved;
         if (!enter_call(E, loc, &saved))
             return NULL;
+        /* each child runs at the line that created it, so its nodes and errors point there rather than
+           at the Sequential's call */
         Value *v = args->pos[0];
         for (int i = 0; i < inst->nchildren && v; i++) {
             Args one = {.pos = &v, .npos = 1};
-            v = sema_call(E, inst->children[i], &one, loc);
+            Loc child = inst->children[i]->inst->loc;
+            v = sema_call(E, inst->children[i], &one, child.file == E->user_file ? child : loc);
         }
         leave_call(E, saved);
         return v;

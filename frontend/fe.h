@@ -194,6 +194,7 @@ struct Scope {
 /* A layer instance: its constructor arguments and members in one scope, in declaration order. */
 struct Instance {
     const char *type_name;  /* "Linear", "Sequential" */
+    Loc loc;                /* where it was created */
     const Decl *decl;       /* NULL for Sequential */
     Scope *scope;
     const Func *forward;    /* NULL: not callable (Sequential calls its children) */
