@@ -24,6 +24,9 @@ typedef struct CgJit CgJit;
 CgJit *cg_llvm_jit(const Graph *g, const CgOptions *o, Diag *d);
 void (*cg_jit_entry(CgJit *j))(void **args, int64_t n, uint8_t *arena);
 void cg_jit_free(CgJit *j);
+/* The optimized assembly text of one graph's entry and kernels (malloc'd; NULL on error, reported), to
+   check what the vectorizer made of a kernel. */
+char *cg_llvm_graph_asm(const Graph *g, const CgOptions *o, Diag *d);
 
 /* Links object + the runtime library into an executable, running the system C compiler directly (no
    shell). Finds liblathe_rt.a beside the lathe executable (build tree) or in PREFIX/lib/lathe. */

@@ -1,0 +1,336 @@
+/* module.c: the LLVM module of a compiled program. A graph entry computes the address of every node's buffer
+   from its MemLoc, calls one kernel per compute node in node order, then does the copies the memory plan
+   left to the end: plain outputs first, then parameter updates that could not be done in place. */
+#include "cg_llvm.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+static void init_targets(void) {
+    static bool done;
+    if (done)
+        return;
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+    LLVMInitializeNativeAsmParser();
+    done = true;
+}
+
+bool cg_llvm_ctx_init(CgCtx *c, const CgOptions *o, const char *module_name, Diag *d) {
+    memset(c, 0, sizeof *c);
+    c->d = d;
+    init_targets();
+    char *triple = LLVMGetDefaultTargetTriple();
+    LLVMTargetRef target;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+        diag_error(d, (Loc){0}, "no LLVM target for %s: %s", triple, err);
+        LLVMDisposeMessage(err);
+        LLVMDisposeMessage(triple);
+        return false;
+    }
+    const char *cpu = o && o->cpu ? o->cpu : "native";
+    if (strcmp(cpu, "native") == 0) {
+        c->cpu = LLVMGetHostCPUName();
+        c->features = LLVMGetHostCPUFeatures();
+    } else {
+        c->cpu = LLVMCreateMessage(cpu);
+        c->features = LLVMCreateMessage("");
+    }
+    c->opt_level = o ? o->opt_level : 3;
+    if (c->opt_level < 0)
+        c->opt_level = 0;
+    if (c->opt_level > 3)
+        c->opt_level = 3;
+    LLVMCodeGenOptLevel cgl = c->opt_level == 0 ? LLVMCodeGenLevelNone
+                            : c->opt_level == 1 ? LLVMCodeGenLevelLess
+                            : c->opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
+    /* PIC: Debian's cc links position-independent executables */
+    c->tm = LLVMCreateTargetMachine(target, triple, c->cpu, c->features, cgl, LLVMRelocPIC, LLVMCodeModelDefault);
+    if (!c->tm) {
+        diag_error(d, (Loc){0}, "cannot create an LLVM target machine for %s (cpu %s)", triple, c->cpu);
+        LLVMDisposeMessage(triple);
+        return false;
+    }
+    c->ctx = LLVMContextCreate();
+    c->mod = LLVMModuleCreateWithNameInContext(module_name, c->ctx);
+    LLVMSetTarget(c->mod, triple);
+    LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(c->tm);
+    LLVMSetModuleDataLayout(c->mod, dl);
+    LLVMDisposeTargetData(dl);
+    LLVMDisposeMessage(triple);
+    c->b = LLVMCreateBuilderInContext(c->ctx);
+    c->t_void = LLVMVoidTypeInContext(c->ctx);
+    c->t_i8 = LLVMInt8TypeInContext(c->ctx);
+    c->t_i32 = LLVMInt32TypeInContext(c->ctx);
+    c->t_i64 = LLVMInt64TypeInContext(c->ctx);
+    c->t_f32 = LLVMFloatTypeInContext(c->ctx);
+    c->t_f64 = LLVMDoubleTypeInContext(c->ctx);
+    c->t_ptr = LLVMPointerType(c->t_i8, 0);
+    return true;
+}
+
+void cg_llvm_ctx_dispose(CgCtx *c) {
+    if (c->b)
+        LLVMDisposeBuilder(c->b);
+    if (c->mod)
+        LLVMDisposeModule(c->mod);
+    if (c->ctx)
+        LLVMContextDispose(c->ctx);
+    if (c->tm)
+        LLVMDisposeTargetMachine(c->tm);
+    if (c->cpu)
+        LLVMDisposeMessage(c->cpu);
+    if (c->features)
+        LLVMDisposeMessage(c->features);
+    memset(c, 0, sizeof *c);
+}
+
+void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn) {
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("nounwind", 8), 0));
+    /* on every function, so that a JIT whose own target machine is generic still uses the host's SIMD */
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(c->ctx, "target-cpu", 10, c->cpu, (unsigned)strlen(c->cpu)));
+    if (c->features[0])
+        LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                                LLVMCreateStringAttribute(c->ctx, "target-features", 15, c->features,
+                                                          (unsigned)strlen(c->features)));
+}
+
+/* ---------------------------------------------------------------- graph entries */
+
+typedef struct Entry {
+    CgCtx *c;
+    const Graph *g;
+    LLVMValueRef args, n, arena;
+    LLVMValueRef *addr; /* i8* of each node's buffer, by id */
+} Entry;
+
+static const Node *buffer_owner(const Node *n) {
+    while (n->mem.kind == MEM_ALIAS)
+        n = n->inputs[0];
+    return n;
+}
+
+static bool same_buffer(const Node *a, const Node *b) {
+    a = buffer_owner(a);
+    b = buffer_owner(b);
+    if (a == b)
+        return true;
+    if (a->mem.kind == MEM_ARG && b->mem.kind == MEM_ARG)
+        return a->mem.arg == b->mem.arg;
+    return false;
+}
+
+static LLVMValueRef arg_addr(Entry *e, int arg) {
+    LLVMValueRef idx = LLVMConstInt(e->c->t_i64, (unsigned long long)arg, false);
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(e->c->b, e->c->t_ptr, e->args, &idx, 1, "");
+    return LLVMBuildLoad2(e->c->b, e->c->t_ptr, p, "");
+}
+
+static LLVMValueRef node_addr(Entry *e, const Node *nd) {
+    CgCtx *c = e->c;
+    switch (nd->mem.kind) {
+    case MEM_ARG:
+        return arg_addr(e, nd->mem.arg);
+    case MEM_ALIAS:
+        return e->addr[nd->inputs[0]->id];
+    case MEM_ARENA: {
+        LLVMValueRef off = LLVMBuildAdd(c->b, LLVMConstInt(c->t_i64, (unsigned long long)nd->mem.offset_c, false),
+                                        LLVMBuildMul(c->b, LLVMConstInt(c->t_i64, (unsigned long long)nd->mem.offset_n, false), e->n, ""), "");
+        return LLVMBuildInBoundsGEP2(c->b, c->t_i8, e->arena, &off, 1, "");
+    }
+    case MEM_NONE:
+        break;
+    }
+    LATHE_UNREACHABLE("code generation needs a planned graph (pass_memplan)");
+}
+
+static LLVMValueRef byte_size(Entry *e, const Node *nd) {
+    CgCtx *c = e->c;
+    int64_t per = ir_shape_numel_per_n(&nd->shape) * (int64_t)ir_dtype_size(nd->dtype);
+    LLVMValueRef v = LLVMConstInt(c->t_i64, (unsigned long long)per, false);
+    return ir_shape_has_n(&nd->shape) ? LLVMBuildMul(c->b, v, e->n, "") : v;
+}
+
+/* A CONST's buffer is filled only when something reads it: a user that does not fold it, or an output. */
+static bool const_needed(const Graph *g, const Node *cn) {
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *u = g->nodes[i];
+        for (int k = 0; k < u->ninputs; k++)
+            if (u->inputs[k] == cn && !cg_llvm_folds_const(u))
+                return true;
+    }
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].value == cn)
+            return true;
+    return false;
+}
+
+static void copy_bytes(Entry *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef size) {
+    LLVMBuildMemCpy(e->c->b, dst, 1, src, 1, size);
+}
+
+bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
+    LLVMTypeRef ps[3] = {LLVMPointerType(c->t_ptr, 0), c->t_i64, c->t_ptr};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, ps, 3, false));
+    cg_llvm_function_attrs(c, fn);
+    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(c->ctx, fn, "entry");
+    if (!g) { /* a program without this graph: the entry does nothing */
+        LLVMPositionBuilderAtEnd(c->b, bb);
+        LLVMBuildRetVoid(c->b);
+        return true;
+    }
+    Entry e = {.c = c, .g = g, .args = LLVMGetParam(fn, 0), .n = LLVMGetParam(fn, 1), .arena = LLVMGetParam(fn, 2)};
+    e.addr = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, sizeof *e.addr);
+    if (!e.addr) {
+        fprintf(stderr, "lathe: out of memory\n");
+        exit(1);
+    }
+    LLVMPositionBuilderAtEnd(c->b, bb);
+    for (int i = 0; i < g->nnodes; i++)
+        e.addr[i] = node_addr(&e, g->nodes[i]);
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *nd = g->nodes[i];
+        OpKind kind = ir_op_kind(nd->op);
+        if (nd->op == OP_RESHAPE || (kind == K_LEAF && nd->op != OP_CONST))
+            continue;
+        if (nd->op == OP_CONST && !const_needed(g, nd))
+            continue;
+        bool noalias = true;
+        for (int k = 0; k < nd->ninputs; k++)
+            if (same_buffer(nd, nd->inputs[k]))
+                noalias = false;
+        LLVMValueRef kfn = cg_llvm_kernel(c, nd, noalias);
+        LLVMPositionBuilderAtEnd(c->b, bb);
+        LLVMValueRef cargs[8];
+        int na = 0;
+        cargs[na++] = e.addr[nd->id];
+        for (int k = 0; k < nd->ninputs; k++)
+            cargs[na++] = e.addr[nd->inputs[k]->id];
+        cargs[na++] = e.n;
+        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kfn), kfn, cargs, (unsigned)na, "");
+    }
+
+    int nargs = ir_graph_args(g, NULL);
+    GraphArg *args = calloc(nargs > 0 ? (size_t)nargs : 1, sizeof *args);
+    if (!args) {
+        fprintf(stderr, "lathe: out of memory\n");
+        exit(1);
+    }
+    ir_graph_args(g, args);
+    for (int a = 0; a < nargs; a++) {
+        const Node *v = args[a].node;
+        if (args[a].role != ARG_OUTPUT || (v->mem.kind == MEM_ARG && v->mem.arg == a))
+            continue;
+        copy_bytes(&e, arg_addr(&e, a), e.addr[v->id], byte_size(&e, v));
+    }
+    for (int i = 0; i < g->noutputs; i++) {
+        const Output *o = &g->outputs[i];
+        if (!o->update)
+            continue;
+        const Node *p = ir_find_leaf(g, OP_PARAM, o->name);
+        if (!p)
+            p = ir_find_leaf(g, OP_STATE, o->name);
+        if (!p)
+            LATHE_UNREACHABLE("an update output names no PARAM or STATE");
+        if (!same_buffer(o->value, p))
+            copy_bytes(&e, e.addr[p->id], e.addr[o->value->id], byte_size(&e, p));
+    }
+    free(args);
+    free(e.addr);
+    LLVMBuildRetVoid(c->b);
+    return true;
+}
+
+bool cg_llvm_finish(CgCtx *c) {
+    char *err = NULL;
+    if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &err)) {
+        diag_error(c->d, (Loc){0}, "internal error: generated LLVM module is invalid: %s", err);
+        LLVMDisposeMessage(err);
+        return false;
+    }
+    LLVMDisposeMessage(err);
+    char passes[32];
+    snprintf(passes, sizeof passes, "default<O%d>", c->opt_level);
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(po, c->opt_level >= 2);
+    LLVMPassBuilderOptionsSetSLPVectorization(po, c->opt_level >= 2);
+    LLVMErrorRef e = LLVMRunPasses(c->mod, passes, c->tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (e) {
+        char *msg = LLVMGetErrorMessage(e);
+        diag_error(c->d, (Loc){0}, "internal error: LLVM passes failed: %s", msg);
+        LLVMDisposeErrorMessage(msg);
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- object files and assembly */
+
+static bool emit_program(CgCtx *c, const Program *p) {
+    Arena *a = arena_new();
+    char *manifest = cg_manifest(a, p);
+    LLVMValueRef str = LLVMConstStringInContext(c->ctx, manifest, (unsigned)strlen(manifest), false);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(str), "lathe_manifest");
+    LLVMSetInitializer(gv, str);
+    LLVMSetGlobalConstant(gv, true);
+    LLVMSetLinkage(gv, LLVMExternalLinkage);
+    arena_free(a);
+    const Graph *gs[3] = {p->train, p->eval, p->predict};
+    const char *names[3] = {"lathe_train", "lathe_eval", "lathe_predict"};
+    for (int i = 0; i < 3; i++)
+        if (!cg_llvm_emit_entry(c, gs[i], names[i]))
+            return false;
+    return cg_llvm_finish(c);
+}
+
+bool cg_llvm_emit_object(const Program *p, const CgOptions *o, const char *path, Diag *d) {
+    CgCtx c;
+    if (!cg_llvm_ctx_init(&c, o, p->model_name ? p->model_name : "lathe", d))
+        return false;
+    bool ok = emit_program(&c, p);
+    if (ok) {
+        char *err = NULL;
+        if (LLVMTargetMachineEmitToFile(c.tm, c.mod, (char *)path, LLVMObjectFile, &err)) {
+            diag_error(d, (Loc){0}, "cannot write object file %s: %s", path, err);
+            LLVMDisposeMessage(err);
+            ok = false;
+        }
+    }
+    cg_llvm_ctx_dispose(&c);
+    return ok;
+}
+
+char *cg_llvm_graph_asm(const Graph *g, const CgOptions *o, Diag *d) {
+    CgCtx c;
+    if (!cg_llvm_ctx_init(&c, o, g->name, d))
+        return NULL;
+    char *text = NULL;
+    char name[128];
+    snprintf(name, sizeof name, "lathe_%s", g->name);
+    if (cg_llvm_emit_entry(&c, g, name) && cg_llvm_finish(&c)) {
+        LLVMMemoryBufferRef buf;
+        char *err = NULL;
+        if (LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMAssemblyFile, &err, &buf)) {
+            diag_error(d, (Loc){0}, "cannot emit assembly: %s", err);
+            LLVMDisposeMessage(err);
+        } else {
+            size_t len = LLVMGetBufferSize(buf);
+            text = malloc(len + 1);
+            if (text) {
+                memcpy(text, LLVMGetBufferStart(buf), len);
+                text[len] = 0;
+            }
+            LLVMDisposeMemoryBuffer(buf);
+        }
+    }
+    cg_llvm_ctx_dispose(&c);
+    return text;
+}

@@ -1,0 +1,195 @@
+/* test_cg_object.c: the object file that `lathe compile` links. It is ELF, defines lathe_manifest (holding
+   cg_manifest's text) and the three graph entries as global symbols; an unwritable path is a diagnostic;
+   and elementwise kernels come out as packed SIMD instructions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <elf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../codegen/codegen.h"
+#include "../../passes/passes.h"
+
+#define N IR_DIM_N
+
+static const Loc L = {"test_cg_object", 1, 1};
+
+typedef struct Fx {
+    Arena *a;
+    Diag *d;
+    Program p;
+    char path[64];
+} Fx;
+
+static Fx fx;
+
+static Shape shp2(int64_t a, int64_t b) {
+    return ir_shape(2, (int64_t[]){a, b});
+}
+
+/* predict: logits = x @ w.T; eval and train: loss = mean(logits^2), train also updates w in place. */
+static Graph *small_graph(const char *name) {
+    Graph *g = ir_graph_new(fx.a, name);
+    Node *x = ir_input(g, L, "x", DT_F32, shp2(N, 4));
+    Node *w = ir_param(g, L, "w", DT_F32, shp2(3, 4));
+    Node *y = ir_matmul(g, fx.d, L, x, w, false, true);
+    if (strcmp(name, "predict") == 0) {
+        ir_add_output(g, "logits", y, false);
+    } else {
+        ir_add_output(g, "loss", ir_reduce(g, fx.d, L, OP_REDUCE_MEAN, ir_binary(g, fx.d, L, OP_MUL, y, y), 3, false), false);
+        if (strcmp(name, "train") == 0) {
+            Node *lr = ir_input(g, L, "lr", DT_F32, ir_shape_scalar());
+            Node *gw = ir_matmul(g, fx.d, L, y, x, true, false);
+            ir_add_output(g, "w", ir_binary(g, fx.d, L, OP_SUB, w, ir_binary(g, fx.d, L, OP_MUL, lr, gw)), true);
+        }
+    }
+    assert_true(ir_verify(g, fx.d));
+    assert_true(pass_memplan(g, fx.d));
+    return g;
+}
+
+static int setup(void **state) {
+    memset(&fx, 0, sizeof fx);
+    fx.a = arena_new();
+    fx.d = diag_new(stderr);
+    Program *p = &fx.p;
+    p->arena = fx.a;
+    p->model_name = "Tiny";
+    p->source_file = "tiny.lathe";
+    static const char *inputs[] = {"x"};
+    p->input_names = inputs;
+    p->ninputs = 1;
+    p->params = arena_alloc(fx.a, sizeof(ParamInfo));
+    p->params[0] = (ParamInfo){"w", DT_F32, shp2(3, 4), {INIT_UNIFORM, -0.5, 0.5}, true, L};
+    p->nparams = 1;
+    p->train = small_graph("train");
+    p->eval = small_graph("eval");
+    p->predict = small_graph("predict");
+    snprintf(fx.path, sizeof fx.path, "/tmp/lathe_cg_object_%d.o", (int)getpid());
+    return 0;
+}
+
+static int teardown(void **state) {
+    unlink(fx.path);
+    diag_free(fx.d);
+    arena_free(fx.a);
+    return 0;
+}
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)size + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    *len = (size_t)size;
+    return buf;
+}
+
+/* The symbol's bytes when obj defines it as a global, else NULL. */
+static const char *defined_global(const char *obj, size_t len, const char *name, uint64_t *size) {
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)obj;
+    const Elf64_Shdr *sh = (const Elf64_Shdr *)(obj + eh->e_shoff);
+    assert_true(eh->e_shoff + (size_t)eh->e_shnum * sizeof *sh <= len);
+    for (int i = 0; i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_SYMTAB)
+            continue;
+        const Elf64_Sym *syms = (const Elf64_Sym *)(obj + sh[i].sh_offset);
+        const char *strtab = obj + sh[sh[i].sh_link].sh_offset;
+        for (size_t k = 0; k < sh[i].sh_size / sizeof *syms; k++) {
+            const Elf64_Sym *s = &syms[k];
+            if (strcmp(strtab + s->st_name, name) != 0)
+                continue;
+            if (s->st_shndx == SHN_UNDEF || ELF64_ST_BIND(s->st_info) != STB_GLOBAL)
+                return NULL;
+            *size = s->st_size;
+            return obj + sh[s->st_shndx].sh_offset + s->st_value;
+        }
+    }
+    return NULL;
+}
+
+static void test_object_is_elf_with_entries_and_manifest(void **state) {
+    assert_true(cg_llvm_emit_object(&fx.p, NULL, fx.path, fx.d));
+    size_t len;
+    char *obj = read_all(fx.path, &len);
+    assert_true(len > sizeof(Elf64_Ehdr));
+    assert_memory_equal(obj, ELFMAG, SELFMAG);
+    assert_int_equal((unsigned char)obj[EI_CLASS], ELFCLASS64);
+    assert_int_equal(((const Elf64_Ehdr *)obj)->e_type, ET_REL);
+    uint64_t size;
+    static const char *entries[] = {"lathe_train", "lathe_eval", "lathe_predict"};
+    for (int i = 0; i < 3; i++)
+        if (!defined_global(obj, len, entries[i], &size))
+            fail_msg("%s is not defined", entries[i]);
+    const char *m = defined_global(obj, len, "lathe_manifest", &size);
+    assert_non_null(m);
+    char *want = cg_manifest(fx.a, &fx.p);
+    assert_int_equal(size, strlen(want) + 1); /* NUL-terminated */
+    assert_memory_equal(m, want, size);
+    free(obj);
+}
+
+static void test_object_for_generic_cpu(void **state) {
+    CgOptions o = {.cpu = "x86-64", .opt_level = 2};
+    assert_true(cg_llvm_emit_object(&fx.p, &o, fx.path, fx.d));
+    size_t len;
+    char *obj = read_all(fx.path, &len);
+    uint64_t size;
+    assert_non_null(defined_global(obj, len, "lathe_train", &size));
+    free(obj);
+}
+
+static void test_unwritable_path_is_a_diagnostic(void **state) {
+    Diag *quiet = diag_new(NULL);
+    assert_false(cg_llvm_emit_object(&fx.p, NULL, "/nonexistent-dir/x.o", quiet));
+    assert_int_equal(diag_error_count(quiet), 1);
+    assert_non_null(strstr(diag_first_message(quiet), "/nonexistent-dir/x.o"));
+    diag_free(quiet);
+}
+
+/* The loop vectorizer must turn an elementwise kernel into packed instructions: addps / vaddps, on xmm
+   or ymm registers, both for equal shapes and for a row broadcast over the batch. */
+static void test_elementwise_kernel_is_vectorized(void **state) {
+#if !defined(__x86_64__)
+    skip(); /* the instruction names below are x86's */
+#endif
+    Graph *g = ir_graph_new(fx.a, "predict");
+    Node *x = ir_input(g, L, "x", DT_F32, shp2(N, 512));
+    Node *y = ir_input(g, L, "y", DT_F32, shp2(N, 512));
+    Node *b = ir_input(g, L, "b", DT_F32, ir_shape(1, (int64_t[]){512}));
+    ir_add_output(g, "sum", ir_binary(g, fx.d, L, OP_ADD, x, y), false);
+    ir_add_output(g, "biased", ir_binary(g, fx.d, L, OP_MUL, x, b), false);
+    assert_true(pass_memplan(g, fx.d));
+    CgOptions o = {.cpu = NULL, .opt_level = 3};
+    char *text = cg_llvm_graph_asm(g, &o, fx.d);
+    assert_non_null(text);
+    bool packed_add = strstr(text, "addps") != NULL, packed_mul = strstr(text, "mulps") != NULL;
+    bool simd_regs = strstr(text, "%xmm") || strstr(text, "%ymm") || strstr(text, "%zmm");
+    if (!packed_add || !packed_mul || !simd_regs)
+        fail_msg("no packed SIMD in the kernels' assembly (addps %d, mulps %d)", packed_add, packed_mul);
+    free(text);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(test_object_is_elf_with_entries_and_manifest),
+        T(test_object_for_generic_cpu),
+        T(test_unwritable_path_is_a_diagnostic),
+        T(test_elementwise_kernel_is_vectorized),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,642 @@
+/* test_cg_ops.c: the CPU code generator against the reference interpreter. Each test builds a small graph
+   with ir_make (odd sizes like 7x13, broadcasting both ways, N bound to 5), plans it with pass_memplan,
+   JIT-compiles it, runs it on random inputs and compares every output (and every updated parameter) with
+   ir_interp: relative 1e-5 for f32, 1e-12 for f64, exact for integers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../codegen/codegen.h"
+#include "../../frontend/frontend.h"
+#include "../../passes/passes.h"
+
+#define N IR_DIM_N
+#define N_BOUND 5
+
+typedef struct Fx {
+    Arena *a;
+    Diag *d;
+    Graph *g;
+    double lo, hi; /* range of random floats */
+    int ilo, ihi;  /* range of random integers */
+    double tol;    /* relative tolerance for f32 */
+    const CgOptions *opts;
+    uint64_t rng;
+} Fx;
+
+static Fx fx;
+static const Loc L = {"test_cg_ops", 1, 1};
+
+static double rnd(void) {
+    fx.rng = fx.rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(fx.rng >> 11) / 9007199254740992.0;
+}
+
+static Shape shp(int rank, ...) {
+    va_list ap;
+    Shape s = {0};
+    va_start(ap, rank);
+    s.rank = rank;
+    for (int i = 0; i < rank; i++)
+        s.dim[i] = va_arg(ap, int);
+    va_end(ap);
+    return s;
+}
+
+static int setup(void **state) {
+    memset(&fx, 0, sizeof fx);
+    fx.a = arena_new();
+    fx.d = diag_new(stderr);
+    fx.g = ir_graph_new(fx.a, "train");
+    fx.lo = -2;
+    fx.hi = 2;
+    fx.ilo = -5;
+    fx.ihi = 5;
+    fx.tol = 1e-5;
+    fx.rng = 0x243f6a8885a308d3ULL;
+    return 0;
+}
+
+static int teardown(void **state) {
+    diag_free(fx.d);
+    arena_free(fx.a);
+    return 0;
+}
+
+static Node *in(const char *name, DType t, Shape s) {
+    return ir_input(fx.g, L, name, t, s);
+}
+
+static Node *un(Op op, Node *x) {
+    return ir_unary(fx.g, fx.d, L, op, x);
+}
+
+static Node *bin(Op op, Node *x, Node *y) {
+    return ir_binary(fx.g, fx.d, L, op, x, y);
+}
+
+static void out(const char *name, Node *v) {
+    assert_non_null(v);
+    ir_add_output(fx.g, name, v, false);
+}
+
+static double get(const void *buf, DType t, int64_t i) {
+    switch (t) {
+    case DT_F32: return ((const float *)buf)[i];
+    case DT_F64: return ((const double *)buf)[i];
+    case DT_I32: return ((const int32_t *)buf)[i];
+    case DT_I64: return (double)((const int64_t *)buf)[i];
+    case DT_U8: return ((const uint8_t *)buf)[i];
+    default: break;
+    }
+    fail_msg("bad dtype");
+    return 0;
+}
+
+static void put(void *buf, DType t, int64_t i, double v) {
+    switch (t) {
+    case DT_F32: ((float *)buf)[i] = (float)v; break;
+    case DT_F64: ((double *)buf)[i] = v; break;
+    case DT_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
+    case DT_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
+    case DT_U8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
+    default: fail_msg("bad dtype");
+    }
+}
+
+static double random_value(DType t) {
+    if (ir_dtype_is_float(t))
+        return fx.lo + (fx.hi - fx.lo) * rnd();
+    int lo = t == DT_U8 && fx.ilo < 0 ? 0 : fx.ilo;
+    return lo + (int)floor(rnd() * (fx.ihi - lo + 1));
+}
+
+#define GUARD 64
+
+/* 64-byte aligned, followed by GUARD bytes of a pattern that the generated code must not touch. */
+static void *alloc64(size_t bytes) {
+    uint8_t *p = aligned_alloc(64, (bytes + GUARD + 63) / 64 * 64);
+    assert_non_null(p);
+    memset(p + bytes, 0x5a, GUARD);
+    return p;
+}
+
+static void check_guard(const void *buf, size_t bytes, const char *what) {
+    const uint8_t *p = buf;
+    for (size_t i = 0; i < GUARD; i++)
+        if (p[bytes + i] != 0x5a)
+            fail_msg("%s: written past its end (byte %zu)", what, bytes + i);
+}
+
+static int find_arg(const GraphArg *args, int nargs, const char *name, bool output) {
+    for (int a = 0; a < nargs; a++)
+        if ((args[a].role == ARG_OUTPUT) == output && strcmp(args[a].name, name) == 0)
+            return a;
+    fail_msg("no arg %s", name);
+    return -1;
+}
+
+/* Plans, JITs and runs fx.g with N = n, then checks every output against the interpreter. */
+static void run_check(int64_t n) {
+    Graph *g = fx.g;
+    assert_true(ir_verify(g, fx.d));
+    assert_true(pass_memplan(g, fx.d));
+    CgJit *j = cg_llvm_jit(g, fx.opts, fx.d);
+    assert_non_null(j);
+
+    int nargs = ir_graph_args(g, NULL);
+    GraphArg *args = arena_alloc(fx.a, sizeof *args * (size_t)(nargs + 1));
+    ir_graph_args(g, args);
+    void **bufs = calloc((size_t)nargs + 1, sizeof *bufs);
+    IBinding *bind = calloc((size_t)nargs + 1, sizeof *bind);
+    int nbind = 0;
+    for (int a = 0; a < nargs; a++) {
+        const Node *v = args[a].node;
+        int64_t numel = ir_shape_numel(&v->shape, n);
+        bufs[a] = alloc64((size_t)numel * ir_dtype_size(v->dtype));
+        if (args[a].role == ARG_OUTPUT) {
+            memset(bufs[a], 0xcd, (size_t)numel * ir_dtype_size(v->dtype));
+            continue;
+        }
+        ITensor t = {v->shape, arena_alloc(fx.a, sizeof(double) * (size_t)(numel + 1))};
+        for (int i = 0; i < t.shape.rank; i++)
+            if (t.shape.dim[i] == IR_DIM_N)
+                t.shape.dim[i] = n;
+        for (int64_t i = 0; i < numel; i++) {
+            put(bufs[a], v->dtype, i, random_value(v->dtype));
+            t.data[i] = get(bufs[a], v->dtype, i);
+        }
+        bind[nbind++] = (IBinding){args[a].name, t};
+    }
+    int64_t c, per_n;
+    pass_memplan_size(g, &c, &per_n);
+    size_t arena_bytes = (size_t)(c + per_n * n);
+    uint8_t *arena = alloc64(arena_bytes);
+    memset(arena, 0xab, arena_bytes); /* garbage: nothing may read the arena before writing it */
+
+    cg_jit_entry(j)(bufs, n, arena);
+
+    check_guard(arena, arena_bytes, "the arena");
+    for (int a = 0; a < nargs; a++)
+        check_guard(bufs[a], (size_t)ir_shape_numel(&args[a].node->shape, n) * ir_dtype_size(args[a].node->dtype), args[a].name);
+
+    ITensor *ref = ir_interp(fx.a, g, n, bind, nbind, fx.d);
+    assert_non_null(ref);
+    for (int i = 0; i < g->noutputs; i++) {
+        const Output *o = &g->outputs[i];
+        int a = find_arg(args, nargs, o->name, !o->update);
+        DType t = o->value->dtype;
+        double tol = t == DT_F32 ? fx.tol : t == DT_F64 ? 1e-12 : 0;
+        int64_t numel = ir_shape_numel(&o->value->shape, n);
+        for (int64_t k = 0; k < numel; k++) {
+            double x = get(bufs[a], t, k), r = ref[i].data[k];
+            bool ok = (isnan(x) && isnan(r)) || x == r || fabs(x - r) <= tol * fmax(1.0, fabs(r));
+            if (!ok)
+                fail_msg("output %s[%lld]: generated %.9g, interpreter %.9g", o->name, (long long)k, x, r);
+        }
+    }
+    for (int a = 0; a < nargs; a++)
+        free(bufs[a]);
+    free(bufs);
+    free(bind);
+    free(arena);
+    cg_jit_free(j);
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+static void unary_all(DType t) {
+    static const Op ops[] = {OP_NEG, OP_EXP, OP_ABS, OP_RELU, OP_SIGMOID, OP_TANH};
+    Node *x = in("x", t, shp(2, 7, 13));
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        out(ir_op_name(ops[i]), un(ops[i], x));
+    Node *ax = un(OP_ABS, x); /* log and sqrt of |x| + 0.5, away from 0 */
+    Node *pos = bin(OP_ADD, ax, ir_const(fx.g, L, t, shp(0), 0.5));
+    out("log", un(OP_LOG, pos));
+    out("sqrt", un(OP_SQRT, pos));
+    run_check(N_BOUND);
+}
+
+static void test_unary_f32(void **state) {
+    unary_all(DT_F32);
+}
+
+static void test_unary_f64(void **state) {
+    unary_all(DT_F64);
+}
+
+static void binary_all(DType t, Shape sa, Shape sb) {
+    static const Op ops[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAX, OP_MIN};
+    Node *x = in("x", t, sa), *y = in("y", t, sb);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        out(ir_op_name(ops[i]), bin(ops[i], x, y));
+    if (ir_dtype_is_float(t)) {
+        Node *base = bin(OP_ADD, un(OP_ABS, x), ir_const(fx.g, L, t, shp(0), 0.5));
+        out("pow", bin(OP_POW, base, y));
+    } else {
+        out("pow", bin(OP_POW, x, y)); /* 0^-1 is infinite, which converts to 0 */
+    }
+    run_check(N_BOUND);
+}
+
+static void test_binary_broadcast_both_ways_f32(void **state) {
+    binary_all(DT_F32, shp(2, 7, 1), shp(2, 1, 13));
+}
+
+static void test_binary_broadcast_row_over_batch_f32(void **state) {
+    binary_all(DT_F32, shp(2, N, 13), shp(1, 13));
+}
+
+static void test_binary_broadcast_batch_rhs_f64(void **state) {
+    binary_all(DT_F64, shp(1, 13), shp(3, 3, N, 13));
+}
+
+static void test_binary_same_shape_rank3_f32(void **state) {
+    binary_all(DT_F32, shp(3, N, 7, 13), shp(3, N, 7, 13));
+}
+
+static void test_binary_middle_broadcast_f32(void **state) {
+    binary_all(DT_F32, shp(3, 7, 1, 13), shp(3, 7, 5, 13));
+}
+
+static void test_binary_i32_with_zero_divisors(void **state) {
+    binary_all(DT_I32, shp(2, N, 13), shp(2, 1, 13));
+}
+
+static void test_binary_i64(void **state) {
+    binary_all(DT_I64, shp(2, 7, 13), shp(0));
+}
+
+static void test_binary_u8(void **state) {
+    fx.ihi = 200;
+    binary_all(DT_U8, shp(2, 7, 13), shp(2, 7, 1));
+}
+
+/* Float inputs are rounded to integers first (through a cast to i32), so that equality happens. */
+static Node *integral(Node *x) {
+    return ir_dtype_is_float(x->dtype) ? ir_cast(fx.g, L, ir_cast(fx.g, L, x, DT_I32), x->dtype) : x;
+}
+
+static void compare_all(DType t, Shape sa, Shape sb) {
+    static const Op ops[] = {OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE};
+    Node *x = integral(in("x", t, sa)), *y = integral(in("y", t, sb));
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        out(ir_op_name(ops[i]), bin(ops[i], x, y));
+    run_check(N_BOUND);
+}
+
+static void test_compare_f32_broadcast(void **state) {
+    compare_all(DT_F32, shp(2, N, 13), shp(1, 13));
+}
+
+static void test_compare_u8(void **state) {
+    fx.ihi = 3;
+    compare_all(DT_U8, shp(2, 7, 13), shp(2, 7, 13));
+}
+
+static void test_compare_i64(void **state) {
+    compare_all(DT_I64, shp(2, 7, 1), shp(2, 1, 13));
+}
+
+static void test_select_broadcast_three_ways(void **state) {
+    fx.ihi = 1;
+    Node *c = in("c", DT_U8, shp(2, 7, 1));
+    Node *a = in("a", DT_F32, shp(2, 1, 13)), *b = in("b", DT_F32, shp(1, 13));
+    out("sel", ir_select(fx.g, fx.d, L, c, a, b));
+    out("sel_const", ir_select(fx.g, fx.d, L, c, a, ir_const(fx.g, L, DT_F32, shp(0), -1.5)));
+    run_check(N_BOUND);
+}
+
+static void test_cast_between_dtypes(void **state) {
+    fx.lo = -100;
+    fx.hi = 100;
+    Node *x = in("x", DT_F32, shp(2, 7, 13));
+    Node *i = in("i", DT_I32, shp(2, N, 3));
+    Node *u = in("u", DT_U8, shp(1, 17));
+    static const DType all[] = {DT_F32, DT_F64, DT_I32, DT_I64};
+    for (int k = 0; k < 4; k++) {
+        char *nx = arena_printf(fx.a, "x_%s", ir_dtype_name(all[k]));
+        char *ni = arena_printf(fx.a, "i_%s", ir_dtype_name(all[k]));
+        char *nu = arena_printf(fx.a, "u_%s", ir_dtype_name(all[k]));
+        out(nx, ir_cast(fx.g, L, x, all[k]));
+        out(ni, ir_cast(fx.g, L, i, all[k]));
+        out(nu, ir_cast(fx.g, L, u, all[k]));
+    }
+    out("i_u8", ir_cast(fx.g, L, i, DT_U8));
+    out("x_u8", ir_cast(fx.g, L, x, DT_U8));
+    /* out of range, infinite and NaN values convert as the interpreter defines (C leaves them undefined) */
+    Node *e = un(OP_EXP, x), *l = un(OP_LOG, x);
+    Node *big = ir_cast(fx.g, L, bin(OP_MUL, x, ir_const(fx.g, L, DT_F32, shp(0), 1e18f)), DT_F64);
+    static const DType ints[] = {DT_I32, DT_I64, DT_U8};
+    for (int k = 0; k < 3; k++) {
+        out(arena_printf(fx.a, "exp_%s", ir_dtype_name(ints[k])), ir_cast(fx.g, L, e, ints[k]));
+        out(arena_printf(fx.a, "log_%s", ir_dtype_name(ints[k])), ir_cast(fx.g, L, l, ints[k]));
+        out(arena_printf(fx.a, "big_%s", ir_dtype_name(ints[k])), ir_cast(fx.g, L, big, ints[k]));
+    }
+    run_check(N_BOUND);
+}
+
+static void test_const_folded_and_npow(void **state) {
+    Node *x = in("x", DT_F32, shp(2, N, 13));
+    Node *inv_n = ir_const_npow(fx.g, L, DT_F32, shp(0), 3.0, -1);
+    out("scaled", bin(OP_MUL, x, inv_n));
+    out("inv_n", inv_n);                                               /* a CONST output: filled */
+    out("big", ir_const_npow(fx.g, L, DT_F32, shp(2, N, 3), 0.5, 1)); /* a CONST with N in its shape */
+    out("ones_i", ir_const(fx.g, L, DT_I64, shp(1, 7), 1));
+    run_check(N_BOUND);
+}
+
+static void test_reshape_alias_feeds_kernel(void **state) {
+    Node *x = in("x", DT_F32, shp(4, N, 1, 7, 13));
+    Node *r = ir_reshape(fx.g, fx.d, L, x, shp(2, N, 91));
+    Node *y = un(OP_RELU, r);
+    out("y", ir_reshape(fx.g, fx.d, L, y, shp(3, N, 7, 13)));
+    out("r", r); /* an alias of an input as an output: copied */
+    run_check(N_BOUND);
+}
+
+static void test_broadcast_materialized(void **state) {
+    Node *x = in("x", DT_F64, shp(2, 7, 1));
+    out("b", ir_broadcast(fx.g, fx.d, L, x, shp(3, N, 7, 13)));
+    Node *i = in("i", DT_I32, shp(1, 13));
+    out("bi", ir_broadcast(fx.g, fx.d, L, i, shp(2, 7, 13)));
+    run_check(N_BOUND);
+}
+
+static void test_transpose_permutations(void **state) {
+    Node *x = in("x", DT_F32, shp(3, N, 7, 13));
+    static const int perms[][3] = {{0, 2, 1}, {2, 0, 1}, {1, 0, 2}, {2, 1, 0}, {0, 1, 2}};
+    for (int k = 0; k < 5; k++)
+        out(arena_printf(fx.a, "t%d", k), ir_transpose(fx.g, fx.d, L, x, perms[k]));
+    Node *y = in("y", DT_I64, shp(2, 7, 13));
+    out("ty", ir_transpose(fx.g, fx.d, L, y, (const int[]){1, 0}));
+    run_check(N_BOUND);
+}
+
+/* ---------------------------------------------------------------- reductions and argmax */
+
+static void reduce_all(DType t, Shape s, uint32_t axes) {
+    Node *x = in("x", t, s);
+    static const Op ops[] = {OP_REDUCE_SUM, OP_REDUCE_MEAN, OP_REDUCE_MAX};
+    for (int k = 0; k < 3; k++)
+        for (int keep = 0; keep < 2; keep++)
+            out(arena_printf(fx.a, "%s_%d", ir_op_name(ops[k]), keep),
+                ir_reduce(fx.g, fx.d, L, ops[k], x, axes, keep));
+    run_check(N_BOUND);
+}
+
+static void test_reduce_over_batch(void **state) {
+    reduce_all(DT_F32, shp(2, N, 13), 1u << 0);
+}
+
+static void test_reduce_over_last(void **state) {
+    reduce_all(DT_F32, shp(2, N, 13), 1u << 1);
+}
+
+static void test_reduce_over_all_rank3(void **state) {
+    reduce_all(DT_F32, shp(3, N, 7, 13), 7u);
+}
+
+static void test_reduce_outer_and_inner_f64(void **state) {
+    reduce_all(DT_F64, shp(3, 7, N, 13), (1u << 0) | (1u << 2));
+}
+
+static void test_reduce_middle_i32(void **state) {
+    reduce_all(DT_I32, shp(3, 7, N, 13), 1u << 1);
+}
+
+static void test_reduce_leading_dims_keep_inner_f64(void **state) {
+    reduce_all(DT_F64, shp(3, N, 7, 13), 3u);
+}
+
+/* log of negative numbers: NaN propagates through max, min and reductions, relu passes it, argmax takes
+   the first NaN, and comparisons with NaN are false (ne true), as in the interpreter. */
+static void test_nan_semantics(void **state) {
+    Node *x = in("x", DT_F32, shp(2, N, 13));
+    Node *l = un(OP_LOG, x);
+    out("relu", un(OP_RELU, l));
+    out("max", bin(OP_MAX, l, x));
+    out("min", bin(OP_MIN, x, l));
+    out("rmax_rows", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MAX, l, 2, false));
+    out("rmax_cols", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MAX, l, 1, false));
+    out("argmax_rows", ir_argmax(fx.g, fx.d, L, l, 1, false));
+    out("argmax_cols", ir_argmax(fx.g, fx.d, L, l, 0, true));
+    out("lt", bin(OP_LT, l, x));
+    out("ne", bin(OP_NE, l, l));
+    run_check(N_BOUND);
+}
+
+static void test_argmax_axes_and_ties(void **state) {
+    Node *x = in("x", DT_F32, shp(3, N, 7, 13));
+    for (int ax = 0; ax < 3; ax++)
+        for (int keep = 0; keep < 2; keep++)
+            out(arena_printf(fx.a, "am%d_%d", ax, keep), ir_argmax(fx.g, fx.d, L, x, ax, keep));
+    fx.ihi = 2; /* few values: ties, where the first maximum must win */
+    Node *y = in("y", DT_I32, shp(2, N, 13));
+    out("ties", ir_argmax(fx.g, fx.d, L, y, 1, false));
+    run_check(N_BOUND);
+}
+
+/* ---------------------------------------------------------------- matmul, one_hot */
+
+static void matmul_case(DType t, bool ta, bool tb) {
+    /* C[7,13] = op(A) op(B) with K = 5 */
+    Node *a = in("a", t, ta ? shp(2, 5, 7) : shp(2, 7, 5));
+    Node *b = in("b", t, tb ? shp(2, 13, 5) : shp(2, 5, 13));
+    out("c", ir_matmul(fx.g, fx.d, L, a, b, ta, tb));
+    run_check(N_BOUND);
+}
+
+static void test_matmul_nn_f32(void **state) {
+    matmul_case(DT_F32, false, false);
+}
+
+static void test_matmul_transpose_a_f32(void **state) {
+    matmul_case(DT_F32, true, false);
+}
+
+static void test_matmul_transpose_b_f32(void **state) {
+    matmul_case(DT_F32, false, true);
+}
+
+static void test_matmul_transpose_both_f64(void **state) {
+    matmul_case(DT_F64, true, true);
+}
+
+static void test_matmul_linear_forward_and_grads(void **state) {
+    Node *x = in("x", DT_F32, shp(2, N, 13)), *w = in("w", DT_F32, shp(2, 7, 13));
+    Node *dy = in("dy", DT_F32, shp(2, N, 7));
+    out("y", ir_matmul(fx.g, fx.d, L, x, w, false, true));    /* x @ w.T */
+    out("dw", ir_matmul(fx.g, fx.d, L, dy, x, true, false));  /* dY^T X: K is N */
+    out("dx", ir_matmul(fx.g, fx.d, L, dy, w, false, false)); /* dY W */
+    run_check(N_BOUND);
+}
+
+static void test_matmul_batched_rank3(void **state) {
+    Node *a = in("a", DT_F32, shp(3, 3, 7, 5)), *b = in("b", DT_F32, shp(3, 3, 5, 13));
+    Node *bt = in("bt", DT_F32, shp(3, 3, 13, 5)), *w = in("w", DT_F64, shp(2, 5, 4));
+    Node *ad = in("ad", DT_F64, shp(3, N, 7, 5));
+    out("ab", ir_matmul(fx.g, fx.d, L, a, b, false, false));
+    out("abt", ir_matmul(fx.g, fx.d, L, a, bt, false, true));
+    out("atb", ir_matmul(fx.g, fx.d, L, b, b, true, false));
+    out("aw", ir_matmul(fx.g, fx.d, L, ad, w, false, false)); /* rank 3 @ rank 2, batch N */
+    run_check(N_BOUND);
+}
+
+static void test_one_hot_out_of_range_is_zero(void **state) {
+    fx.ilo = -2;
+    fx.ihi = 12;
+    Node *l = in("label", DT_I64, shp(1, N));
+    out("oh", ir_one_hot(fx.g, fx.d, L, l, 10, DT_F32));
+    Node *l2 = in("l2", DT_U8, shp(2, 3, 4));
+    out("oh2", ir_one_hot(fx.g, fx.d, L, l2, 7, DT_I32));
+    run_check(N_BOUND);
+}
+
+/* ---------------------------------------------------------------- whole steps */
+
+/* A Linear + softmax cross-entropy forward with an SGD update: in place for w, at the end for b (it is
+   read after its update), and an output that is also an update. */
+static void test_sgd_step_updates_params(void **state) {
+    Graph *g = fx.g;
+    Node *x = in("x", DT_F32, shp(2, N, 13));
+    Node *lr = in("lr", DT_F32, shp(0));
+    Node *w = ir_param(g, L, "w", DT_F32, shp(2, 7, 13));
+    Node *b = ir_param(g, L, "b", DT_F32, shp(1, 7));
+    Node *s = ir_state(g, L, "s", DT_F32, shp(1, 7));
+    Node *y = bin(OP_ADD, ir_matmul(g, fx.d, L, x, w, false, true), b);
+    Node *m = ir_reduce(g, fx.d, L, OP_REDUCE_MAX, y, 2, true);
+    Node *e = un(OP_EXP, bin(OP_SUB, y, m));
+    Node *lse = bin(OP_ADD, un(OP_LOG, ir_reduce(g, fx.d, L, OP_REDUCE_SUM, e, 2, true)), m);
+    Node *loss = ir_reduce(g, fx.d, L, OP_REDUCE_MEAN, bin(OP_SUB, lse, y), 3, false);
+    Node *gw = ir_matmul(g, fx.d, L, y, x, true, false);
+    Node *nw = bin(OP_SUB, w, bin(OP_MUL, lr, gw));
+    Node *gb = ir_reduce(g, fx.d, L, OP_REDUCE_SUM, y, 1, false);
+    Node *nb = bin(OP_SUB, b, bin(OP_MUL, lr, gb));
+    Node *ns = bin(OP_ADD, s, ir_const(g, L, DT_F32, shp(0), 1));
+    out("loss", loss);
+    ir_add_output(g, "w", nw, true);
+    ir_add_output(g, "b", nb, true);
+    ir_add_output(g, "s", ns, true);
+    out("s_next", ns);
+    out("b_sum", ir_reduce(g, fx.d, L, OP_REDUCE_SUM, b, 1, false)); /* reads b after nb */
+    run_check(N_BOUND);
+    assert_int_equal(nw->mem.kind, MEM_ARG);
+    assert_int_equal(nb->mem.kind, MEM_ARENA);
+    assert_int_equal(ns->mem.kind, MEM_ARENA);
+}
+
+static void batch_graph(void) {
+    Node *x = in("x", DT_F32, shp(2, N, 13)), *w = in("w", DT_F32, shp(2, 7, 13));
+    Node *y = ir_matmul(fx.g, fx.d, L, x, w, false, true);
+    out("y", un(OP_RELU, y));
+    out("sum", ir_reduce(fx.g, fx.d, L, OP_REDUCE_SUM, y, 1, false));
+    out("mean", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MEAN, y, 2, false));
+    out("dw", ir_matmul(fx.g, fx.d, L, y, x, true, false)); /* K = N: zeros when N is 0 */
+}
+
+/* The unoptimized code (lathe compile -O 0) computes the same. */
+static void test_opt_level_0(void **state) {
+    static const CgOptions o0 = {.cpu = NULL, .opt_level = 0};
+    fx.opts = &o0;
+    Node *x = in("x", DT_F32, shp(2, N, 13)), *w = in("w", DT_F32, shp(2, 7, 13));
+    Node *y = un(OP_TANH, ir_matmul(fx.g, fx.d, L, x, w, false, true));
+    out("y", y);
+    out("s", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MEAN, y, 1, true));
+    out("a", ir_argmax(fx.g, fx.d, L, y, 1, false));
+    run_check(N_BOUND);
+}
+
+static void test_batch_of_one(void **state) {
+    batch_graph();
+    run_check(1);
+}
+
+static void test_batch_of_zero(void **state) {
+    batch_graph();
+    run_check(0);
+}
+
+/* ---------------------------------------------------------------- the seed model through the pipeline */
+
+/* The Quickstart MLP as the frontend and the passes make it: every graph (the train step with its
+   autodiff and SGD updates in place, eval, predict) agrees with the interpreter. */
+static void test_fashion_mlp_graphs_match_interp(void **state) {
+    const char *path = LATHE_SOURCE_DIR "/models/fashion_mlp.lathe";
+    size_t len;
+    char *text = fe_read_file(fx.a, fx.d, path, &len);
+    assert_non_null(text);
+    Program *p = fe_compile(fx.a, fx.d, path, text);
+    assert_non_null(p);
+    assert_true(pass_pipeline(p, NULL, NULL, fx.d));
+    fx.lo = -0.1;
+    fx.hi = 0.1;
+    fx.ilo = 0;
+    fx.ihi = 9;
+    fx.tol = 1e-4; /* sums over 784 products, in f32 in OpenBLAS, in double in the interpreter */
+    Graph *gs[3] = {p->train, p->eval, p->predict};
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(gs[i]);
+        fx.g = gs[i];
+        run_check(3);
+    }
+    /* SGD's updates read each parameter after its last other reader: all of them happen in place */
+    for (int i = 0; i < p->train->noutputs; i++)
+        if (p->train->outputs[i].update)
+            assert_int_equal(p->train->outputs[i].value->mem.kind, MEM_ARG);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(test_unary_f32),
+        T(test_unary_f64),
+        T(test_binary_broadcast_both_ways_f32),
+        T(test_binary_broadcast_row_over_batch_f32),
+        T(test_binary_broadcast_batch_rhs_f64),
+        T(test_binary_same_shape_rank3_f32),
+        T(test_binary_middle_broadcast_f32),
+        T(test_binary_i32_with_zero_divisors),
+        T(test_binary_i64),
+        T(test_binary_u8),
+        T(test_compare_f32_broadcast),
+        T(test_compare_u8),
+        T(test_compare_i64),
+        T(test_select_broadcast_three_ways),
+        T(test_cast_between_dtypes),
+        T(test_const_folded_and_npow),
+        T(test_reshape_alias_feeds_kernel),
+        T(test_broadcast_materialized),
+        T(test_transpose_permutations),
+        T(test_reduce_over_batch),
+        T(test_reduce_over_last),
+        T(test_reduce_over_all_rank3),
+        T(test_reduce_outer_and_inner_f64),
+        T(test_reduce_middle_i32),
+        T(test_reduce_leading_dims_keep_inner_f64),
+        T(test_nan_semantics),
+        T(test_argmax_axes_and_ties),
+        T(test_matmul_nn_f32),
+        T(test_matmul_transpose_a_f32),
+        T(test_matmul_transpose_b_f32),
+        T(test_matmul_transpose_both_f64),
+        T(test_matmul_linear_forward_and_grads),
+        T(test_matmul_batched_rank3),
+        T(test_one_hot_out_of_range_is_zero),
+        T(test_sgd_step_updates_params),
+        T(test_opt_level_0),
+        T(test_batch_of_one),
+        T(test_batch_of_zero),
+        T(test_fashion_mlp_graphs_match_interp),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
