@@ -44,7 +44,8 @@ static bool find_runtime(char *out, size_t size) {
             *slash = '\0';
             const char *rel[] = {"../lib/liblathe_rt.a", "../lib/lathe/liblathe_rt.a"};
             for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-                snprintf(out, size, "%s/%s", exe, rel[i]);
+                if (snprintf(out, size, "%s/%s", exe, rel[i]) >= (int)size)
+                    continue;
                 if (is_file(out))
                     return true;
             }

@@ -354,8 +354,8 @@ Node *ir_make(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *input
         if (!inputs[i])
             return NULL;
     char err[512];
-    DType dt;
-    Shape sh;
+    DType dt = DT_F32;
+    Shape sh = {0};
     if (!ir_infer(op, ninputs, inputs, attr, &dt, &sh, err, sizeof err)) {
         diag_error(d, loc, "%s", err);
         return NULL;

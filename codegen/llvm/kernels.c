@@ -52,7 +52,7 @@ static void contiguous_strides(const Shape *s, Sym *st) {
 
 /* Strides of an input of shape in read at the index of an output of shape out, numpy broadcasting. */
 static void broadcast_strides(const Shape *in, const Shape *out, Sym *st) {
-    Sym cs[IR_MAX_RANK];
+    Sym cs[IR_MAX_RANK] = {0};
     contiguous_strides(in, cs);
     int lead = out->rank - in->rank;
     for (int i = 0; i < out->rank; i++) {
@@ -445,7 +445,7 @@ static void emit_elementwise(Kern *k) {
 
 static void emit_transpose(Kern *k) {
     const Node *nd = k->nd;
-    Sym cs[IR_MAX_RANK];
+    Sym cs[IR_MAX_RANK] = {0};
     Nest ns = {.rank = nd->shape.rank, .nops = 2};
     for (int i = 0; i < nd->shape.rank; i++)
         ns.dim[i] = sym_dim(nd->shape.dim[i]);
