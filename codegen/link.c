@@ -63,6 +63,16 @@ bool cg_link(const char *object, const char *output, Diag *d) {
                             "and in %s; set LATHE_RUNTIME to its path)", LATHE_INSTALL_LIBDIR);
         return false;
     }
+    /* one clear message for an output that cannot be written, rather than the linker's */
+    char dir[PATH_MAX];
+    const char *slash = strrchr(output, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - output) + (slash == output) : 1, slash ? output : ".");
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
+        diag_error(d, none, "cannot create %s: %s", output,
+                   stat(dir, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a folder" : strerror(errno));
+        return false;
+    }
     const char *cc = getenv("CC");
     if (!cc || !*cc)
         cc = "cc";
