@@ -1,19 +1,34 @@
 #!/usr/bin/env bash
-# Trains one FashionMNIST epoch of the Quickstart MLP at batch 64 with Lathe and with the PyTorch reference
-# (../shared/reference/torch_fashion.py) in the same run, at 1 and 2 threads, and prints samples/s of each
-# and the ratio. usage: bench/fashion_mlp.sh [BUILD_DIR]   (default: build)
+# Trains FashionMNIST epochs of the Quickstart MLP at batch 64 with Lathe, with the PyTorch reference
+# (../shared/reference/torch_fashion.py) and with its GEMMs alone through OpenBLAS (bench/gemm_mlp.c, the
+# GEMM-bound limit), all in this one run, at 1 and 2 threads; prints samples/s of the fastest epoch of each
+# and the ratios. Debian's PyTorch does not pass torch.set_num_threads on to OpenBLAS, so its "1 thread"
+# runs the GEMMs on every core: the reference runs twice, as given and with OPENBLAS_NUM_THREADS set to the
+# thread count, and the faster of the two is counted.
+# usage: bench/fashion_mlp.sh [BUILD_DIR]   (default: build; BENCH_EPOCHS=3)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
+epochs=${BENCH_EPOCHS:-3}
 ref=${LATHE_REFERENCE:-$root/../shared/reference/torch_fashion.py}
 data=/usr/share/datasets/fashion-mnist
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 "$build/bin/lathe" compile "$root/models/fashion_mlp.lathe" -o "$work/mlp"
-printf '%-28s %8s %12s %12s %8s\n' case threads lathe_sps torch_sps ratio
+cc -O2 "$root/bench/gemm_mlp.c" -o "$work/gemm_mlp" -lopenblas
+sps() { python3 -c 'import json,sys; print(round(max(json.loads(l)["samples_per_s"] for l in sys.stdin if l.strip())))'; }
+printf '%-22s %7s %10s %10s %10s %10s %8s %9s\n' case threads lathe torch torch_pin gemm_only vs_torch vs_gemm
 for t in 1 2; do
-  "$work/mlp" train --data "$data" --epochs 1 --no-shuffle --threads "$t" --log-json "$work/l$t.jsonl" >/dev/null
-  lathe=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["samples_per_s"])' "$work/l$t.jsonl")
-  torch=$(/usr/bin/python3 "$ref" --model mlp --batch 64 --epochs 1 --threads "$t" --no-shuffle |
-          python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["samples_per_s"])')
-  python3 -c 'import sys; l,t=float(sys.argv[1]),float(sys.argv[2]); print("%-28s %8s %12.0f %12.0f %7.2fx" % ("fashion_mlp batch 64 epoch", sys.argv[3], l, t, l/t))' "$lathe" "$torch" "$t"
+  "$work/mlp" train --data "$data" --epochs "$epochs" --no-shuffle --threads "$t" --log-json "$work/l$t.jsonl" >/dev/null
+  lathe=$(sps <"$work/l$t.jsonl")
+  torch=$(/usr/bin/python3 "$ref" --model mlp --batch 64 --epochs "$epochs" --threads "$t" --no-shuffle | sps)
+  pinned=$(OPENBLAS_NUM_THREADS=$t /usr/bin/python3 "$ref" --model mlp --batch 64 --epochs "$epochs" --threads "$t" \
+           --no-shuffle | sps)
+  gemm=$(for e in $(seq "$epochs"); do "$work/gemm_mlp" "$t" 64 60000 784 512 512 10; done | sps)
+  python3 - "$t" "$lathe" "$torch" "$pinned" "$gemm" <<'PY'
+import sys
+t, lathe, torch, pinned, gemm = sys.argv[1], *map(float, sys.argv[2:])
+best = max(torch, pinned)
+print("%-22s %7s %10.0f %10.0f %10.0f %10.0f %7.2fx %8.0f%%" % ("fashion_mlp b64 epoch", t, lathe, torch, pinned, gemm,
+      lathe / best, 100 * lathe / gemm))
+PY
 done
