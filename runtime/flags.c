@@ -96,8 +96,14 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  train    train the model (see %s train --help)\n"
                 "  eval     evaluate a checkpoint on the test set\n"
                 "  predict  predict the class of one test sample\n"
-                "  info     print the model, its parameters and its memory plan\n",
-                prog, prog);
+                "  info     print the model, its parameters and its memory plan\n"
+                "Examples:\n"
+                "  %s train --data /usr/share/datasets/fashion-mnist --checkpoint-dir ckpt --log-json log.jsonl\n"
+                "  %s train --data DIR --epochs 10 --lr 0.01 --resume ckpt/last.safetensors --checkpoint-dir ckpt\n"
+                "  %s eval --weights ckpt/last.safetensors --data DIR --json\n"
+                "  %s predict --weights ckpt/last.safetensors --data DIR --index 0\n"
+                "Exit status: 0 success, 1 bad data, checkpoint or I/O, 2 a bad flag or value.\n",
+                prog, prog, prog, prog, prog, prog);
     }
 }
 
