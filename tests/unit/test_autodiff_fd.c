@@ -2,12 +2,7 @@
    the reference interpreter, in f64. Each test builds op(params...) with odd shapes (broadcasting, keepdim,
    batched and transposed matmuls, the batch dim N bound to 3), loss = reduce_sum(op(...) * w) with w a
    fixed random INPUT, and compares every "grad.NAME" output with (L(p+eps) - L(p-eps)) / 2eps. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
+#include "support.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -23,9 +18,6 @@
 typedef enum { SIGNED, POSITIVE } Domain; /* SIGNED: +-[0.2, 1.2], away from the kinks at 0 */
 
 typedef struct Fx {
-    Arena *a;
-    Diag *d;
-    Graph *g;
     IBinding bind[MAXP + 2];
     int nbind;
     const char *pnames[MAXP];
@@ -33,37 +25,15 @@ typedef struct Fx {
     uint64_t rng;
 } Fx;
 
-static double rnd(Fx *f) {
-    f->rng = f->rng * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(f->rng >> 11) / 9007199254740992.0; /* [0, 1) */
-}
-
-static Shape shp(int rank, ...) {
-    va_list ap;
-    Shape s = {0};
-    va_start(ap, rank);
-    s.rank = rank;
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
 #define N IR_DIM_N
 
-static Shape concrete(Shape s) {
-    for (int i = 0; i < s.rank; i++)
-        if (s.dim[i] == IR_DIM_N)
-            s.dim[i] = N_BOUND;
-    return s;
-}
-
 static ITensor random_tensor(Fx *f, Shape s, Domain dom) {
-    ITensor t = {concrete(s), NULL};
+    ITensor t = {ts_shape_at(s, N_BOUND), NULL};
     int64_t n = ir_shape_numel(&s, N_BOUND);
-    t.data = arena_alloc(f->a, (size_t)n * sizeof(double) + 8);
+    t.data = arena_alloc(ts.a, (size_t)n * sizeof(double) + 8);
     for (int64_t i = 0; i < n; i++) {
-        double v = 0.2 + rnd(f);
-        if (dom == SIGNED && rnd(f) < 0.5)
+        double v = 0.2 + ts_rand_uniform(&f->rng);
+        if (dom == SIGNED && ts_rand_uniform(&f->rng) < 0.5)
             v = -v;
         t.data[i] = dom == POSITIVE ? v + 0.3 : v;
     }
@@ -73,16 +43,9 @@ static ITensor random_tensor(Fx *f, Shape s, Domain dom) {
 static Fx *fx_new(void) {
     static Fx f;
     memset(&f, 0, sizeof f);
-    f.a = arena_new();
-    f.d = diag_new(stderr);
-    f.g = ir_graph_new(f.a, "train");
+    ts_open("train", stderr);
     f.rng = 0x9e3779b97f4a7c15ULL;
     return &f;
-}
-
-static void fx_free(Fx *f) {
-    diag_free(f->d);
-    arena_free(f->a);
 }
 
 static void bind(Fx *f, const char *name, ITensor t) {
@@ -90,7 +53,7 @@ static void bind(Fx *f, const char *name, ITensor t) {
 }
 
 static Node *param(Fx *f, const char *name, Shape s, Domain dom) {
-    Node *p = ir_param(f->g, (Loc){0}, name, DT_F64, s);
+    Node *p = ir_param(ts.g, (Loc){0}, name, DT_F64, s);
     assert_non_null(p);
     bind(f, name, random_tensor(f, s, dom));
     f->pnames[f->np++] = name;
@@ -98,14 +61,14 @@ static Node *param(Fx *f, const char *name, Shape s, Domain dom) {
 }
 
 static Node *input(Fx *f, const char *name, Shape s, Domain dom) {
-    Node *x = ir_input(f->g, (Loc){0}, name, DT_F64, s);
+    Node *x = ir_input(ts.g, (Loc){0}, name, DT_F64, s);
     assert_non_null(x);
     bind(f, name, random_tensor(f, s, dom));
     return x;
 }
 
 static double loss_at(Fx *f) {
-    ITensor *out = ir_interp(f->a, f->g, N_BOUND, f->bind, f->nbind, f->d);
+    ITensor *out = ir_interp(ts.a, ts.g, N_BOUND, f->bind, f->nbind, ts.d);
     assert_non_null(out);
     return out[0].data[0];
 }
@@ -113,27 +76,26 @@ static double loss_at(Fx *f) {
 static const ITensor *find_grad(Fx *f, ITensor *out, const char *pname) {
     char want[128];
     snprintf(want, sizeof want, "grad.%s", pname);
-    for (int i = 0; i < f->g->noutputs; i++)
-        if (strcmp(f->g->outputs[i].name, want) == 0)
-            return &out[i];
-    fail_msg("no output %s", want);
-    return NULL;
+    int i = ts_output_index(ts.g, want);
+    if (i < 0)
+        fail_msg("no output %s", want);
+    return &out[i];
 }
 
 /* loss = reduce_sum(y * w); differentiate; compare every gradient with central differences */
 static void check_with(Fx *f, Node *y, double eps, double tol) {
     assert_non_null(y);
     Node *w = input(f, "weighting", y->shape, SIGNED);
-    Node *prod = ir_binary(f->g, f->d, (Loc){0}, OP_MUL, y, w);
+    Node *prod = ir_binary(ts.g, ts.d, (Loc){0}, OP_MUL, y, w);
     uint32_t all = y->shape.rank ? (1u << y->shape.rank) - 1 : 0;
-    Node *loss = all ? ir_reduce(f->g, f->d, (Loc){0}, OP_REDUCE_SUM, prod, all, false) : prod;
+    Node *loss = all ? ir_reduce(ts.g, ts.d, (Loc){0}, OP_REDUCE_SUM, prod, all, false) : prod;
     assert_non_null(loss);
-    ir_add_output(f->g, "loss", loss, false);
-    assert_true(pass_autodiff(f->g, f->d));
-    assert_true(ir_verify(f->g, f->d));
-    assert_int_equal(f->g->noutputs, 1 + f->np);
+    ir_add_output(ts.g, "loss", loss, false);
+    assert_true(pass_autodiff(ts.g, ts.d));
+    assert_true(ir_verify(ts.g, ts.d));
+    assert_int_equal(ts.g->noutputs, 1 + f->np);
 
-    ITensor *out = ir_interp(f->a, f->g, N_BOUND, f->bind, f->nbind, f->d);
+    ITensor *out = ir_interp(ts.a, ts.g, N_BOUND, f->bind, f->nbind, ts.d);
     assert_non_null(out);
     for (int p = 0; p < f->np; p++) {
         const ITensor *gr = find_grad(f, out, f->pnames[p]);
@@ -158,23 +120,23 @@ static void check_with(Fx *f, Node *y, double eps, double tol) {
                          an, fd);
         }
     }
-    fx_free(f);
+    ts_teardown(NULL);
 }
 
 static void check(Fx *f, Node *y) { check_with(f, y, EPS, TOL); }
 
-static Node *un(Fx *f, Op op, Node *x) { return ir_unary(f->g, f->d, (Loc){0}, op, x); }
-static Node *bin(Fx *f, Op op, Node *a, Node *b) { return ir_binary(f->g, f->d, (Loc){0}, op, a, b); }
+static Node *un(Fx *f, Op op, Node *x) { return ir_unary(ts.g, ts.d, (Loc){0}, op, x); }
+static Node *bin(Fx *f, Op op, Node *a, Node *b) { return ir_binary(ts.g, ts.d, (Loc){0}, op, a, b); }
 static Node *red(Fx *f, Op op, Node *x, uint32_t axes, bool keep) {
-    return ir_reduce(f->g, f->d, (Loc){0}, op, x, axes, keep);
+    return ir_reduce(ts.g, ts.d, (Loc){0}, op, x, axes, keep);
 }
-static Node *mm(Fx *f, Node *a, Node *b, bool ta, bool tb) { return ir_matmul(f->g, f->d, (Loc){0}, a, b, ta, tb); }
+static Node *mm(Fx *f, Node *a, Node *b, bool ta, bool tb) { return ir_matmul(ts.g, ts.d, (Loc){0}, a, b, ta, tb); }
 
 /* ---------------------------------------------------------------- unary */
 
 static void unary_case(Op op, Domain dom) {
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(3, N, 2, 3), dom);
+    Node *x = param(f, "x", ts_shape(3, N, 2, 3), dom);
     check(f, un(f, op, x));
 }
 
@@ -190,8 +152,8 @@ static void test_tanh_vjp(void **s) { (void)s; unary_case(OP_TANH, SIGNED); }
 static void test_cast_f64_f64_vjp(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(2, N, 3), SIGNED);
-    check(f, un(f, OP_EXP, ir_cast(f->g, (Loc){0}, x, DT_F64)));
+    Node *x = param(f, "x", ts_shape(2, N, 3), SIGNED);
+    check(f, un(f, OP_EXP, ir_cast(ts.g, (Loc){0}, x, DT_F64)));
 }
 
 /* Through f32 the interpreter rounds every value to f32, so finite differences need a larger step and
@@ -199,17 +161,17 @@ static void test_cast_f64_f64_vjp(void **s) {
 static void test_cast_f64_f32_f64_vjp(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(2, N, 3), SIGNED);
-    Node *y = ir_cast(f->g, (Loc){0}, x, DT_F32);
-    check_with(f, ir_cast(f->g, (Loc){0}, un(f, OP_EXP, y), DT_F64), 1e-2, 1e-3);
+    Node *x = param(f, "x", ts_shape(2, N, 3), SIGNED);
+    Node *y = ir_cast(ts.g, (Loc){0}, x, DT_F32);
+    check_with(f, ir_cast(ts.g, (Loc){0}, un(f, OP_EXP, y), DT_F64), 1e-2, 1e-3);
 }
 
 /* ---------------------------------------------------------------- binary, broadcasting both ways */
 
 static void binary_case(Op op, Domain da, Domain db) {
     Fx *f = fx_new();
-    Node *a = param(f, "a", shp(3, N, 1, 3), da);
-    Node *b = param(f, "b", shp(2, 2, 1), db);
+    Node *a = param(f, "a", ts_shape(3, N, 1, 3), da);
+    Node *b = param(f, "b", ts_shape(2, 2, 1), db);
     check(f, bin(f, op, a, b));
 }
 
@@ -224,16 +186,16 @@ static void test_pow_vjp_broadcast(void **s) { (void)s; binary_case(OP_POW, POSI
 static void test_add_vjp_same_shape_and_scalar(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *a = param(f, "a", shp(2, N, 4), SIGNED);
-    Node *b = param(f, "b", shp(2, N, 4), SIGNED);
-    Node *c = param(f, "c", shp(0), SIGNED);
+    Node *a = param(f, "a", ts_shape(2, N, 4), SIGNED);
+    Node *b = param(f, "b", ts_shape(2, N, 4), SIGNED);
+    Node *c = param(f, "c", ts_shape(0), SIGNED);
     check(f, bin(f, OP_MUL, bin(f, OP_ADD, a, b), c));
 }
 
 static void pow_const_case(double e) {
     Fx *f = fx_new();
-    Node *a = param(f, "a", shp(2, N, 3), POSITIVE);
-    check(f, bin(f, OP_POW, a, ir_const(f->g, (Loc){0}, DT_F64, shp(0), e)));
+    Node *a = param(f, "a", ts_shape(2, N, 3), POSITIVE);
+    check(f, bin(f, OP_POW, a, ir_const(ts.g, (Loc){0}, DT_F64, ts_shape(0), e)));
 }
 
 static void test_pow_vjp_const_exponent_2(void **s) { (void)s; pow_const_case(2); }
@@ -244,18 +206,18 @@ static void test_pow_vjp_const_exponent_1(void **s) { (void)s; pow_const_case(1)
 static void test_select_vjp_broadcast(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *c = input(f, "c", shp(2, N, 1), SIGNED);
-    Node *cond = bin(f, OP_GT, c, ir_const(f->g, (Loc){0}, DT_F64, shp(0), 0));
-    Node *a = param(f, "a", shp(2, N, 4), SIGNED);
-    Node *b = param(f, "b", shp(1, 4), SIGNED);
-    check(f, ir_select(f->g, f->d, (Loc){0}, cond, a, b));
+    Node *c = input(f, "c", ts_shape(2, N, 1), SIGNED);
+    Node *cond = bin(f, OP_GT, c, ir_const(ts.g, (Loc){0}, DT_F64, ts_shape(0), 0));
+    Node *a = param(f, "a", ts_shape(2, N, 4), SIGNED);
+    Node *b = param(f, "b", ts_shape(1, 4), SIGNED);
+    check(f, ir_select(ts.g, ts.d, (Loc){0}, cond, a, b));
 }
 
 /* the same value reached along several paths: contributions add up */
 static void test_vjp_sums_contributions_of_reused_value(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(2, N, 3), SIGNED);
+    Node *x = param(f, "x", ts_shape(2, N, 3), SIGNED);
     Node *y = bin(f, OP_ADD, bin(f, OP_MUL, x, x), un(f, OP_TANH, x));
     check(f, bin(f, OP_MUL, y, un(f, OP_EXP, x)));
 }
@@ -264,7 +226,7 @@ static void test_vjp_sums_contributions_of_reused_value(void **s) {
 
 static void reduce_case(Op op, uint32_t axes, bool keep) {
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(3, N, 4, 3), SIGNED);
+    Node *x = param(f, "x", ts_shape(3, N, 4, 3), SIGNED);
     check(f, red(f, op, x, axes, keep));
 }
 
@@ -283,8 +245,8 @@ static void test_reduce_max_vjp_batch_axis(void **s) { (void)s; reduce_case(OP_R
 
 static void matmul2_case(bool ta, bool tb) {
     Fx *f = fx_new();
-    Node *a = param(f, "a", ta ? shp(2, 4, 3) : shp(2, 3, 4), SIGNED); /* A [3,4] */
-    Node *b = param(f, "b", tb ? shp(2, 5, 4) : shp(2, 4, 5), SIGNED); /* B [4,5] */
+    Node *a = param(f, "a", ta ? ts_shape(2, 4, 3) : ts_shape(2, 3, 4), SIGNED); /* A [3,4] */
+    Node *b = param(f, "b", tb ? ts_shape(2, 5, 4) : ts_shape(2, 4, 5), SIGNED); /* B [4,5] */
     check(f, mm(f, a, b, ta, tb));
 }
 
@@ -295,8 +257,8 @@ static void test_matmul_vjp_transpose_both(void **s) { (void)s; matmul2_case(tru
 
 static void matmul3_case(bool ta, bool tb) {
     Fx *f = fx_new();
-    Node *a = param(f, "a", ta ? shp(3, N, 4, 3) : shp(3, N, 3, 4), SIGNED);
-    Node *b = param(f, "b", tb ? shp(3, N, 2, 4) : shp(3, N, 4, 2), SIGNED);
+    Node *a = param(f, "a", ta ? ts_shape(3, N, 4, 3) : ts_shape(3, N, 3, 4), SIGNED);
+    Node *b = param(f, "b", tb ? ts_shape(3, N, 2, 4) : ts_shape(3, N, 4, 2), SIGNED);
     check(f, mm(f, a, b, ta, tb));
 }
 
@@ -309,8 +271,8 @@ static void test_matmul_vjp_batched_transpose_both(void **s) { (void)s; matmul3_
 static void test_matmul_vjp_broadcast_batch(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *a = param(f, "a", shp(3, 2, 3, 4), SIGNED);
-    Node *b = param(f, "b", shp(2, 5, 4), SIGNED);
+    Node *a = param(f, "a", ts_shape(3, 2, 3, 4), SIGNED);
+    Node *b = param(f, "b", ts_shape(2, 5, 4), SIGNED);
     check(f, mm(f, a, b, false, true));
 }
 
@@ -318,9 +280,9 @@ static void test_matmul_vjp_broadcast_batch(void **s) {
 static void test_matmul_vjp_linear_contracts_batch(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(2, N, 4), SIGNED);
-    Node *w = param(f, "w", shp(2, 3, 4), SIGNED);
-    Node *bias = param(f, "bias", shp(1, 3), SIGNED);
+    Node *x = param(f, "x", ts_shape(2, N, 4), SIGNED);
+    Node *w = param(f, "w", ts_shape(2, 3, 4), SIGNED);
+    Node *bias = param(f, "bias", ts_shape(1, 3), SIGNED);
     Node *y = bin(f, OP_ADD, mm(f, x, w, false, true), bias);
     /* a product over the batch: [N,4]^T @ [N,3] -> [4,3], K = N */
     check(f, mm(f, x, y, true, false));
@@ -331,25 +293,25 @@ static void test_matmul_vjp_linear_contracts_batch(void **s) {
 static void test_reshape_vjp(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(3, N, 2, 3), SIGNED);
-    check(f, un(f, OP_EXP, ir_reshape(f->g, f->d, (Loc){0}, x, shp(2, N, 6))));
+    Node *x = param(f, "x", ts_shape(3, N, 2, 3), SIGNED);
+    check(f, un(f, OP_EXP, ir_reshape(ts.g, ts.d, (Loc){0}, x, ts_shape(2, N, 6))));
 }
 
 static void test_transpose_vjp(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(3, 2, 3, 4), SIGNED);
+    Node *x = param(f, "x", ts_shape(3, 2, 3, 4), SIGNED);
     int perm[] = {2, 0, 1};
-    check(f, un(f, OP_TANH, ir_transpose(f->g, f->d, (Loc){0}, x, perm)));
+    check(f, un(f, OP_TANH, ir_transpose(ts.g, ts.d, (Loc){0}, x, perm)));
 }
 
 static void test_broadcast_vjp(void **s) {
     (void)s;
     Fx *f = fx_new();
-    Node *x = param(f, "x", shp(2, 2, 1), SIGNED);
-    Node *y = param(f, "y", shp(1, 3), SIGNED);
-    Node *bx = ir_broadcast(f->g, f->d, (Loc){0}, x, shp(3, N, 2, 3));
-    Node *by = ir_broadcast(f->g, f->d, (Loc){0}, y, shp(2, 2, 3));
+    Node *x = param(f, "x", ts_shape(2, 2, 1), SIGNED);
+    Node *y = param(f, "y", ts_shape(1, 3), SIGNED);
+    Node *bx = ir_broadcast(ts.g, ts.d, (Loc){0}, x, ts_shape(3, N, 2, 3));
+    Node *by = ir_broadcast(ts.g, ts.d, (Loc){0}, y, ts_shape(2, 2, 3));
     check(f, bin(f, OP_MUL, bx, by));
 }
 
@@ -360,12 +322,12 @@ static void test_mlp_cross_entropy_vjp(void **s) {
     (void)s;
     Fx *f = fx_new();
     Loc l = {0};
-    Node *x = input(f, "x", shp(2, N, 4), SIGNED);
-    Node *lab = input(f, "onehot", shp(2, N, 3), POSITIVE);
-    Node *w1 = param(f, "w1", shp(2, 5, 4), SIGNED);
-    Node *b1 = param(f, "b1", shp(1, 5), SIGNED);
-    Node *w2 = param(f, "w2", shp(2, 3, 5), SIGNED);
-    Node *b2 = param(f, "b2", shp(1, 3), SIGNED);
+    Node *x = input(f, "x", ts_shape(2, N, 4), SIGNED);
+    Node *lab = input(f, "onehot", ts_shape(2, N, 3), POSITIVE);
+    Node *w1 = param(f, "w1", ts_shape(2, 5, 4), SIGNED);
+    Node *b1 = param(f, "b1", ts_shape(1, 5), SIGNED);
+    Node *w2 = param(f, "w2", ts_shape(2, 3, 5), SIGNED);
+    Node *b2 = param(f, "b2", ts_shape(1, 3), SIGNED);
     Node *h = un(f, OP_RELU, bin(f, OP_ADD, mm(f, x, w1, false, true), b1));
     Node *z = bin(f, OP_ADD, mm(f, h, w2, false, true), b2);
     Node *m = red(f, OP_REDUCE_MAX, z, 2, true);

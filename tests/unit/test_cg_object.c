@@ -1,12 +1,7 @@
 /* test_cg_object.c: the object file that `lathe compile` links. It is ELF, defines lathe_manifest (holding
    cg_manifest's text) and the three graph entries as global symbols; an unwritable path is a diagnostic;
    and elementwise kernels come out as packed SIMD instructions. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
+#include "support.h"
 
 #include <elf.h>
 #include <stdio.h>
@@ -22,52 +17,45 @@
 static const Loc L = {"test_cg_object", 1, 1};
 
 typedef struct Fx {
-    Arena *a;
-    Diag *d;
     Program p;
     char path[64];
 } Fx;
 
 static Fx fx;
 
-static Shape shp2(int64_t a, int64_t b) {
-    return ir_shape(2, (int64_t[]){a, b});
-}
-
 /* predict: logits = x @ w.T; eval and train: loss = mean(logits^2), train also updates w in place. */
 static Graph *small_graph(const char *name) {
-    Graph *g = ir_graph_new(fx.a, name);
-    Node *x = ir_input(g, L, "x", DT_F32, shp2(N, 4));
-    Node *w = ir_param(g, L, "w", DT_F32, shp2(3, 4));
-    Node *y = ir_matmul(g, fx.d, L, x, w, false, true);
+    Graph *g = ir_graph_new(ts.a, name);
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 4));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3, 4));
+    Node *y = ir_matmul(g, ts.d, L, x, w, false, true);
     if (strcmp(name, "predict") == 0) {
         ir_add_output(g, "logits", y, false);
     } else {
-        ir_add_output(g, "loss", ir_reduce(g, fx.d, L, OP_REDUCE_MEAN, ir_binary(g, fx.d, L, OP_MUL, y, y), 3, false), false);
+        ir_add_output(g, "loss", ir_reduce(g, ts.d, L, OP_REDUCE_MEAN, ir_binary(g, ts.d, L, OP_MUL, y, y), 3, false), false);
         if (strcmp(name, "train") == 0) {
             Node *lr = ir_input(g, L, "lr", DT_F32, ir_shape_scalar());
-            Node *gw = ir_matmul(g, fx.d, L, y, x, true, false);
-            ir_add_output(g, "w", ir_binary(g, fx.d, L, OP_SUB, w, ir_binary(g, fx.d, L, OP_MUL, lr, gw)), true);
+            Node *gw = ir_matmul(g, ts.d, L, y, x, true, false);
+            ir_add_output(g, "w", ir_binary(g, ts.d, L, OP_SUB, w, ir_binary(g, ts.d, L, OP_MUL, lr, gw)), true);
         }
     }
-    assert_true(ir_verify(g, fx.d));
-    assert_true(pass_memplan(g, fx.d));
+    assert_true(ir_verify(g, ts.d));
+    assert_true(pass_memplan(g, ts.d));
     return g;
 }
 
 static int setup(void **state) {
     memset(&fx, 0, sizeof fx);
-    fx.a = arena_new();
-    fx.d = diag_new(stderr);
+    ts_open(NULL, stderr);
     Program *p = &fx.p;
-    p->arena = fx.a;
+    p->arena = ts.a;
     p->model_name = "Tiny";
     p->source_file = "tiny.lathe";
     static const char *inputs[] = {"x"};
     p->input_names = inputs;
     p->ninputs = 1;
-    p->params = arena_alloc(fx.a, sizeof(ParamInfo));
-    p->params[0] = (ParamInfo){"w", DT_F32, shp2(3, 4), {INIT_UNIFORM, -0.5, 0.5}, true, L};
+    p->params = arena_alloc(ts.a, sizeof(ParamInfo));
+    p->params[0] = (ParamInfo){"w", DT_F32, ts_shape(2, 3, 4), {INIT_UNIFORM, -0.5, 0.5}, true, L};
     p->nparams = 1;
     p->train = small_graph("train");
     p->eval = small_graph("eval");
@@ -78,9 +66,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     unlink(fx.path);
-    diag_free(fx.d);
-    arena_free(fx.a);
-    return 0;
+    return ts_teardown(state);
 }
 
 static char *read_all(const char *path, size_t *len) {
@@ -121,7 +107,7 @@ static const char *defined_global(const char *obj, size_t len, const char *name,
 }
 
 static void test_object_is_elf_with_entries_and_manifest(void **state) {
-    assert_true(cg_llvm_emit_object(&fx.p, NULL, fx.path, fx.d));
+    assert_true(cg_llvm_emit_object(&fx.p, NULL, fx.path, ts.d));
     size_t len;
     char *obj = read_all(fx.path, &len);
     assert_true(len > sizeof(Elf64_Ehdr));
@@ -135,7 +121,7 @@ static void test_object_is_elf_with_entries_and_manifest(void **state) {
             fail_msg("%s is not defined", entries[i]);
     const char *m = defined_global(obj, len, "lathe_manifest", &size);
     assert_non_null(m);
-    char *want = cg_manifest(fx.a, &fx.p);
+    char *want = cg_manifest(ts.a, &fx.p);
     assert_int_equal(size, strlen(want) + 1); /* NUL-terminated */
     assert_memory_equal(m, want, size);
     free(obj);
@@ -143,7 +129,7 @@ static void test_object_is_elf_with_entries_and_manifest(void **state) {
 
 static void test_object_for_generic_cpu(void **state) {
     CgOptions o = {.cpu = "x86-64", .opt_level = 2};
-    assert_true(cg_llvm_emit_object(&fx.p, &o, fx.path, fx.d));
+    assert_true(cg_llvm_emit_object(&fx.p, &o, fx.path, ts.d));
     size_t len;
     char *obj = read_all(fx.path, &len);
     uint64_t size;
@@ -165,15 +151,15 @@ static void test_elementwise_kernel_is_vectorized(void **state) {
 #if !defined(__x86_64__)
     skip(); /* the instruction names below are x86's */
 #endif
-    Graph *g = ir_graph_new(fx.a, "predict");
-    Node *x = ir_input(g, L, "x", DT_F32, shp2(N, 512));
-    Node *y = ir_input(g, L, "y", DT_F32, shp2(N, 512));
-    Node *b = ir_input(g, L, "b", DT_F32, ir_shape(1, (int64_t[]){512}));
-    ir_add_output(g, "sum", ir_binary(g, fx.d, L, OP_ADD, x, y), false);
-    ir_add_output(g, "biased", ir_binary(g, fx.d, L, OP_MUL, x, b), false);
-    assert_true(pass_memplan(g, fx.d));
+    Graph *g = ir_graph_new(ts.a, "predict");
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 512));
+    Node *y = ir_input(g, L, "y", DT_F32, ts_shape(2, N, 512));
+    Node *b = ir_input(g, L, "b", DT_F32, ts_shape(1, 512));
+    ir_add_output(g, "sum", ir_binary(g, ts.d, L, OP_ADD, x, y), false);
+    ir_add_output(g, "biased", ir_binary(g, ts.d, L, OP_MUL, x, b), false);
+    assert_true(pass_memplan(g, ts.d));
     CgOptions o = {.cpu = NULL, .opt_level = 3};
-    char *text = cg_llvm_graph_asm(g, &o, fx.d);
+    char *text = cg_llvm_graph_asm(g, &o, ts.d);
     assert_non_null(text);
     bool packed_add = strstr(text, "addps") != NULL, packed_mul = strstr(text, "mulps") != NULL;
     bool simd_regs = strstr(text, "%xmm") || strstr(text, "%ymm") || strstr(text, "%zmm");

@@ -2,12 +2,7 @@
    with ir_make (odd sizes like 7x13, broadcasting both ways, N bound to 5), plans it with pass_memplan,
    JIT-compiles it, runs it on random inputs and compares every output (and every updated parameter) with
    ir_interp: relative 1e-5 for f32, 1e-12 for f64, exact for integers. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
+#include "support.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,9 +17,6 @@
 #define N_BOUND 5
 
 typedef struct Fx {
-    Arena *a;
-    Diag *d;
-    Graph *g;
     double lo, hi; /* range of random floats */
     int ilo, ihi;  /* range of random integers */
     double tol;    /* relative tolerance for f32 */
@@ -35,27 +27,9 @@ typedef struct Fx {
 static Fx fx;
 static const Loc L = {"test_cg_ops", 1, 1};
 
-static double rnd(void) {
-    fx.rng = fx.rng * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(fx.rng >> 11) / 9007199254740992.0;
-}
-
-static Shape shp(int rank, ...) {
-    va_list ap;
-    Shape s = {0};
-    va_start(ap, rank);
-    s.rank = rank;
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
 static int setup(void **state) {
     memset(&fx, 0, sizeof fx);
-    fx.a = arena_new();
-    fx.d = diag_new(stderr);
-    fx.g = ir_graph_new(fx.a, "train");
+    ts_open("train", stderr);
     fx.lo = -2;
     fx.hi = 2;
     fx.ilo = -5;
@@ -65,27 +39,21 @@ static int setup(void **state) {
     return 0;
 }
 
-static int teardown(void **state) {
-    diag_free(fx.d);
-    arena_free(fx.a);
-    return 0;
-}
-
 static Node *in(const char *name, DType t, Shape s) {
-    return ir_input(fx.g, L, name, t, s);
+    return ir_input(ts.g, L, name, t, s);
 }
 
 static Node *un(Op op, Node *x) {
-    return ir_unary(fx.g, fx.d, L, op, x);
+    return ir_unary(ts.g, ts.d, L, op, x);
 }
 
 static Node *bin(Op op, Node *x, Node *y) {
-    return ir_binary(fx.g, fx.d, L, op, x, y);
+    return ir_binary(ts.g, ts.d, L, op, x, y);
 }
 
 static void out(const char *name, Node *v) {
     assert_non_null(v);
-    ir_add_output(fx.g, name, v, false);
+    ir_add_output(ts.g, name, v, false);
 }
 
 static double get(const void *buf, DType t, int64_t i) {
@@ -114,9 +82,9 @@ static void put(void *buf, DType t, int64_t i, double v) {
 
 static double random_value(DType t) {
     if (ir_dtype_is_float(t))
-        return fx.lo + (fx.hi - fx.lo) * rnd();
+        return fx.lo + (fx.hi - fx.lo) * ts_rand_uniform(&fx.rng);
     int lo = t == DT_U8 && fx.ilo < 0 ? 0 : fx.ilo;
-    return lo + (int)floor(rnd() * (fx.ihi - lo + 1));
+    return lo + (int)floor(ts_rand_uniform(&fx.rng) * (fx.ihi - lo + 1));
 }
 
 #define GUARD 64
@@ -144,16 +112,16 @@ static int find_arg(const GraphArg *args, int nargs, const char *name, bool outp
     return -1;
 }
 
-/* Plans, JITs and runs fx.g with N = n, then checks every output against the interpreter. */
+/* Plans, JITs and runs ts.g with N = n, then checks every output against the interpreter. */
 static void run_check(int64_t n) {
-    Graph *g = fx.g;
-    assert_true(ir_verify(g, fx.d));
-    assert_true(pass_memplan(g, fx.d));
-    CgJit *j = cg_llvm_jit(g, fx.opts, fx.d);
+    Graph *g = ts.g;
+    assert_true(ir_verify(g, ts.d));
+    assert_true(pass_memplan(g, ts.d));
+    CgJit *j = cg_llvm_jit(g, fx.opts, ts.d);
     assert_non_null(j);
 
     int nargs = ir_graph_args(g, NULL);
-    GraphArg *args = arena_alloc(fx.a, sizeof *args * (size_t)(nargs + 1));
+    GraphArg *args = arena_alloc(ts.a, sizeof *args * (size_t)(nargs + 1));
     ir_graph_args(g, args);
     void **bufs = calloc((size_t)nargs + 1, sizeof *bufs);
     IBinding *bind = calloc((size_t)nargs + 1, sizeof *bind);
@@ -166,10 +134,7 @@ static void run_check(int64_t n) {
             memset(bufs[a], 0xcd, (size_t)numel * ir_dtype_size(v->dtype));
             continue;
         }
-        ITensor t = {v->shape, arena_alloc(fx.a, sizeof(double) * (size_t)(numel + 1))};
-        for (int i = 0; i < t.shape.rank; i++)
-            if (t.shape.dim[i] == IR_DIM_N)
-                t.shape.dim[i] = n;
+        ITensor t = {ts_shape_at(v->shape, n), arena_alloc(ts.a, sizeof(double) * (size_t)(numel + 1))};
         for (int64_t i = 0; i < numel; i++) {
             put(bufs[a], v->dtype, i, random_value(v->dtype));
             t.data[i] = get(bufs[a], v->dtype, i);
@@ -188,7 +153,7 @@ static void run_check(int64_t n) {
     for (int a = 0; a < nargs; a++)
         check_guard(bufs[a], (size_t)ir_shape_numel(&args[a].node->shape, n) * ir_dtype_size(args[a].node->dtype), args[a].name);
 
-    ITensor *ref = ir_interp(fx.a, g, n, bind, nbind, fx.d);
+    ITensor *ref = ir_interp(ts.a, g, n, bind, nbind, ts.d);
     assert_non_null(ref);
     for (int i = 0; i < g->noutputs; i++) {
         const Output *o = &g->outputs[i];
@@ -215,11 +180,11 @@ static void run_check(int64_t n) {
 
 static void unary_all(DType t) {
     static const Op ops[] = {OP_NEG, OP_EXP, OP_ABS, OP_RELU, OP_SIGMOID, OP_TANH};
-    Node *x = in("x", t, shp(2, 7, 13));
+    Node *x = in("x", t, ts_shape(2, 7, 13));
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         out(ir_op_name(ops[i]), un(ops[i], x));
     Node *ax = un(OP_ABS, x); /* log and sqrt of |x| + 0.5, away from 0 */
-    Node *pos = bin(OP_ADD, ax, ir_const(fx.g, L, t, shp(0), 0.5));
+    Node *pos = bin(OP_ADD, ax, ir_const(ts.g, L, t, ts_shape(0), 0.5));
     out("log", un(OP_LOG, pos));
     out("sqrt", un(OP_SQRT, pos));
     run_check(N_BOUND);
@@ -239,7 +204,7 @@ static void binary_all(DType t, Shape sa, Shape sb) {
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         out(ir_op_name(ops[i]), bin(ops[i], x, y));
     if (ir_dtype_is_float(t)) {
-        Node *base = bin(OP_ADD, un(OP_ABS, x), ir_const(fx.g, L, t, shp(0), 0.5));
+        Node *base = bin(OP_ADD, un(OP_ABS, x), ir_const(ts.g, L, t, ts_shape(0), 0.5));
         out("pow", bin(OP_POW, base, y));
     } else {
         out("pow", bin(OP_POW, x, y)); /* 0^-1 is infinite, which converts to 0 */
@@ -248,41 +213,41 @@ static void binary_all(DType t, Shape sa, Shape sb) {
 }
 
 static void test_binary_broadcast_both_ways_f32(void **state) {
-    binary_all(DT_F32, shp(2, 7, 1), shp(2, 1, 13));
+    binary_all(DT_F32, ts_shape(2, 7, 1), ts_shape(2, 1, 13));
 }
 
 static void test_binary_broadcast_row_over_batch_f32(void **state) {
-    binary_all(DT_F32, shp(2, N, 13), shp(1, 13));
+    binary_all(DT_F32, ts_shape(2, N, 13), ts_shape(1, 13));
 }
 
 static void test_binary_broadcast_batch_rhs_f64(void **state) {
-    binary_all(DT_F64, shp(1, 13), shp(3, 3, N, 13));
+    binary_all(DT_F64, ts_shape(1, 13), ts_shape(3, 3, N, 13));
 }
 
 static void test_binary_same_shape_rank3_f32(void **state) {
-    binary_all(DT_F32, shp(3, N, 7, 13), shp(3, N, 7, 13));
+    binary_all(DT_F32, ts_shape(3, N, 7, 13), ts_shape(3, N, 7, 13));
 }
 
 static void test_binary_middle_broadcast_f32(void **state) {
-    binary_all(DT_F32, shp(3, 7, 1, 13), shp(3, 7, 5, 13));
+    binary_all(DT_F32, ts_shape(3, 7, 1, 13), ts_shape(3, 7, 5, 13));
 }
 
 static void test_binary_i32_with_zero_divisors(void **state) {
-    binary_all(DT_I32, shp(2, N, 13), shp(2, 1, 13));
+    binary_all(DT_I32, ts_shape(2, N, 13), ts_shape(2, 1, 13));
 }
 
 static void test_binary_i64(void **state) {
-    binary_all(DT_I64, shp(2, 7, 13), shp(0));
+    binary_all(DT_I64, ts_shape(2, 7, 13), ts_shape(0));
 }
 
 static void test_binary_u8(void **state) {
     fx.ihi = 200;
-    binary_all(DT_U8, shp(2, 7, 13), shp(2, 7, 1));
+    binary_all(DT_U8, ts_shape(2, 7, 13), ts_shape(2, 7, 1));
 }
 
 /* Float inputs are rounded to integers first (through a cast to i32), so that equality happens. */
 static Node *integral(Node *x) {
-    return ir_dtype_is_float(x->dtype) ? ir_cast(fx.g, L, ir_cast(fx.g, L, x, DT_I32), x->dtype) : x;
+    return ir_dtype_is_float(x->dtype) ? ir_cast(ts.g, L, ir_cast(ts.g, L, x, DT_I32), x->dtype) : x;
 }
 
 static void compare_all(DType t, Shape sa, Shape sb) {
@@ -294,90 +259,90 @@ static void compare_all(DType t, Shape sa, Shape sb) {
 }
 
 static void test_compare_f32_broadcast(void **state) {
-    compare_all(DT_F32, shp(2, N, 13), shp(1, 13));
+    compare_all(DT_F32, ts_shape(2, N, 13), ts_shape(1, 13));
 }
 
 static void test_compare_u8(void **state) {
     fx.ihi = 3;
-    compare_all(DT_U8, shp(2, 7, 13), shp(2, 7, 13));
+    compare_all(DT_U8, ts_shape(2, 7, 13), ts_shape(2, 7, 13));
 }
 
 static void test_compare_i64(void **state) {
-    compare_all(DT_I64, shp(2, 7, 1), shp(2, 1, 13));
+    compare_all(DT_I64, ts_shape(2, 7, 1), ts_shape(2, 1, 13));
 }
 
 static void test_select_broadcast_three_ways(void **state) {
     fx.ihi = 1;
-    Node *c = in("c", DT_U8, shp(2, 7, 1));
-    Node *a = in("a", DT_F32, shp(2, 1, 13)), *b = in("b", DT_F32, shp(1, 13));
-    out("sel", ir_select(fx.g, fx.d, L, c, a, b));
-    out("sel_const", ir_select(fx.g, fx.d, L, c, a, ir_const(fx.g, L, DT_F32, shp(0), -1.5)));
+    Node *c = in("c", DT_U8, ts_shape(2, 7, 1));
+    Node *a = in("a", DT_F32, ts_shape(2, 1, 13)), *b = in("b", DT_F32, ts_shape(1, 13));
+    out("sel", ir_select(ts.g, ts.d, L, c, a, b));
+    out("sel_const", ir_select(ts.g, ts.d, L, c, a, ir_const(ts.g, L, DT_F32, ts_shape(0), -1.5)));
     run_check(N_BOUND);
 }
 
 static void test_cast_between_dtypes(void **state) {
     fx.lo = -100;
     fx.hi = 100;
-    Node *x = in("x", DT_F32, shp(2, 7, 13));
-    Node *i = in("i", DT_I32, shp(2, N, 3));
-    Node *u = in("u", DT_U8, shp(1, 17));
+    Node *x = in("x", DT_F32, ts_shape(2, 7, 13));
+    Node *i = in("i", DT_I32, ts_shape(2, N, 3));
+    Node *u = in("u", DT_U8, ts_shape(1, 17));
     static const DType all[] = {DT_F32, DT_F64, DT_I32, DT_I64};
     for (int k = 0; k < 4; k++) {
-        char *nx = arena_printf(fx.a, "x_%s", ir_dtype_name(all[k]));
-        char *ni = arena_printf(fx.a, "i_%s", ir_dtype_name(all[k]));
-        char *nu = arena_printf(fx.a, "u_%s", ir_dtype_name(all[k]));
-        out(nx, ir_cast(fx.g, L, x, all[k]));
-        out(ni, ir_cast(fx.g, L, i, all[k]));
-        out(nu, ir_cast(fx.g, L, u, all[k]));
+        char *nx = arena_printf(ts.a, "x_%s", ir_dtype_name(all[k]));
+        char *ni = arena_printf(ts.a, "i_%s", ir_dtype_name(all[k]));
+        char *nu = arena_printf(ts.a, "u_%s", ir_dtype_name(all[k]));
+        out(nx, ir_cast(ts.g, L, x, all[k]));
+        out(ni, ir_cast(ts.g, L, i, all[k]));
+        out(nu, ir_cast(ts.g, L, u, all[k]));
     }
-    out("i_u8", ir_cast(fx.g, L, i, DT_U8));
-    out("x_u8", ir_cast(fx.g, L, x, DT_U8));
+    out("i_u8", ir_cast(ts.g, L, i, DT_U8));
+    out("x_u8", ir_cast(ts.g, L, x, DT_U8));
     /* out of range, infinite and NaN values convert as the interpreter defines (C leaves them undefined) */
     Node *e = un(OP_EXP, x), *l = un(OP_LOG, x);
-    Node *big = ir_cast(fx.g, L, bin(OP_MUL, x, ir_const(fx.g, L, DT_F32, shp(0), 1e18f)), DT_F64);
+    Node *big = ir_cast(ts.g, L, bin(OP_MUL, x, ir_const(ts.g, L, DT_F32, ts_shape(0), 1e18f)), DT_F64);
     static const DType ints[] = {DT_I32, DT_I64, DT_U8};
     for (int k = 0; k < 3; k++) {
-        out(arena_printf(fx.a, "exp_%s", ir_dtype_name(ints[k])), ir_cast(fx.g, L, e, ints[k]));
-        out(arena_printf(fx.a, "log_%s", ir_dtype_name(ints[k])), ir_cast(fx.g, L, l, ints[k]));
-        out(arena_printf(fx.a, "big_%s", ir_dtype_name(ints[k])), ir_cast(fx.g, L, big, ints[k]));
+        out(arena_printf(ts.a, "exp_%s", ir_dtype_name(ints[k])), ir_cast(ts.g, L, e, ints[k]));
+        out(arena_printf(ts.a, "log_%s", ir_dtype_name(ints[k])), ir_cast(ts.g, L, l, ints[k]));
+        out(arena_printf(ts.a, "big_%s", ir_dtype_name(ints[k])), ir_cast(ts.g, L, big, ints[k]));
     }
     run_check(N_BOUND);
 }
 
 static void test_const_folded_and_npow(void **state) {
-    Node *x = in("x", DT_F32, shp(2, N, 13));
-    Node *inv_n = ir_const_npow(fx.g, L, DT_F32, shp(0), 3.0, -1);
+    Node *x = in("x", DT_F32, ts_shape(2, N, 13));
+    Node *inv_n = ir_const_npow(ts.g, L, DT_F32, ts_shape(0), 3.0, -1);
     out("scaled", bin(OP_MUL, x, inv_n));
     out("inv_n", inv_n);                                               /* a CONST output: filled */
-    out("big", ir_const_npow(fx.g, L, DT_F32, shp(2, N, 3), 0.5, 1)); /* a CONST with N in its shape */
-    out("ones_i", ir_const(fx.g, L, DT_I64, shp(1, 7), 1));
+    out("big", ir_const_npow(ts.g, L, DT_F32, ts_shape(2, N, 3), 0.5, 1)); /* a CONST with N in its shape */
+    out("ones_i", ir_const(ts.g, L, DT_I64, ts_shape(1, 7), 1));
     run_check(N_BOUND);
 }
 
 static void test_reshape_alias_feeds_kernel(void **state) {
-    Node *x = in("x", DT_F32, shp(4, N, 1, 7, 13));
-    Node *r = ir_reshape(fx.g, fx.d, L, x, shp(2, N, 91));
+    Node *x = in("x", DT_F32, ts_shape(4, N, 1, 7, 13));
+    Node *r = ir_reshape(ts.g, ts.d, L, x, ts_shape(2, N, 91));
     Node *y = un(OP_RELU, r);
-    out("y", ir_reshape(fx.g, fx.d, L, y, shp(3, N, 7, 13)));
+    out("y", ir_reshape(ts.g, ts.d, L, y, ts_shape(3, N, 7, 13)));
     out("r", r); /* an alias of an input as an output: copied */
     run_check(N_BOUND);
 }
 
 static void test_broadcast_materialized(void **state) {
-    Node *x = in("x", DT_F64, shp(2, 7, 1));
-    out("b", ir_broadcast(fx.g, fx.d, L, x, shp(3, N, 7, 13)));
-    Node *i = in("i", DT_I32, shp(1, 13));
-    out("bi", ir_broadcast(fx.g, fx.d, L, i, shp(2, 7, 13)));
+    Node *x = in("x", DT_F64, ts_shape(2, 7, 1));
+    out("b", ir_broadcast(ts.g, ts.d, L, x, ts_shape(3, N, 7, 13)));
+    Node *i = in("i", DT_I32, ts_shape(1, 13));
+    out("bi", ir_broadcast(ts.g, ts.d, L, i, ts_shape(2, 7, 13)));
     run_check(N_BOUND);
 }
 
 static void test_transpose_permutations(void **state) {
-    Node *x = in("x", DT_F32, shp(3, N, 7, 13));
+    Node *x = in("x", DT_F32, ts_shape(3, N, 7, 13));
     static const int perms[][3] = {{0, 2, 1}, {2, 0, 1}, {1, 0, 2}, {2, 1, 0}, {0, 1, 2}};
     for (int k = 0; k < 5; k++)
-        out(arena_printf(fx.a, "t%d", k), ir_transpose(fx.g, fx.d, L, x, perms[k]));
-    Node *y = in("y", DT_I64, shp(2, 7, 13));
-    out("ty", ir_transpose(fx.g, fx.d, L, y, (const int[]){1, 0}));
+        out(arena_printf(ts.a, "t%d", k), ir_transpose(ts.g, ts.d, L, x, perms[k]));
+    Node *y = in("y", DT_I64, ts_shape(2, 7, 13));
+    out("ty", ir_transpose(ts.g, ts.d, L, y, (const int[]){1, 0}));
     run_check(N_BOUND);
 }
 
@@ -388,60 +353,60 @@ static void reduce_all(DType t, Shape s, uint32_t axes) {
     static const Op ops[] = {OP_REDUCE_SUM, OP_REDUCE_MEAN, OP_REDUCE_MAX};
     for (int k = 0; k < 3; k++)
         for (int keep = 0; keep < 2; keep++)
-            out(arena_printf(fx.a, "%s_%d", ir_op_name(ops[k]), keep),
-                ir_reduce(fx.g, fx.d, L, ops[k], x, axes, keep));
+            out(arena_printf(ts.a, "%s_%d", ir_op_name(ops[k]), keep),
+                ir_reduce(ts.g, ts.d, L, ops[k], x, axes, keep));
     run_check(N_BOUND);
 }
 
 static void test_reduce_over_batch(void **state) {
-    reduce_all(DT_F32, shp(2, N, 13), 1u << 0);
+    reduce_all(DT_F32, ts_shape(2, N, 13), 1u << 0);
 }
 
 static void test_reduce_over_last(void **state) {
-    reduce_all(DT_F32, shp(2, N, 13), 1u << 1);
+    reduce_all(DT_F32, ts_shape(2, N, 13), 1u << 1);
 }
 
 static void test_reduce_over_all_rank3(void **state) {
-    reduce_all(DT_F32, shp(3, N, 7, 13), 7u);
+    reduce_all(DT_F32, ts_shape(3, N, 7, 13), 7u);
 }
 
 static void test_reduce_outer_and_inner_f64(void **state) {
-    reduce_all(DT_F64, shp(3, 7, N, 13), (1u << 0) | (1u << 2));
+    reduce_all(DT_F64, ts_shape(3, 7, N, 13), (1u << 0) | (1u << 2));
 }
 
 static void test_reduce_middle_i32(void **state) {
-    reduce_all(DT_I32, shp(3, 7, N, 13), 1u << 1);
+    reduce_all(DT_I32, ts_shape(3, 7, N, 13), 1u << 1);
 }
 
 static void test_reduce_leading_dims_keep_inner_f64(void **state) {
-    reduce_all(DT_F64, shp(3, N, 7, 13), 3u);
+    reduce_all(DT_F64, ts_shape(3, N, 7, 13), 3u);
 }
 
 /* log of negative numbers: NaN propagates through max, min and reductions, relu passes it, argmax takes
    the first NaN, and comparisons with NaN are false (ne true), as in the interpreter. */
 static void test_nan_semantics(void **state) {
-    Node *x = in("x", DT_F32, shp(2, N, 13));
+    Node *x = in("x", DT_F32, ts_shape(2, N, 13));
     Node *l = un(OP_LOG, x);
     out("relu", un(OP_RELU, l));
     out("max", bin(OP_MAX, l, x));
     out("min", bin(OP_MIN, x, l));
-    out("rmax_rows", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MAX, l, 2, false));
-    out("rmax_cols", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MAX, l, 1, false));
-    out("argmax_rows", ir_argmax(fx.g, fx.d, L, l, 1, false));
-    out("argmax_cols", ir_argmax(fx.g, fx.d, L, l, 0, true));
+    out("rmax_rows", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MAX, l, 2, false));
+    out("rmax_cols", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MAX, l, 1, false));
+    out("argmax_rows", ir_argmax(ts.g, ts.d, L, l, 1, false));
+    out("argmax_cols", ir_argmax(ts.g, ts.d, L, l, 0, true));
     out("lt", bin(OP_LT, l, x));
     out("ne", bin(OP_NE, l, l));
     run_check(N_BOUND);
 }
 
 static void test_argmax_axes_and_ties(void **state) {
-    Node *x = in("x", DT_F32, shp(3, N, 7, 13));
+    Node *x = in("x", DT_F32, ts_shape(3, N, 7, 13));
     for (int ax = 0; ax < 3; ax++)
         for (int keep = 0; keep < 2; keep++)
-            out(arena_printf(fx.a, "am%d_%d", ax, keep), ir_argmax(fx.g, fx.d, L, x, ax, keep));
+            out(arena_printf(ts.a, "am%d_%d", ax, keep), ir_argmax(ts.g, ts.d, L, x, ax, keep));
     fx.ihi = 2; /* few values: ties, where the first maximum must win */
-    Node *y = in("y", DT_I32, shp(2, N, 13));
-    out("ties", ir_argmax(fx.g, fx.d, L, y, 1, false));
+    Node *y = in("y", DT_I32, ts_shape(2, N, 13));
+    out("ties", ir_argmax(ts.g, ts.d, L, y, 1, false));
     run_check(N_BOUND);
 }
 
@@ -449,9 +414,9 @@ static void test_argmax_axes_and_ties(void **state) {
 
 static void matmul_case(DType t, bool ta, bool tb) {
     /* C[7,13] = op(A) op(B) with K = 5 */
-    Node *a = in("a", t, ta ? shp(2, 5, 7) : shp(2, 7, 5));
-    Node *b = in("b", t, tb ? shp(2, 13, 5) : shp(2, 5, 13));
-    out("c", ir_matmul(fx.g, fx.d, L, a, b, ta, tb));
+    Node *a = in("a", t, ta ? ts_shape(2, 5, 7) : ts_shape(2, 7, 5));
+    Node *b = in("b", t, tb ? ts_shape(2, 13, 5) : ts_shape(2, 5, 13));
+    out("c", ir_matmul(ts.g, ts.d, L, a, b, ta, tb));
     run_check(N_BOUND);
 }
 
@@ -472,32 +437,32 @@ static void test_matmul_transpose_both_f64(void **state) {
 }
 
 static void test_matmul_linear_forward_and_grads(void **state) {
-    Node *x = in("x", DT_F32, shp(2, N, 13)), *w = in("w", DT_F32, shp(2, 7, 13));
-    Node *dy = in("dy", DT_F32, shp(2, N, 7));
-    out("y", ir_matmul(fx.g, fx.d, L, x, w, false, true));    /* x @ w.T */
-    out("dw", ir_matmul(fx.g, fx.d, L, dy, x, true, false));  /* dY^T X: K is N */
-    out("dx", ir_matmul(fx.g, fx.d, L, dy, w, false, false)); /* dY W */
+    Node *x = in("x", DT_F32, ts_shape(2, N, 13)), *w = in("w", DT_F32, ts_shape(2, 7, 13));
+    Node *dy = in("dy", DT_F32, ts_shape(2, N, 7));
+    out("y", ir_matmul(ts.g, ts.d, L, x, w, false, true));    /* x @ w.T */
+    out("dw", ir_matmul(ts.g, ts.d, L, dy, x, true, false));  /* dY^T X: K is N */
+    out("dx", ir_matmul(ts.g, ts.d, L, dy, w, false, false)); /* dY W */
     run_check(N_BOUND);
 }
 
 static void test_matmul_batched_rank3(void **state) {
-    Node *a = in("a", DT_F32, shp(3, 3, 7, 5)), *b = in("b", DT_F32, shp(3, 3, 5, 13));
-    Node *bt = in("bt", DT_F32, shp(3, 3, 13, 5)), *w = in("w", DT_F64, shp(2, 5, 4));
-    Node *ad = in("ad", DT_F64, shp(3, N, 7, 5));
-    out("ab", ir_matmul(fx.g, fx.d, L, a, b, false, false));
-    out("abt", ir_matmul(fx.g, fx.d, L, a, bt, false, true));
-    out("atb", ir_matmul(fx.g, fx.d, L, b, b, true, false));
-    out("aw", ir_matmul(fx.g, fx.d, L, ad, w, false, false)); /* rank 3 @ rank 2, batch N */
+    Node *a = in("a", DT_F32, ts_shape(3, 3, 7, 5)), *b = in("b", DT_F32, ts_shape(3, 3, 5, 13));
+    Node *bt = in("bt", DT_F32, ts_shape(3, 3, 13, 5)), *w = in("w", DT_F64, ts_shape(2, 5, 4));
+    Node *ad = in("ad", DT_F64, ts_shape(3, N, 7, 5));
+    out("ab", ir_matmul(ts.g, ts.d, L, a, b, false, false));
+    out("abt", ir_matmul(ts.g, ts.d, L, a, bt, false, true));
+    out("atb", ir_matmul(ts.g, ts.d, L, b, b, true, false));
+    out("aw", ir_matmul(ts.g, ts.d, L, ad, w, false, false)); /* rank 3 @ rank 2, batch N */
     run_check(N_BOUND);
 }
 
 static void test_one_hot_out_of_range_is_zero(void **state) {
     fx.ilo = -2;
     fx.ihi = 12;
-    Node *l = in("label", DT_I64, shp(1, N));
-    out("oh", ir_one_hot(fx.g, fx.d, L, l, 10, DT_F32));
-    Node *l2 = in("l2", DT_U8, shp(2, 3, 4));
-    out("oh2", ir_one_hot(fx.g, fx.d, L, l2, 7, DT_I32));
+    Node *l = in("label", DT_I64, ts_shape(1, N));
+    out("oh", ir_one_hot(ts.g, ts.d, L, l, 10, DT_F32));
+    Node *l2 = in("l2", DT_U8, ts_shape(2, 3, 4));
+    out("oh2", ir_one_hot(ts.g, ts.d, L, l2, 7, DT_I32));
     run_check(N_BOUND);
 }
 
@@ -506,28 +471,28 @@ static void test_one_hot_out_of_range_is_zero(void **state) {
 /* A Linear + softmax cross-entropy forward with an SGD update: in place for w, at the end for b (it is
    read after its update), and an output that is also an update. */
 static void test_sgd_step_updates_params(void **state) {
-    Graph *g = fx.g;
-    Node *x = in("x", DT_F32, shp(2, N, 13));
-    Node *lr = in("lr", DT_F32, shp(0));
-    Node *w = ir_param(g, L, "w", DT_F32, shp(2, 7, 13));
-    Node *b = ir_param(g, L, "b", DT_F32, shp(1, 7));
-    Node *s = ir_state(g, L, "s", DT_F32, shp(1, 7));
-    Node *y = bin(OP_ADD, ir_matmul(g, fx.d, L, x, w, false, true), b);
-    Node *m = ir_reduce(g, fx.d, L, OP_REDUCE_MAX, y, 2, true);
+    Graph *g = ts.g;
+    Node *x = in("x", DT_F32, ts_shape(2, N, 13));
+    Node *lr = in("lr", DT_F32, ts_shape(0));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 7, 13));
+    Node *b = ir_param(g, L, "b", DT_F32, ts_shape(1, 7));
+    Node *s = ir_state(g, L, "s", DT_F32, ts_shape(1, 7));
+    Node *y = bin(OP_ADD, ir_matmul(g, ts.d, L, x, w, false, true), b);
+    Node *m = ir_reduce(g, ts.d, L, OP_REDUCE_MAX, y, 2, true);
     Node *e = un(OP_EXP, bin(OP_SUB, y, m));
-    Node *lse = bin(OP_ADD, un(OP_LOG, ir_reduce(g, fx.d, L, OP_REDUCE_SUM, e, 2, true)), m);
-    Node *loss = ir_reduce(g, fx.d, L, OP_REDUCE_MEAN, bin(OP_SUB, lse, y), 3, false);
-    Node *gw = ir_matmul(g, fx.d, L, y, x, true, false);
+    Node *lse = bin(OP_ADD, un(OP_LOG, ir_reduce(g, ts.d, L, OP_REDUCE_SUM, e, 2, true)), m);
+    Node *loss = ir_reduce(g, ts.d, L, OP_REDUCE_MEAN, bin(OP_SUB, lse, y), 3, false);
+    Node *gw = ir_matmul(g, ts.d, L, y, x, true, false);
     Node *nw = bin(OP_SUB, w, bin(OP_MUL, lr, gw));
-    Node *gb = ir_reduce(g, fx.d, L, OP_REDUCE_SUM, y, 1, false);
+    Node *gb = ir_reduce(g, ts.d, L, OP_REDUCE_SUM, y, 1, false);
     Node *nb = bin(OP_SUB, b, bin(OP_MUL, lr, gb));
-    Node *ns = bin(OP_ADD, s, ir_const(g, L, DT_F32, shp(0), 1));
+    Node *ns = bin(OP_ADD, s, ir_const(g, L, DT_F32, ts_shape(0), 1));
     out("loss", loss);
     ir_add_output(g, "w", nw, true);
     ir_add_output(g, "b", nb, true);
     ir_add_output(g, "s", ns, true);
     out("s_next", ns);
-    out("b_sum", ir_reduce(g, fx.d, L, OP_REDUCE_SUM, b, 1, false)); /* reads b after nb */
+    out("b_sum", ir_reduce(g, ts.d, L, OP_REDUCE_SUM, b, 1, false)); /* reads b after nb */
     run_check(N_BOUND);
     assert_int_equal(nw->mem.kind, MEM_ARG);
     assert_int_equal(nb->mem.kind, MEM_ARENA);
@@ -535,23 +500,23 @@ static void test_sgd_step_updates_params(void **state) {
 }
 
 static void batch_graph(void) {
-    Node *x = in("x", DT_F32, shp(2, N, 13)), *w = in("w", DT_F32, shp(2, 7, 13));
-    Node *y = ir_matmul(fx.g, fx.d, L, x, w, false, true);
+    Node *x = in("x", DT_F32, ts_shape(2, N, 13)), *w = in("w", DT_F32, ts_shape(2, 7, 13));
+    Node *y = ir_matmul(ts.g, ts.d, L, x, w, false, true);
     out("y", un(OP_RELU, y));
-    out("sum", ir_reduce(fx.g, fx.d, L, OP_REDUCE_SUM, y, 1, false));
-    out("mean", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MEAN, y, 2, false));
-    out("dw", ir_matmul(fx.g, fx.d, L, y, x, true, false)); /* K = N: zeros when N is 0 */
+    out("sum", ir_reduce(ts.g, ts.d, L, OP_REDUCE_SUM, y, 1, false));
+    out("mean", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MEAN, y, 2, false));
+    out("dw", ir_matmul(ts.g, ts.d, L, y, x, true, false)); /* K = N: zeros when N is 0 */
 }
 
 /* The unoptimized code (lathe compile -O 0) computes the same. */
 static void test_opt_level_0(void **state) {
     static const CgOptions o0 = {.cpu = NULL, .opt_level = 0};
     fx.opts = &o0;
-    Node *x = in("x", DT_F32, shp(2, N, 13)), *w = in("w", DT_F32, shp(2, 7, 13));
-    Node *y = un(OP_TANH, ir_matmul(fx.g, fx.d, L, x, w, false, true));
+    Node *x = in("x", DT_F32, ts_shape(2, N, 13)), *w = in("w", DT_F32, ts_shape(2, 7, 13));
+    Node *y = un(OP_TANH, ir_matmul(ts.g, ts.d, L, x, w, false, true));
     out("y", y);
-    out("s", ir_reduce(fx.g, fx.d, L, OP_REDUCE_MEAN, y, 1, true));
-    out("a", ir_argmax(fx.g, fx.d, L, y, 1, false));
+    out("s", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MEAN, y, 1, true));
+    out("a", ir_argmax(ts.g, ts.d, L, y, 1, false));
     run_check(N_BOUND);
 }
 
@@ -570,13 +535,9 @@ static void test_batch_of_zero(void **state) {
 /* The Quickstart MLP as the frontend and the passes make it: every graph (the train step with its
    autodiff and SGD updates in place, eval, predict) agrees with the interpreter. */
 static void test_fashion_mlp_graphs_match_interp(void **state) {
-    const char *path = LATHE_SOURCE_DIR "/models/fashion_mlp.lathe";
-    size_t len;
-    char *text = fe_read_file(fx.a, fx.d, path, &len);
-    assert_non_null(text);
-    Program *p = fe_compile(fx.a, fx.d, path, text);
+    Program *p = ts_compile_text(LATHE_SOURCE_DIR "/models/fashion_mlp.lathe", ts_read_model("fashion_mlp.lathe"));
     assert_non_null(p);
-    assert_true(pass_pipeline(p, NULL, NULL, fx.d));
+    assert_true(pass_pipeline(p, NULL, NULL, ts.d));
     fx.lo = -0.1;
     fx.hi = 0.1;
     fx.ilo = 0;
@@ -585,7 +546,7 @@ static void test_fashion_mlp_graphs_match_interp(void **state) {
     Graph *gs[3] = {p->train, p->eval, p->predict};
     for (int i = 0; i < 3; i++) {
         assert_non_null(gs[i]);
-        fx.g = gs[i];
+        ts.g = gs[i];
         run_check(3);
     }
     /* SGD's updates read each parameter after its last other reader: all of them happen in place */
@@ -596,7 +557,7 @@ static void test_fashion_mlp_graphs_match_interp(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, ts_teardown)
         T(test_unary_f32),
         T(test_unary_f64),
         T(test_binary_broadcast_both_ways_f32),

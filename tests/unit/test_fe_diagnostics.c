@@ -3,51 +3,33 @@
    the wrong arguments, shape and type mismatches (at the user's call when they happen inside the library),
    duplicate members, train blocks that name unknown models, keys or values, folding errors, unbounded
    recursion and nesting; and every prefix and many mutations of a real model compile or fail cleanly. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "support.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../frontend/fe.h"
 
-static Arena *arena;
-static Diag *diag;
-
-static int setup(void **state) {
-    arena = arena_new();
-    diag = diag_new(NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    arena_free(arena);
-    diag_free(diag);
-    return 0;
-}
-
 static const char *TRAIN = "train M {\n loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 0.1)\n}\n";
 
 /* Compiles text as m.lathe and checks that it fails with one error containing msg at line:col. */
 static void expect_error(const char *text, const char *msg, int line, int col) {
-    Program *p = fe_compile(arena, diag, "m.lathe", text);
+    Program *p = fe_compile(ts.a, ts.d, "m.lathe", text);
     if (p)
         fail_msg("compiled, expected an error containing \"%s\"", msg);
-    assert_int_equal(diag_error_count(diag), 1);
-    if (!strstr(diag_first_message(diag), msg))
-        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(diag), msg);
-    Loc loc = diag_first_loc(diag);
+    assert_int_equal(diag_error_count(ts.d), 1);
+    if (!strstr(diag_first_message(ts.d), msg))
+        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(ts.d), msg);
+    Loc loc = diag_first_loc(ts.d);
     assert_non_null(loc.file);
     assert_string_equal(loc.file, "m.lathe");
     if (loc.line != line || loc.col != col)
-        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(diag), loc.line, loc.col, line, col);
+        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(ts.d), loc.line, loc.col, line, col);
 }
 
 /* The model, then the standard train block. */
-static const char *with_train(const char *model) { return arena_printf(arena, "%s\n%s", model, TRAIN); }
+static const char *with_train(const char *model) { return arena_printf(ts.a, "%s\n%s", model, TRAIN); }
 
 static void test_diag_unexpected_character(void **state) {
     expect_error(with_train("model M {\n  forward(x: f32[N, 4]) { return x ? 1 }\n}"), "unexpected character '?'", 2, 36);
@@ -103,13 +85,11 @@ static void test_diag_matmul_shape_mismatch_names_both_shapes(void **state) {
 }
 
 static void test_diag_library_error_reported_at_call_with_note(void **state) {
-    char *out = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&out, &len);
-    Diag *d = diag_new(f);
+    TsCapture c;
+    Diag *d = diag_new(ts_capture_open(&c));
     const char *text = with_train("model M {\n  forward(x: f32[N, 4]) {\n    return log_softmax(x, axis = 3)\n  }\n}");
-    assert_null(fe_compile(arena, d, "m.lathe", text));
-    fclose(f);
+    assert_null(fe_compile(ts.a, d, "m.lathe", text));
+    const char *out = ts_capture_close(&c);
     assert_non_null(strstr(diag_first_message(d), "axis 3 out of range for f32[N,4]"));
     assert_int_equal(diag_first_loc(d).line, 3);
     assert_int_equal(diag_first_loc(d).col, 12);
@@ -117,7 +97,6 @@ static void test_diag_library_error_reported_at_call_with_note(void **state) {
     assert_non_null(strstr(out, "stdlib.lathe:"));
     assert_non_null(strstr(out, "note:"));
     diag_free(d);
-    free(out);
 }
 
 static void test_diag_forward_return_type_mismatch(void **state) {
@@ -173,13 +152,13 @@ static void test_diag_layer_instantiating_itself(void **state) {
 }
 
 static void test_diag_expression_nesting_too_deep(void **state) {
-    char *text = arena_alloc(arena, 4000);
+    char *text = arena_alloc(ts.a, 4000);
     strcpy(text, "model M { k = ");
     for (int i = 0; i < 300; i++)
         strcat(text, "[");
-    assert_null(fe_compile(arena, diag, "m.lathe", text));
-    assert_non_null(strstr(diag_first_message(diag), "nested too deeply"));
-    assert_int_equal(diag_first_loc(diag).line, 1);
+    assert_null(fe_compile(ts.a, ts.d, "m.lathe", text));
+    assert_non_null(strstr(diag_first_message(ts.d), "nested too deeply"));
+    assert_int_equal(diag_first_loc(ts.d).line, 1);
 }
 
 static void test_diag_empty_file(void **state) {
@@ -235,8 +214,7 @@ static void test_diag_layer_created_inside_forward(void **state) {
 /* Nothing a model file says may crash the frontend: each prefix of a real model, and single-byte
    mutations of it, either compiles or fails with exactly one error. */
 static void test_diag_every_prefix_fails_cleanly(void **state) {
-    char *text = fe_read_file(arena, diag, LATHE_SOURCE_DIR "/models/fashion_mlp.lathe", NULL);
-    assert_non_null(text);
+    char *text = ts_read_model("fashion_mlp.lathe");
     size_t n = strlen(text);
     for (size_t i = 0; i < n; i += 3) {
         Arena *a = arena_new();
@@ -250,8 +228,7 @@ static void test_diag_every_prefix_fails_cleanly(void **state) {
 }
 
 static void test_diag_mutations_fail_cleanly(void **state) {
-    char *text = fe_read_file(arena, diag, LATHE_SOURCE_DIR "/models/fashion_mlp.lathe", NULL);
-    assert_non_null(text);
+    char *text = ts_read_model("fashion_mlp.lathe");
     size_t n = strlen(text);
     static const char bytes[] = "{}()[],=.:-*/@%+<>\"#0129aN_x \n\x01\xff";
     unsigned seed = 12345;
@@ -271,7 +248,7 @@ static void test_diag_mutations_fail_cleanly(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
         T(test_diag_unexpected_character),
         T(test_diag_unterminated_string),

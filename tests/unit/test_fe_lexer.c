@@ -1,30 +1,12 @@
 /* test_fe_lexer.c: the lexer. Token kinds, spellings, values and locations; comments and newlines are
    whitespace; the longest punctuator wins; bad characters and strings are reported where they start. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "support.h"
+
 #include <string.h>
 
 #include "../../frontend/fe.h"
 
-static Arena *arena;
-static Diag *diag;
-
-static int setup(void **state) {
-    arena = arena_new();
-    diag = diag_new(NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    arena_free(arena);
-    diag_free(diag);
-    return 0;
-}
-
-static Token *lex(const char *text, int *n) { return lex_tokenize(arena, diag, "t.lathe", text, n); }
+static Token *lex(const char *text, int *n) { return lex_tokenize(ts.a, ts.d, "t.lathe", text, n); }
 
 static void test_lex_kinds_and_spellings(void **state) {
     int n;
@@ -104,45 +86,45 @@ static void test_lex_keywords_vs_identifiers(void **state) {
 static void test_lex_unexpected_character_location(void **state) {
     int n;
     assert_null(lex("x = 1\ny = $", &n));
-    assert_int_equal(diag_error_count(diag), 1);
-    assert_non_null(strstr(diag_first_message(diag), "unexpected character '$'"));
-    assert_int_equal(diag_first_loc(diag).line, 2);
-    assert_int_equal(diag_first_loc(diag).col, 5);
+    assert_int_equal(diag_error_count(ts.d), 1);
+    assert_non_null(strstr(diag_first_message(ts.d), "unexpected character '$'"));
+    assert_int_equal(diag_first_loc(ts.d).line, 2);
+    assert_int_equal(diag_first_loc(ts.d).col, 5);
 }
 
 static void test_lex_unterminated_string_at_its_quote(void **state) {
     int n;
     assert_null(lex("a = \"abc\nb", &n));
-    assert_non_null(strstr(diag_first_message(diag), "unterminated string"));
-    assert_int_equal(diag_first_loc(diag).line, 1);
-    assert_int_equal(diag_first_loc(diag).col, 5);
+    assert_non_null(strstr(diag_first_message(ts.d), "unterminated string"));
+    assert_int_equal(diag_first_loc(ts.d).line, 1);
+    assert_int_equal(diag_first_loc(ts.d).col, 5);
 }
 
 static void test_lex_integer_too_large(void **state) {
     int n;
     assert_null(lex("99999999999999999999999", &n));
-    assert_non_null(strstr(diag_first_message(diag), "too large"));
+    assert_non_null(strstr(diag_first_message(ts.d), "too large"));
 }
 
 static void test_lex_number_glued_to_name(void **state) {
     int n;
     assert_null(lex("x = 12abc", &n));
-    assert_non_null(strstr(diag_first_message(diag), "invalid number"));
-    assert_int_equal(diag_first_loc(diag).col, 5);
+    assert_non_null(strstr(diag_first_message(ts.d), "invalid number"));
+    assert_int_equal(diag_first_loc(ts.d).col, 5);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_lex_kinds_and_spellings, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_numbers_int_float_exponent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_string_escapes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_longest_punctuator_wins, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_comments_and_newlines_are_whitespace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_keywords_vs_identifiers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_unexpected_character_location, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_unterminated_string_at_its_quote, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_integer_too_large, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lex_number_glued_to_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lex_kinds_and_spellings, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_numbers_int_float_exponent, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_string_escapes, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_longest_punctuator_wins, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_comments_and_newlines_are_whitespace, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_keywords_vs_identifiers, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_unexpected_character_location, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_unterminated_string_at_its_quote, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_integer_too_large, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_number_glued_to_name, ts_setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

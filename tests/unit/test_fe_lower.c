@@ -2,11 +2,8 @@
    shapes and inits, the three graphs with their inputs, outputs and types, nodes located at the user's
    lines (library code at the user's call site), and the recipe's values; small models check naming,
    constant folding and the IR that operators build. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "support.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -15,42 +12,17 @@
 /* cmocka's assert_float_equal works in float; these values need double precision. */
 #define assert_near(a, b, eps) assert_true(fabs((double)(a) - (double)(b)) <= (eps))
 
-static Arena *arena;
-static Diag *diag;
-
-static int setup(void **state) {
-    arena = arena_new();
-    diag = diag_new(NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    arena_free(arena);
-    diag_free(diag);
-    return 0;
-}
-
-static Program *fashion(void) {
-    char *text = fe_read_file(arena, diag, LATHE_SOURCE_DIR "/models/fashion_mlp.lathe", NULL);
-    assert_non_null(text);
-    Program *p = fe_compile(arena, diag, "fashion_mlp.lathe", text);
-    if (!p)
-        fail_msg("fashion_mlp.lathe: %s", diag_first_message(diag));
-    return p;
-}
+static Program *fashion(void) { return ts_compile_text("fashion_mlp.lathe", ts_read_model("fashion_mlp.lathe")); }
 
 static const char *TRAIN = "\ntrain M { loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 0.1) }\n";
 
 static Program *compile(const char *model) {
-    Program *p = fe_compile(arena, diag, "m.lathe", arena_printf(arena, "%s%s", model, TRAIN));
-    if (!p)
-        fail_msg("%s", diag_first_message(diag));
-    return p;
+    return ts_compile_text("m.lathe", arena_printf(ts.a, "%s%s", model, TRAIN));
 }
 
 static const char *type_of(const Node *n) {
     char buf[128];
-    return arena_strdup(arena, ir_type_str(n->dtype, &n->shape, buf, sizeof buf));
+    return arena_strdup(ts.a, ir_type_str(n->dtype, &n->shape, buf, sizeof buf));
 }
 
 static const ParamInfo *param(const Program *p, const char *name) {
@@ -62,11 +34,10 @@ static const ParamInfo *param(const Program *p, const char *name) {
 }
 
 static const Output *output(const Graph *g, const char *name) {
-    for (int i = 0; i < g->noutputs; i++)
-        if (strcmp(g->outputs[i].name, name) == 0)
-            return &g->outputs[i];
-    fail_msg("graph %s has no output %s", g->name, name);
-    return NULL;
+    int i = ts_output_index(g, name);
+    if (i < 0)
+        fail_msg("graph %s has no output %s", g->name, name);
+    return &g->outputs[i];
 }
 
 static const Node *first(const Graph *g, Op op) {
@@ -286,10 +257,9 @@ static void test_lower_builtins_shapes(void **state) {
 }
 
 static void test_lower_metric_listed_twice_gives_one_output(void **state) {
-    Program *p = fe_compile(arena, diag, "m.lathe",
-                            "model M { forward(x: f32[N, 3]) { return x } }\n"
-                            "train M { loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 1)\n"
-                            " metrics = [accuracy, accuracy]\n seed = 7 }");
+    Program *p = ts_compile_text("m.lathe", "model M { forward(x: f32[N, 3]) { return x } }\n"
+                                            "train M { loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 1)\n"
+                                            " metrics = [accuracy, accuracy]\n seed = 7 }");
     assert_non_null(p);
     assert_int_equal(p->eval->noutputs, 2);
     assert_true(program_recipe(p, "seed")->is_int);
@@ -298,26 +268,25 @@ static void test_lower_metric_listed_twice_gives_one_output(void **state) {
 /* The library's cross_entropy and accuracy, run by the reference interpreter, agree with the formulas:
    loss = mean_i(log(sum_j exp(x_ij)) - x_i,label_i), correct = #{i: argmax_j x_ij == label_i}. */
 static void test_lower_cross_entropy_and_accuracy_values(void **state) {
-    Program *p = fe_compile(arena, diag, "m.lathe",
-                            "model M { forward(x: f32[N, 3]) { return x } }\n"
-                            "train M { loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 1)\n"
-                            " metrics = [accuracy] }");
+    Program *p = ts_compile_text("m.lathe", "model M { forward(x: f32[N, 3]) { return x } }\n"
+                                            "train M { loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 1)\n"
+                                            " metrics = [accuracy] }");
     assert_non_null(p);
     double x[] = {1, 2, 3, 1, 0, 0}, label[] = {2, 1};
     IBinding bind[] = {
-        {"x", {ir_shape(2, (int64_t[]){2, 3}), x}},
-        {"label", {ir_shape(1, (int64_t[]){2}), label}},
+        {"x", {ts_shape(2, 2, 3), x}},
+        {"label", {ts_shape(1, 2), label}},
     };
-    ITensor *out = ir_interp(arena, p->eval, 2, bind, 2, diag);
+    ITensor *out = ir_interp(ts.a, p->eval, 2, bind, 2, ts.d);
     if (!out)
-        fail_msg("%s", diag_first_message(diag));
+        fail_msg("%s", diag_first_message(ts.d));
     double l0 = log(exp(1) + exp(2) + exp(3)) - 3, l1 = log(exp(1) + 2) - 0;
     assert_near(out[0].data[0], (l0 + l1) / 2, 1e-6); /* the interpreter rounds f32 */
     assert_near(out[1].data[0], 1, 0);
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
         T(test_lower_fashion_param_names_and_shapes),
         T(test_lower_fashion_inits_are_pytorch_defaults),

@@ -1,37 +1,19 @@
 /* test_fe_parser.c: the parser. The AST shape of small inputs: precedence and associativity, postfix
    chains, lists, declarations with their members, parameters and types, train blocks; and the limits
    that keep recursion bounded. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "support.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../frontend/fe.h"
 
-static Arena *arena;
-static Diag *diag;
-
-static int setup(void **state) {
-    arena = arena_new();
-    diag = diag_new(NULL);
-    return 0;
-}
-
-static int teardown(void **state) {
-    arena_free(arena);
-    diag_free(diag);
-    return 0;
-}
-
-static Module *parse(const char *text) { return parse_file(arena, diag, "t.lathe", text); }
+static Module *parse(const char *text) { return parse_file(ts.a, ts.d, "t.lathe", text); }
 
 /* The expression of `def f() { return TEXT }`. */
 static Expr *parse_expr(const char *text) {
-    Module *m = parse(arena_printf(arena, "def f() { return %s }", text));
+    Module *m = parse(arena_printf(ts.a, "def f() { return %s }", text));
     assert_non_null(m);
     assert_int_equal(m->ndecls, 1);
     assert_int_equal(m->decls[0].func->nbody, 1);
@@ -157,14 +139,14 @@ static void test_parse_model_def_and_train(void **state) {
 
 static void test_parse_missing_brace_reported_at_end(void **state) {
     assert_null(parse("model M {\n  a = 1\n"));
-    assert_non_null(strstr(diag_first_message(diag), "expected '}'"));
-    assert_int_equal(diag_first_loc(diag).line, 3);
+    assert_non_null(strstr(diag_first_message(ts.d), "expected '}'"));
+    assert_int_equal(diag_first_loc(ts.d).line, 3);
 }
 
 static void test_parse_unknown_dtype(void **state) {
     assert_null(parse("model M { w = param f33[3] }"));
-    assert_non_null(strstr(diag_first_message(diag), "unknown dtype 'f33'"));
-    assert_int_equal(diag_first_loc(diag).col, 21);
+    assert_non_null(strstr(diag_first_message(ts.d), "unknown dtype 'f33'"));
+    assert_int_equal(diag_first_loc(ts.d).col, 21);
 }
 
 static void test_parse_nesting_limit(void **state) {
@@ -174,7 +156,7 @@ static void test_parse_nesting_limit(void **state) {
         strcat(text, "(");
     strcat(text, "1 }");
     assert_null(parse(text));
-    assert_non_null(strstr(diag_first_message(diag), "nested too deeply"));
+    assert_non_null(strstr(diag_first_message(ts.d), "nested too deeply"));
     free(text);
 }
 
@@ -186,19 +168,19 @@ static void test_parse_long_chain_is_bounded(void **state) {
         strcat(text, " + 1");
     strcat(text, " }");
     assert_null(parse(text));
-    assert_non_null(strstr(diag_first_message(diag), "nested too deeply"));
+    assert_non_null(strstr(diag_first_message(ts.d), "nested too deeply"));
     free(text);
 }
 
 static void test_parse_duplicate_member(void **state) {
     assert_null(parse("model M {\n a = 1\n a = 2\n}"));
-    assert_non_null(strstr(diag_first_message(diag), "duplicate member 'a'"));
-    assert_int_equal(diag_first_loc(diag).line, 3);
-    assert_int_equal(diag_first_loc(diag).col, 2);
+    assert_non_null(strstr(diag_first_message(ts.d), "duplicate member 'a'"));
+    assert_int_equal(diag_first_loc(ts.d).line, 3);
+    assert_int_equal(diag_first_loc(ts.d).col, 2);
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
         T(test_parse_mul_binds_tighter_than_add),
         T(test_parse_add_is_left_associative),

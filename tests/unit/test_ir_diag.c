@@ -1,10 +1,7 @@
 /* test_ir_diag.c: diagnostics print as clang does, with the source line and a caret when the text is
    registered, and keep the first error for tests. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "support.h"
+
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,65 +1,34 @@
 /* test_ir_text.c: the text IR. Printing, parsing and printing again gives the same bytes, for graphs that
    use every op and attribute; parse errors point at line:col. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "support.h"
+
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../../ir/ir.h"
 
 #define N IR_DIM_N
-#define SHAPE(...) ir_shape((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
-
-typedef struct Fix {
-    Arena *a;
-    Diag *d;
-} Fix;
-
-static Fix F;
-
-static int setup(void **state)
-{
-    F.a = arena_new();
-    F.d = diag_new(NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    diag_free(F.d);
-    arena_free(F.a);
-    return 0;
-}
 
 /* The printed text of g, in the arena. */
 static char *print_graph(const Graph *g, bool dot)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    assert_non_null(f);
+    TsCapture c;
+    FILE *f = ts_capture_open(&c);
     if (dot)
         ir_print_dot(f, g);
     else
         ir_print(f, g);
-    fclose(f);
-    char *r = arena_strdup(F.a, buf);
-    free(buf);
-    return r;
+    return ts_capture_close(&c);
 }
 
 static void assert_round_trip(const char *text)
 {
     Graph **gs;
-    int n = ir_parse(F.a, F.d, "t.ir", text, &gs);
+    int n = ir_parse(ts.a, ts.d, "t.ir", text, &gs);
     if (n == 0)
-        fail_msg("parse failed: %s", diag_first_message(F.d));
+        fail_msg("parse failed: %s", diag_first_message(ts.d));
     size_t cap = strlen(text) + 1, len = 0;
-    char *all = arena_alloc(F.a, cap);
+    char *all = arena_alloc(ts.a, cap);
     for (int i = 0; i < n; i++) {
         ir_renumber(gs[i]);
         const char *s = print_graph(gs[i], false);
@@ -95,9 +64,7 @@ static void test_spec_example_round_trips(void **state)
 
 static void test_parse_fills_nodes(void **state)
 {
-    Graph **gs;
-    assert_int_equal(ir_parse(F.a, F.d, "t.ir", spec_text, &gs), 1);
-    Graph *g = gs[0];
+    Graph *g = ts_parse_graph("t.ir", spec_text);
     assert_string_equal(g->name, "train");
     assert_int_equal(g->nnodes, 10);
     assert_true(g->nodes[1]->attr.frozen);
@@ -115,21 +82,21 @@ static void test_parse_fills_nodes(void **state)
     assert_string_equal(g->optimizer->str, "SGD");
     assert_true(rval_arg(g->optimizer, "lr", 0)->num == 0.001);
     assert_int_equal(g->noutputs, 2);
-    assert_true(ir_verify(g, F.d));
+    assert_true(ir_verify(g, ts.d));
 }
 
 /* A graph built through the builder with every op, every attribute, and values that need all 17 digits. */
 static Graph *every_op_graph(void)
 {
-    Graph *g = ir_graph_new(F.a, "every");
-    Diag *d = F.d;
+    Graph *g = ir_graph_new(ts.a, "every");
+    Diag *d = ts.d;
     Loc l = {"m.lathe", 2, 5}, none = {0};
-    Node *x = ir_input(g, l, "x", DT_F32, SHAPE(N, 4));
-    Node *w = ir_param(g, l, "w \"q\"", DT_F32, SHAPE(3, 4));
-    Node *fz = ir_param(g, none, "frozen.w", DT_F32, SHAPE(4));
+    Node *x = ir_input(g, l, "x", DT_F32, ts_shape(2, N, 4));
+    Node *w = ir_param(g, l, "w \"q\"", DT_F32, ts_shape(2, 3, 4));
+    Node *fz = ir_param(g, none, "frozen.w", DT_F32, ts_shape(1, 4));
     fz->attr.frozen = true;
-    Node *st = ir_state(g, l, "m", DT_F32, SHAPE(3, 4));
-    Node *lbl = ir_input(g, l, "label", DT_I64, SHAPE(N));
+    Node *st = ir_state(g, l, "m", DT_F32, ts_shape(2, 3, 4));
+    Node *lbl = ir_input(g, l, "label", DT_I64, ts_shape(1, N));
     Node *c = ir_const(g, l, DT_F32, ir_shape_scalar(), 0.1);
     Node *cn = ir_const_npow(g, none, DT_F64, ir_shape_scalar(), -2.5e-300, -1);
     Node *ci = ir_const(g, none, DT_F32, ir_shape_scalar(), -INFINITY);
@@ -153,36 +120,36 @@ static Graph *every_op_graph(void)
     Node *r3 = ir_reduce(g, d, l, OP_REDUCE_MAX, mm3, 2, false);
     Node *am = ir_argmax(g, d, l, mm, 1, true);
     Node *am2 = ir_argmax(g, d, l, mm, 0, false);
-    Node *rs = ir_reshape(g, d, l, sel, SHAPE(N, 2, 2));
+    Node *rs = ir_reshape(g, d, l, sel, ts_shape(3, N, 2, 2));
     Node *tr = ir_transpose(g, d, l, rs, (int[]){2, 0, 1});
-    Node *bc = ir_broadcast(g, d, l, r1, SHAPE(5, 3));
+    Node *bc = ir_broadcast(g, d, l, r1, ts_shape(2, 5, 3));
     Node *cast = ir_cast(g, l, bc, DT_I32);
     Node *oh = ir_one_hot(g, d, l, lbl, 10, DT_F64);
     Node *oh2 = ir_one_hot(g, d, l, cast, 2, DT_U8);
-    Node *batched = ir_reshape(g, d, l, mm3, SHAPE(1, 4, 4));
+    Node *batched = ir_reshape(g, d, l, mm3, ts_shape(3, 1, 4, 4));
     Node *bmm = ir_matmul(g, d, l, batched, w, false, true);
     Node *upd = ir_binary(g, d, l, OP_ADD, w, st);
     assert_int_equal(diag_error_count(d), 0);
     Node *outs[] = {cn, r2, r3, am, am2, tr, oh, oh2, bmm};
     for (size_t i = 0; i < sizeof outs / sizeof *outs; i++)
-        ir_add_output(g, arena_printf(F.a, "o%zu", i), outs[i], false);
+        ir_add_output(g, arena_printf(ts.a, "o%zu", i), outs[i], false);
     ir_add_output(g, "w \"q\"", upd, true);
     ir_add_output(g, "m", upd, true);
 
     /* the optimizer line with every kind of recipe value */
-    RVal **v = arena_alloc(F.a, 6 * sizeof(RVal *));
+    RVal **v = arena_alloc(ts.a, 6 * sizeof(RVal *));
     for (int i = 0; i < 6; i++)
-        v[i] = arena_alloc(F.a, sizeof(RVal));
+        v[i] = arena_alloc(ts.a, sizeof(RVal));
     *v[0] = (RVal){.kind = RV_NUM, .num = 0.1};
     *v[1] = (RVal){.kind = RV_NUM, .num = 64, .is_int = true};
     *v[2] = (RVal){.kind = RV_STR, .str = "a \"b\""};
     *v[3] = (RVal){.kind = RV_BOOL, .num = 1};
     *v[4] = (RVal){.kind = RV_IDENT, .str = "accuracy"};
-    RVal **li = arena_alloc(F.a, 2 * sizeof(RVal *));
+    RVal **li = arena_alloc(ts.a, 2 * sizeof(RVal *));
     li[0] = v[1], li[1] = v[4];
     *v[5] = (RVal){.kind = RV_LIST, .nitems = 2, .items = li};
-    RVal *call = arena_alloc(F.a, sizeof(RVal));
-    const char **keys = arena_alloc(F.a, 6 * sizeof(char *));
+    RVal *call = arena_alloc(ts.a, sizeof(RVal));
+    const char **keys = arena_alloc(ts.a, 6 * sizeof(char *));
     keys[1] = "lr", keys[2] = "name", keys[3] = "nesterov", keys[5] = "metrics";
     *call = (RVal){.kind = RV_CALL, .str = "Adam", .nitems = 6, .items = v, .keys = keys};
     g->optimizer = call;
@@ -205,7 +172,7 @@ static void test_every_op_round_trips(void **state)
     assert_non_null(strstr(text, " : i32[5,3]  # m.lathe:2:5\n"));
     /* every op appears */
     for (int op = 0; op < OP__COUNT; op++) {
-        char *pat = arena_printf(F.a, "= %s ", ir_op_name((Op)op));
+        char *pat = arena_printf(ts.a, "= %s ", ir_op_name((Op)op));
         if (!strstr(text, pat))
             fail_msg("op %s missing from the printed graph", ir_op_name((Op)op));
     }
@@ -219,13 +186,12 @@ static void test_round_trip_after_renumber_of_sparse_ids(void **state)
                          "  %3 = neg %10 : f32[N]\n"
                          "  output \"y\" = %3\n"
                          "}\n";
-    Graph **gs;
-    assert_int_equal(ir_parse(F.a, F.d, "t.ir", sparse, &gs), 1);
-    assert_string_equal(print_graph(gs[0], false), "graph g {\n"
-                                                   "  %0 = input \"x\" : f32[N]\n"
-                                                   "  %1 = neg %0 : f32[N]\n"
-                                                   "  output \"y\" = %1\n"
-                                                   "}\n");
+    Graph *g = ts_parse_graph("t.ir", sparse);
+    assert_string_equal(print_graph(g, false), "graph g {\n"
+                                               "  %0 = input \"x\" : f32[N]\n"
+                                               "  %1 = neg %0 : f32[N]\n"
+                                               "  output \"y\" = %1\n"
+                                               "}\n");
 }
 
 static void test_several_graphs_and_comments(void **state)
@@ -245,7 +211,7 @@ static void test_several_graphs_and_comments(void **state)
                        "  output \"y\" = %0\n"
                        "}\n";
     Graph **gs;
-    assert_int_equal(ir_parse(F.a, F.d, "t.ir", text, &gs), 2);
+    assert_int_equal(ir_parse(ts.a, ts.d, "t.ir", text, &gs), 2);
     assert_string_equal(gs[1]->name, "b");
     assert_null(gs[0]->nodes[1]->loc.file);
     assert_int_equal(gs[0]->nodes[1]->op, OP_EXP);
@@ -253,16 +219,15 @@ static void test_several_graphs_and_comments(void **state)
 
 static void test_dot_has_a_node_per_ir_node(void **state)
 {
-    Graph **gs;
-    assert_int_equal(ir_parse(F.a, F.d, "t.ir", spec_text, &gs), 1);
-    const char *dot = print_graph(gs[0], true);
+    Graph *g = ts_parse_graph("t.ir", spec_text);
+    const char *dot = print_graph(g, true);
     assert_non_null(strstr(dot, "digraph \"train\" {"));
     assert_non_null(strstr(dot, "n3 [label=\"%3 matmul\\nf32[N,10]\""));
     assert_non_null(strstr(dot, "n0 [label=\"%0 input \\\"x\\\"\\nf32[N,1,28,28]\\nfashion_mlp.lathe:14\""));
     assert_non_null(strstr(dot, "n2 -> n3;"));
     assert_non_null(strstr(dot, "n6 -> out0;"));
-    for (int i = 0; i < gs[0]->nnodes; i++)
-        assert_non_null(strstr(dot, arena_printf(F.a, "  n%d [", i)));
+    for (int i = 0; i < g->nnodes; i++)
+        assert_non_null(strstr(dot, arena_printf(ts.a, "  n%d [", i)));
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -270,11 +235,11 @@ static void test_dot_has_a_node_per_ir_node(void **state)
 static void assert_parse_error(const char *text, int line, int col, const char *msg)
 {
     Graph **gs;
-    assert_int_equal(ir_parse(F.a, F.d, "bad.ir", text, &gs), 0);
-    assert_true(diag_error_count(F.d) >= 1);
-    if (strcmp(diag_first_message(F.d), msg) != 0)
-        fail_msg("message \"%s\", expected \"%s\"", diag_first_message(F.d), msg);
-    Loc loc = diag_first_loc(F.d);
+    assert_int_equal(ir_parse(ts.a, ts.d, "bad.ir", text, &gs), 0);
+    assert_true(diag_error_count(ts.d) >= 1);
+    if (strcmp(diag_first_message(ts.d), msg) != 0)
+        fail_msg("message \"%s\", expected \"%s\"", diag_first_message(ts.d), msg);
+    Loc loc = diag_first_loc(ts.d);
     assert_string_equal(loc.file, "bad.ir");
     assert_int_equal(loc.line, line);
     assert_int_equal(loc.col, col);
@@ -360,23 +325,20 @@ static void test_error_perm_length(void **state)
 
 static void test_error_reported_with_caret(void **state)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    Diag *d = diag_new(f);
+    TsCapture c;
+    Diag *d = diag_new(ts_capture_open(&c));
     const char *text = "graph g {\n  %0 = input \"x\" : f32[N,3]\n  %1 = exp %0 : f32[N,4]\n}\n";
     diag_add_source(d, "c.ir", text, strlen(text));
     Graph **gs;
-    assert_int_equal(ir_parse(F.a, d, "c.ir", text, &gs), 0);
-    fclose(f);
-    assert_string_equal(buf, "c.ir:3:17: error: declared type f32[N,4] differs from the inferred f32[N,3]\n"
-                             "  %1 = exp %0 : f32[N,4]\n"
-                             "                ^\n");
-    free(buf);
+    assert_int_equal(ir_parse(ts.a, d, "c.ir", text, &gs), 0);
+    const char *printed = ts_capture_close(&c);
+    assert_string_equal(printed, "c.ir:3:17: error: declared type f32[N,4] differs from the inferred f32[N,3]\n"
+                                 "  %1 = exp %0 : f32[N,4]\n"
+                                 "                ^\n");
     diag_free(d);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
 
 int main(void)
 {

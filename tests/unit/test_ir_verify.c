@@ -1,21 +1,14 @@
 /* test_ir_verify.c: the verifier accepts what the builder makes and catches each broken invariant that a
    faulty pass could leave behind, naming the node. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "support.h"
+
 #include <string.h>
 
 #include "../../ir/ir.h"
 
 #define N IR_DIM_N
-#define SHAPE(...) ir_shape((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 
 typedef struct Fix {
-    Arena *a;
-    Diag *d;
-    Graph *g;
     Node *x, *w, *b, *mm, *y, *loss;
 } Fix;
 
@@ -26,38 +19,29 @@ static const Loc L = {"m.lathe", 4, 2};
 static int setup(void **state)
 {
     memset(&F, 0, sizeof F);
-    F.a = arena_new();
-    F.d = diag_new(NULL);
-    F.g = ir_graph_new(F.a, "train");
-    F.x = ir_input(F.g, L, "x", DT_F32, SHAPE(N, 3));
-    F.w = ir_param(F.g, L, "w", DT_F32, SHAPE(2, 3));
-    F.b = ir_param(F.g, L, "b", DT_F32, SHAPE(2));
-    F.mm = ir_matmul(F.g, F.d, L, F.x, F.w, false, true);
-    F.y = ir_binary(F.g, F.d, L, OP_ADD, F.mm, F.b);
-    F.loss = ir_reduce(F.g, F.d, L, OP_REDUCE_SUM, F.y, 3, false);
-    ir_add_output(F.g, "loss", F.loss, false);
-    ir_add_output(F.g, "w", ir_unary(F.g, F.d, L, OP_NEG, F.w), true);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    diag_free(F.d);
-    arena_free(F.a);
+    ts_open("train", NULL);
+    F.x = ir_input(ts.g, L, "x", DT_F32, ts_shape(2, N, 3));
+    F.w = ir_param(ts.g, L, "w", DT_F32, ts_shape(2, 2, 3));
+    F.b = ir_param(ts.g, L, "b", DT_F32, ts_shape(1, 2));
+    F.mm = ir_matmul(ts.g, ts.d, L, F.x, F.w, false, true);
+    F.y = ir_binary(ts.g, ts.d, L, OP_ADD, F.mm, F.b);
+    F.loss = ir_reduce(ts.g, ts.d, L, OP_REDUCE_SUM, F.y, 3, false);
+    ir_add_output(ts.g, "loss", F.loss, false);
+    ir_add_output(ts.g, "w", ir_unary(ts.g, ts.d, L, OP_NEG, F.w), true);
     return 0;
 }
 
 static void assert_rejected(const char *msg)
 {
-    assert_false(ir_verify(F.g, F.d));
-    if (strcmp(diag_first_message(F.d), msg) != 0)
-        fail_msg("message \"%s\", expected \"%s\"", diag_first_message(F.d), msg);
+    assert_false(ir_verify(ts.g, ts.d));
+    if (strcmp(diag_first_message(ts.d), msg) != 0)
+        fail_msg("message \"%s\", expected \"%s\"", diag_first_message(ts.d), msg);
 }
 
 static void test_builder_graph_verifies(void **state)
 {
-    assert_true(ir_verify(F.g, F.d));
-    assert_int_equal(diag_error_count(F.d), 0);
+    assert_true(ir_verify(ts.g, ts.d));
+    assert_int_equal(diag_error_count(ts.d), 0);
 }
 
 static void test_wrong_id(void **state)
@@ -69,22 +53,22 @@ static void test_wrong_id(void **state)
 static void test_input_after_user(void **state)
 {
     /* swap mm and y: y now comes before its input mm */
-    F.g->nodes[3] = F.y, F.g->nodes[4] = F.mm;
+    ts.g->nodes[3] = F.y, ts.g->nodes[4] = F.mm;
     F.y->id = 3, F.mm->id = 4;
     assert_rejected("verify: %3 (add): input %4 does not precede it");
 }
 
 static void test_input_from_another_graph(void **state)
 {
-    Graph *h = ir_graph_new(F.a, "other");
-    Node *z = ir_input(h, L, "z", DT_F32, SHAPE(N, 2));
+    Graph *h = ir_graph_new(ts.a, "other");
+    Node *z = ir_input(h, L, "z", DT_F32, ts_shape(2, N, 2));
     F.y->inputs[0] = z;
     assert_rejected("verify: %4 (add): input 0 is not a node of graph train");
 }
 
 static void test_shape_out_of_date(void **state)
 {
-    F.y->shape = SHAPE(N, 3);
+    F.y->shape = ts_shape(2, N, 3);
     assert_rejected("verify: %4 (add) has type f32[N,3], its shape rule gives f32[N,2]");
 }
 
@@ -102,19 +86,19 @@ static void test_wrong_arity(void **state)
 
 static void test_duplicate_leaf_name(void **state)
 {
-    ir_state(F.g, L, "w", DT_F32, SHAPE(2, 3));
+    ir_state(ts.g, L, "w", DT_F32, ts_shape(2, 2, 3));
     assert_rejected("verify: %7: state \"w\" has the name of %1");
 }
 
 static void test_update_without_param(void **state)
 {
-    ir_add_output(F.g, "v", F.y, true);
+    ir_add_output(ts.g, "v", F.y, true);
     assert_rejected("verify: graph train: update \"v\" has no param or state of that name");
 }
 
 static void test_update_type_mismatch(void **state)
 {
-    ir_add_output(F.g, "b", F.y, true);
+    ir_add_output(ts.g, "b", F.y, true);
     assert_rejected("verify: graph train: update \"b\" is f32[N,2], the param is f32[2]");
 }
 
@@ -126,33 +110,33 @@ static void test_update_of_frozen_param(void **state)
 
 static void test_duplicate_output_name(void **state)
 {
-    ir_add_output(F.g, "loss", F.y, false);
+    ir_add_output(ts.g, "loss", F.y, false);
     assert_rejected("verify: graph train: two outputs named \"loss\"");
 }
 
 static void test_output_outside_graph(void **state)
 {
-    Graph *h = ir_graph_new(F.a, "other");
-    ir_add_output(F.g, "z", ir_input(h, L, "z", DT_F32, SHAPE(1)), false);
+    Graph *h = ir_graph_new(ts.a, "other");
+    ir_add_output(ts.g, "z", ir_input(h, L, "z", DT_F32, ts_shape(1, 1)), false);
     assert_rejected("verify: graph train: output 2 has no name or a value outside the graph");
 }
 
 static void test_update_of_state_verifies(void **state)
 {
-    Node *m = ir_state(F.g, L, "m", DT_F32, SHAPE(2));
-    ir_add_output(F.g, "m", ir_binary(F.g, F.d, L, OP_ADD, m, F.b), true);
-    assert_true(ir_verify(F.g, F.d));
+    Node *m = ir_state(ts.g, L, "m", DT_F32, ts_shape(1, 2));
+    ir_add_output(ts.g, "m", ir_binary(ts.g, ts.d, L, OP_ADD, m, F.b), true);
+    assert_true(ir_verify(ts.g, ts.d));
 }
 
 static void test_error_carries_node_location(void **state)
 {
-    F.y->shape = SHAPE(N, 3);
-    assert_false(ir_verify(F.g, F.d));
-    assert_string_equal(diag_first_loc(F.d).file, "m.lathe");
-    assert_int_equal(diag_first_loc(F.d).line, 4);
+    F.y->shape = ts_shape(2, N, 3);
+    assert_false(ir_verify(ts.g, ts.d));
+    assert_string_equal(diag_first_loc(ts.d).file, "m.lathe");
+    assert_int_equal(diag_first_loc(ts.d).line, 4);
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, ts_teardown)
 
 int main(void)
 {

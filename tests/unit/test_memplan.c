@@ -2,12 +2,7 @@
    pair checked, for several batch sizes), buffers are reused once dead, offsets are 64-byte aligned,
    outputs are written straight into their arguments, and parameter updates happen in place exactly when
    no later reader needs the old value. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
+#include "support.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -16,56 +11,30 @@
 
 #define N IR_DIM_N
 
-typedef struct Fx {
-    Arena *a;
-    Diag *d;
-    Graph *g;
-} Fx;
-
-static Fx fx;
 static const Loc L = {"test_memplan", 1, 1};
 
-static Shape shp(int rank, ...) {
-    va_list ap;
-    Shape s = {0};
-    va_start(ap, rank);
-    s.rank = rank;
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
 static int setup(void **state) {
-    fx.a = arena_new();
-    fx.d = diag_new(stderr);
-    fx.g = ir_graph_new(fx.a, "train");
-    return 0;
-}
-
-static int teardown(void **state) {
-    diag_free(fx.d);
-    arena_free(fx.a);
+    ts_open("train", stderr);
     return 0;
 }
 
 static Node *bin(Op op, Node *x, Node *y) {
-    Node *r = ir_binary(fx.g, fx.d, L, op, x, y);
+    Node *r = ir_binary(ts.g, ts.d, L, op, x, y);
     assert_non_null(r);
     return r;
 }
 
 static Node *un(Op op, Node *x) {
-    Node *r = ir_unary(fx.g, fx.d, L, op, x);
+    Node *r = ir_unary(ts.g, ts.d, L, op, x);
     assert_non_null(r);
     return r;
 }
 
 static int arg_index(const char *name, ArgRole role) {
-    int nargs = ir_graph_args(fx.g, NULL);
+    int nargs = ir_graph_args(ts.g, NULL);
     GraphArg args[64];
     assert_true(nargs <= 64);
-    ir_graph_args(fx.g, args);
+    ir_graph_args(ts.g, args);
     for (int a = 0; a < nargs; a++)
         if (args[a].role == role && strcmp(args[a].name, name) == 0)
             return a;
@@ -124,32 +93,32 @@ static void check_no_overlap(const Graph *g) {
 }
 
 static void plan(void) {
-    assert_true(ir_verify(fx.g, fx.d));
-    assert_true(pass_memplan(fx.g, fx.d));
-    for (int i = 0; i < fx.g->nnodes; i++)
-        assert_int_not_equal(fx.g->nodes[i]->mem.kind, MEM_NONE);
+    assert_true(ir_verify(ts.g, ts.d));
+    assert_true(pass_memplan(ts.g, ts.d));
+    for (int i = 0; i < ts.g->nnodes; i++)
+        assert_int_not_equal(ts.g->nodes[i]->mem.kind, MEM_NONE);
 }
 
 /* ---------------------------------------------------------------- tests */
 
 static void test_live_buffers_never_overlap(void **state) {
-    Graph *g = fx.g;
+    Graph *g = ts.g;
     /* a ladder of mixed sizes, constant and per-N, with long and short lifetimes */
-    Node *x = ir_input(g, L, "x", DT_F32, shp(2, N, 13));
-    Node *w = ir_param(g, L, "w", DT_F32, shp(2, 7, 13));
-    Node *h = ir_matmul(g, fx.d, L, x, w, false, true);
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 13));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 7, 13));
+    Node *h = ir_matmul(g, ts.d, L, x, w, false, true);
     Node *keep = un(OP_EXP, h);
     Node *acc = h;
     for (int i = 0; i < 12; i++) {
         Node *t = un(i % 2 ? OP_RELU : OP_TANH, acc);
-        Node *s = ir_reduce(g, fx.d, L, OP_REDUCE_SUM, t, 1, true);
-        Node *c = bin(OP_MUL, un(OP_NEG, w), ir_const(g, L, DT_F32, shp(0), i));
-        Node *cw = ir_reduce(g, fx.d, L, OP_REDUCE_SUM, c, 2, false);
+        Node *s = ir_reduce(g, ts.d, L, OP_REDUCE_SUM, t, 1, true);
+        Node *c = bin(OP_MUL, un(OP_NEG, w), ir_const(g, L, DT_F32, ts_shape(0), i));
+        Node *cw = ir_reduce(g, ts.d, L, OP_REDUCE_SUM, c, 2, false);
         acc = bin(OP_ADD, bin(OP_SUB, t, s), cw);
         if (i % 4 == 3)
             acc = bin(OP_ADD, acc, keep);
     }
-    Node *loss = ir_reduce(g, fx.d, L, OP_REDUCE_MEAN, acc, 3, false);
+    Node *loss = ir_reduce(g, ts.d, L, OP_REDUCE_MEAN, acc, 3, false);
     ir_add_output(g, "loss", loss, false);
     ir_add_output(g, "h", keep, false);
     plan();
@@ -157,13 +126,13 @@ static void test_live_buffers_never_overlap(void **state) {
 }
 
 static void test_dead_buffers_are_reused(void **state) {
-    Graph *g = fx.g;
-    Node *x = ir_input(g, L, "x", DT_F32, shp(2, N, 512));
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 512));
     Node *v = x;
     Node *chain[6];
     for (int i = 0; i < 6; i++)
         v = chain[i] = un(OP_RELU, bin(OP_MUL, v, v));
-    ir_add_output(g, "y", ir_reduce(g, fx.d, L, OP_REDUCE_SUM, v, 3, false), false);
+    ir_add_output(g, "y", ir_reduce(g, ts.d, L, OP_REDUCE_SUM, v, 3, false), false);
     plan();
     check_no_overlap(g);
     int64_t c, per_n;
@@ -174,11 +143,11 @@ static void test_dead_buffers_are_reused(void **state) {
 }
 
 static void test_constant_region_after_n_region(void **state) {
-    Graph *g = fx.g;
-    Node *x = ir_input(g, L, "x", DT_F64, shp(2, N, 3));
-    Node *w = ir_param(g, L, "w", DT_F64, shp(2, 5, 3));
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F64, ts_shape(2, N, 3));
+    Node *w = ir_param(g, L, "w", DT_F64, ts_shape(2, 5, 3));
     Node *a = un(OP_EXP, x), *b = un(OP_EXP, w);
-    Node *y = bin(OP_ADD, ir_reduce(g, fx.d, L, OP_REDUCE_SUM, a, 3, false), ir_reduce(g, fx.d, L, OP_REDUCE_SUM, b, 3, false));
+    Node *y = bin(OP_ADD, ir_reduce(g, ts.d, L, OP_REDUCE_SUM, a, 3, false), ir_reduce(g, ts.d, L, OP_REDUCE_SUM, b, 3, false));
     ir_add_output(g, "y", y, false);
     plan();
     check_no_overlap(g);
@@ -192,9 +161,9 @@ static void test_constant_region_after_n_region(void **state) {
 }
 
 static void test_outputs_written_into_args(void **state) {
-    Graph *g = fx.g;
-    Node *x = ir_input(g, L, "x", DT_F32, shp(2, N, 10));
-    Node *r = ir_reshape(g, fx.d, L, x, shp(2, N, 10));
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 10));
+    Node *r = ir_reshape(g, ts.d, L, x, ts_shape(2, N, 10));
     Node *y = un(OP_RELU, x);
     Node *z = un(OP_EXP, x);
     ir_add_output(g, "y", y, false);
@@ -215,14 +184,14 @@ static Node *sgd(Node *p, Node *grad, Node *lr) {
 }
 
 static void test_update_in_place_when_safe(void **state) {
-    Graph *g = fx.g;
-    Node *lr = ir_input(g, L, "lr", DT_F32, shp(0));
-    Node *x = ir_input(g, L, "x", DT_F32, shp(2, N, 4));
-    Node *w = ir_param(g, L, "w", DT_F32, shp(2, 3, 4));
-    Node *y = ir_matmul(g, fx.d, L, x, w, false, true);
-    Node *gw = ir_matmul(g, fx.d, L, y, x, true, false);
+    Graph *g = ts.g;
+    Node *lr = ir_input(g, L, "lr", DT_F32, ts_shape(0));
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 4));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3, 4));
+    Node *y = ir_matmul(g, ts.d, L, x, w, false, true);
+    Node *gw = ir_matmul(g, ts.d, L, y, x, true, false);
     Node *nw = sgd(w, gw, lr);
-    ir_add_output(g, "loss", ir_reduce(g, fx.d, L, OP_REDUCE_SUM, y, 3, false), false);
+    ir_add_output(g, "loss", ir_reduce(g, ts.d, L, OP_REDUCE_SUM, y, 3, false), false);
     ir_add_output(g, "w", nw, true);
     plan();
     assert_int_equal(nw->mem.kind, MEM_ARG);
@@ -230,11 +199,11 @@ static void test_update_in_place_when_safe(void **state) {
 }
 
 static void test_update_not_in_place_when_read_later(void **state) {
-    Graph *g = fx.g;
-    Node *lr = ir_input(g, L, "lr", DT_F32, shp(0));
-    Node *w = ir_param(g, L, "w", DT_F32, shp(2, 3, 4));
+    Graph *g = ts.g;
+    Node *lr = ir_input(g, L, "lr", DT_F32, ts_shape(0));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3, 4));
     Node *nw = sgd(w, un(OP_TANH, w), lr);
-    Node *late = ir_reduce(g, fx.d, L, OP_REDUCE_SUM, w, 3, false); /* reads the old w after nw */
+    Node *late = ir_reduce(g, ts.d, L, OP_REDUCE_SUM, w, 3, false); /* reads the old w after nw */
     ir_add_output(g, "norm", late, false);
     ir_add_output(g, "w", nw, true);
     plan();
@@ -243,10 +212,10 @@ static void test_update_not_in_place_when_read_later(void **state) {
 }
 
 static void test_update_not_in_place_when_read_through_reshape(void **state) {
-    Graph *g = fx.g;
-    Node *lr = ir_input(g, L, "lr", DT_F32, shp(0));
-    Node *w = ir_param(g, L, "w", DT_F32, shp(2, 3, 4));
-    Node *flat = ir_reshape(g, fx.d, L, w, shp(1, 12));
+    Graph *g = ts.g;
+    Node *lr = ir_input(g, L, "lr", DT_F32, ts_shape(0));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3, 4));
+    Node *flat = ir_reshape(g, ts.d, L, w, ts_shape(1, 12));
     Node *nw = sgd(w, un(OP_TANH, w), lr);
     ir_add_output(g, "late", un(OP_EXP, flat), false);
     ir_add_output(g, "w", nw, true);
@@ -255,18 +224,18 @@ static void test_update_not_in_place_when_read_through_reshape(void **state) {
 }
 
 static void test_update_not_in_place_when_not_elementwise(void **state) {
-    Graph *g = fx.g;
-    Node *w = ir_param(g, L, "w", DT_F32, shp(2, 4, 4));
-    Node *nw = ir_transpose(g, fx.d, L, w, (const int[]){1, 0});
+    Graph *g = ts.g;
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 4, 4));
+    Node *nw = ir_transpose(g, ts.d, L, w, (const int[]){1, 0});
     ir_add_output(g, "w", nw, true);
     plan();
     assert_int_equal(nw->mem.kind, MEM_ARENA);
 }
 
 static void test_update_not_in_place_when_also_output(void **state) {
-    Graph *g = fx.g;
-    Node *s = ir_state(g, L, "steps", DT_F32, shp(0));
-    Node *ns = bin(OP_ADD, s, ir_const(g, L, DT_F32, shp(0), 1));
+    Graph *g = ts.g;
+    Node *s = ir_state(g, L, "steps", DT_F32, ts_shape(0));
+    Node *ns = bin(OP_ADD, s, ir_const(g, L, DT_F32, ts_shape(0), 1));
     ir_add_output(g, "steps", ns, true);
     ir_add_output(g, "count", ns, false);
     plan();
@@ -274,10 +243,10 @@ static void test_update_not_in_place_when_also_output(void **state) {
 }
 
 static void test_two_n_dims_is_a_diagnostic(void **state) {
-    Graph *g = fx.g;
-    Node *x = ir_input(g, L, "x", DT_F32, shp(2, N, 3));
-    Node *y = ir_input(g, L, "y", DT_F32, shp(2, 3, N));
-    Node *p = ir_matmul(g, fx.d, L, x, y, false, false); /* [N, N] */
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 3));
+    Node *y = ir_input(g, L, "y", DT_F32, ts_shape(2, 3, N));
+    Node *p = ir_matmul(g, ts.d, L, x, y, false, false); /* [N, N] */
     assert_non_null(p);
     ir_add_output(g, "p", p, false);
     Diag *quiet = diag_new(NULL);
@@ -288,7 +257,7 @@ static void test_two_n_dims_is_a_diagnostic(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, ts_teardown)
         T(test_live_buffers_never_overlap),
         T(test_dead_buffers_are_reused),
         T(test_constant_region_after_n_region),

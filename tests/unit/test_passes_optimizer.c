@@ -1,38 +1,21 @@
 /* test_passes_optimizer.c: pass_optimizer lowers SGD(lr) into update outputs p - lr * grad with lr an
    INPUT, and refuses what it does not implement yet with a diagnostic at the recipe's location. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
+#include "support.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "../../passes/passes.h"
 
-static Arena *A;
-static Diag *D;
-static Graph *G;
 
 static int setup(void **s) {
     (void)s;
-    A = arena_new();
-    D = diag_new(NULL);
-    G = ir_graph_new(A, "train");
-    return 0;
-}
-
-static int teardown(void **s) {
-    (void)s;
-    diag_free(D);
-    arena_free(A);
+    ts_open("train", NULL);
     return 0;
 }
 
 static RVal *num(double v, int line, int col) {
-    RVal *r = arena_alloc(A, sizeof *r);
+    RVal *r = arena_alloc(ts.a, sizeof *r);
     r->kind = RV_NUM;
     r->num = v;
     r->loc = (Loc){"m.lathe", line, col};
@@ -41,7 +24,7 @@ static RVal *num(double v, int line, int col) {
 
 /* callee(keys[0] = vals[0], ...); a NULL key is a positional argument */
 static RVal *call(const char *callee, int n, const char **keys, RVal **vals) {
-    RVal *c = arena_alloc(A, sizeof *c);
+    RVal *c = arena_alloc(ts.a, sizeof *c);
     c->kind = RV_CALL;
     c->str = callee;
     c->nitems = n;
@@ -54,18 +37,18 @@ static RVal *call(const char *callee, int n, const char **keys, RVal **vals) {
 /* p f32[2,3], q f64[3]; loss = sum(p) ; grad.p = 2 p, grad.q = q */
 static void build(const RVal *opt) {
     Loc l = {"m.lathe", 5, 3};
-    Node *p = ir_param(G, l, "p", DT_F32, ir_shape(2, (int64_t[]){2, 3}));
-    Node *q = ir_param(G, l, "q", DT_F64, ir_shape(1, (int64_t[]){3}));
-    Node *two = ir_const(G, l, DT_F32, ir_shape_scalar(), 2);
-    ir_add_output(G, "loss", ir_reduce(G, D, l, OP_REDUCE_SUM, p, 3, false), false);
-    ir_add_output(G, "grad.p", ir_binary(G, D, l, OP_MUL, p, two), false);
-    ir_add_output(G, "grad.q", q, false);
-    G->optimizer = opt;
+    Node *p = ir_param(ts.g, l, "p", DT_F32, ts_shape(2, 2, 3));
+    Node *q = ir_param(ts.g, l, "q", DT_F64, ts_shape(1, 3));
+    Node *two = ir_const(ts.g, l, DT_F32, ir_shape_scalar(), 2);
+    ir_add_output(ts.g, "loss", ir_reduce(ts.g, ts.d, l, OP_REDUCE_SUM, p, 3, false), false);
+    ir_add_output(ts.g, "grad.p", ir_binary(ts.g, ts.d, l, OP_MUL, p, two), false);
+    ir_add_output(ts.g, "grad.q", q, false);
+    ts.g->optimizer = opt;
 }
 
 static RVal *sgd(double lr) {
     static const char *keys[] = {"lr"};
-    RVal **v = arena_alloc(A, sizeof(RVal *));
+    RVal **v = arena_alloc(ts.a, sizeof(RVal *));
     v[0] = num(lr, 20, 24);
     return call("SGD", 1, keys, v);
 }
@@ -73,27 +56,27 @@ static RVal *sgd(double lr) {
 static void test_sgd_updates_param_minus_lr_grad(void **s) {
     (void)s;
     build(sgd(0.5));
-    assert_true(pass_optimizer(G, D));
-    assert_true(ir_verify(G, D));
-    Node *lr = ir_find_leaf(G, OP_INPUT, "lr");
+    assert_true(pass_optimizer(ts.g, ts.d));
+    assert_true(ir_verify(ts.g, ts.d));
+    Node *lr = ir_find_leaf(ts.g, OP_INPUT, "lr");
     assert_non_null(lr);
     assert_int_equal(lr->dtype, DT_F32);
     assert_int_equal(lr->shape.rank, 0);
-    assert_int_equal(G->noutputs, 3);
-    assert_string_equal(G->outputs[0].name, "loss");
-    assert_false(G->outputs[0].update);
-    assert_string_equal(G->outputs[1].name, "p");
-    assert_true(G->outputs[1].update);
-    assert_string_equal(G->outputs[2].name, "q");
-    assert_true(G->outputs[2].update);
+    assert_int_equal(ts.g->noutputs, 3);
+    assert_string_equal(ts.g->outputs[0].name, "loss");
+    assert_false(ts.g->outputs[0].update);
+    assert_string_equal(ts.g->outputs[1].name, "p");
+    assert_true(ts.g->outputs[1].update);
+    assert_string_equal(ts.g->outputs[2].name, "q");
+    assert_true(ts.g->outputs[2].update);
 
     double pv[6] = {1, -2, 3, 0.5, 4, -1}, qv[3] = {1, 2, 3}, lrv = 0.125; /* exact in f32 */
     IBinding b[] = {
-        {"p", {ir_shape(2, (int64_t[]){2, 3}), pv}},
-        {"q", {ir_shape(1, (int64_t[]){3}), qv}},
+        {"p", {ts_shape(2, 2, 3), pv}},
+        {"q", {ts_shape(1, 3), qv}},
         {"lr", {ir_shape_scalar(), &lrv}},
     };
-    ITensor *out = ir_interp(A, G, 1, b, 3, D);
+    ITensor *out = ir_interp(ts.a, ts.g, 1, b, 3, ts.d);
     assert_non_null(out);
     for (int i = 0; i < 6; i++) /* p - lr * 2p */
         assert_true(fabs(out[1].data[i] - 0.75 * pv[i]) < 1e-6);
@@ -104,47 +87,47 @@ static void test_sgd_updates_param_minus_lr_grad(void **s) {
 static void test_sgd_casts_lr_for_f64_params(void **s) {
     (void)s;
     build(sgd(0.5));
-    assert_true(pass_optimizer(G, D));
+    assert_true(pass_optimizer(ts.g, ts.d));
     int casts = 0;
-    for (int i = 0; i < G->nnodes; i++)
-        if (G->nodes[i]->op == OP_CAST) {
+    for (int i = 0; i < ts.g->nnodes; i++)
+        if (ts.g->nodes[i]->op == OP_CAST) {
             casts++;
-            assert_int_equal(G->nodes[i]->dtype, DT_F64);
-            assert_string_equal(G->nodes[i]->inputs[0]->attr.name, "lr");
+            assert_int_equal(ts.g->nodes[i]->dtype, DT_F64);
+            assert_string_equal(ts.g->nodes[i]->inputs[0]->attr.name, "lr");
         }
     assert_int_equal(casts, 1);
-    assert_int_equal(G->outputs[2].value->dtype, DT_F64);
+    assert_int_equal(ts.g->outputs[2].value->dtype, DT_F64);
 }
 
 static void test_sgd_positional_lr_and_neutral_momentum(void **s) {
     (void)s;
     static const char *keys[] = {NULL, "momentum", "nesterov"};
-    RVal **v = arena_alloc(A, 3 * sizeof(RVal *));
+    RVal **v = arena_alloc(ts.a, 3 * sizeof(RVal *));
     v[0] = num(0.01, 20, 21);
     v[1] = num(0, 20, 38);
     v[2] = num(0, 20, 50);
     v[2]->kind = RV_BOOL;
     build(call("SGD", 3, keys, v));
-    assert_true(pass_optimizer(G, D));
-    assert_int_equal(diag_error_count(D), 0);
+    assert_true(pass_optimizer(ts.g, ts.d));
+    assert_int_equal(diag_error_count(ts.d), 0);
 }
 
 static void expect_error(const RVal *opt, const char *msg, int line, int col) {
     build(opt);
-    int before = G->nnodes;
-    assert_false(pass_optimizer(G, D));
-    assert_int_equal(diag_error_count(D), 1);
-    if (!strstr(diag_first_message(D), msg))
-        fail_msg("got \"%s\", want \"%s\"", diag_first_message(D), msg);
-    assert_int_equal(diag_first_loc(D).line, line);
-    assert_int_equal(diag_first_loc(D).col, col);
-    assert_int_equal(G->nnodes, before);
+    int before = ts.g->nnodes;
+    assert_false(pass_optimizer(ts.g, ts.d));
+    assert_int_equal(diag_error_count(ts.d), 1);
+    if (!strstr(diag_first_message(ts.d), msg))
+        fail_msg("got \"%s\", want \"%s\"", diag_first_message(ts.d), msg);
+    assert_int_equal(diag_first_loc(ts.d).line, line);
+    assert_int_equal(diag_first_loc(ts.d).col, col);
+    assert_int_equal(ts.g->nnodes, before);
 }
 
 static void test_sgd_momentum_is_not_supported_yet(void **s) {
     (void)s;
     static const char *keys[] = {"lr", "momentum"};
-    RVal **v = arena_alloc(A, 2 * sizeof(RVal *));
+    RVal **v = arena_alloc(ts.a, 2 * sizeof(RVal *));
     v[0] = num(0.1, 20, 24);
     v[1] = num(0.9, 20, 40);
     expect_error(call("SGD", 2, keys, v), "SGD: momentum is not supported yet", 20, 40);
@@ -153,7 +136,7 @@ static void test_sgd_momentum_is_not_supported_yet(void **s) {
 static void test_sgd_weight_decay_is_not_supported_yet(void **s) {
     (void)s;
     static const char *keys[] = {"lr", "weight_decay"};
-    RVal **v = arena_alloc(A, 2 * sizeof(RVal *));
+    RVal **v = arena_alloc(ts.a, 2 * sizeof(RVal *));
     v[0] = num(0.1, 20, 24);
     v[1] = num(1e-4, 20, 44);
     expect_error(call("SGD", 2, keys, v), "SGD: weight_decay is not supported yet", 20, 44);
@@ -162,7 +145,7 @@ static void test_sgd_weight_decay_is_not_supported_yet(void **s) {
 static void test_sgd_unknown_argument_is_error(void **s) {
     (void)s;
     static const char *keys[] = {"lr", "betas"};
-    RVal **v = arena_alloc(A, 2 * sizeof(RVal *));
+    RVal **v = arena_alloc(ts.a, 2 * sizeof(RVal *));
     v[0] = num(0.1, 20, 24);
     v[1] = num(0.9, 20, 33);
     expect_error(call("SGD", 2, keys, v), "SGD: unknown argument betas", 20, 33);
@@ -181,7 +164,7 @@ static void test_sgd_negative_lr_is_error(void **s) {
 static void test_other_optimizer_is_not_supported_yet(void **s) {
     (void)s;
     static const char *keys[] = {"lr"};
-    RVal **v = arena_alloc(A, sizeof(RVal *));
+    RVal **v = arena_alloc(ts.a, sizeof(RVal *));
     v[0] = num(1e-3, 20, 25);
     expect_error(call("Adam", 1, keys, v), "optimizer Adam is not supported yet", 20, 17);
 }
@@ -189,22 +172,22 @@ static void test_other_optimizer_is_not_supported_yet(void **s) {
 static void test_missing_optimizer_is_error(void **s) {
     (void)s;
     build(NULL);
-    assert_false(pass_optimizer(G, D));
-    assert_non_null(strstr(diag_first_message(D), "no optimizer"));
+    assert_false(pass_optimizer(ts.g, ts.d));
+    assert_non_null(strstr(diag_first_message(ts.d), "no optimizer"));
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sgd_updates_param_minus_lr_grad, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sgd_casts_lr_for_f64_params, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sgd_positional_lr_and_neutral_momentum, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sgd_momentum_is_not_supported_yet, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sgd_weight_decay_is_not_supported_yet, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sgd_unknown_argument_is_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sgd_missing_lr_is_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sgd_negative_lr_is_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_optimizer_is_not_supported_yet, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_missing_optimizer_is_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_updates_param_minus_lr_grad, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_casts_lr_for_f64_params, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_positional_lr_and_neutral_momentum, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_momentum_is_not_supported_yet, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_weight_decay_is_not_supported_yet, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_unknown_argument_is_error, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_missing_lr_is_error, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_sgd_negative_lr_is_error, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_other_optimizer_is_not_supported_yet, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_optimizer_is_error, setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

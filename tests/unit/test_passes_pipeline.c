@@ -1,46 +1,36 @@
 /* test_passes_pipeline.c: pass_pipeline runs the passes in order on the right graphs, stops and dumps after
    a named pass, and rejects an unknown name listing the valid ones. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "support.h"
 
-#include <cmocka.h>
-
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "../../passes/passes.h"
 
-static Arena *A;
-static Diag *D;
 static Program *P;
 static const Loc L = {"p.lathe", 2, 5};
 
 /* loss = mean over the batch of sum(x @ w.T + b) */
 static Graph *linear_graph(const char *name, bool with_loss) {
-    Graph *g = ir_graph_new(A, name);
-    Node *x = ir_input(g, L, "x", DT_F32, ir_shape(2, (int64_t[]){IR_DIM_N, 4}));
-    Node *w = ir_param(g, L, "w", DT_F32, ir_shape(2, (int64_t[]){3, 4}));
-    Node *b = ir_param(g, L, "b", DT_F32, ir_shape(1, (int64_t[]){3}));
-    Node *t = ir_transpose(g, D, L, w, (int[]){1, 0});
-    Node *y = ir_binary(g, D, L, OP_ADD, ir_matmul(g, D, L, x, t, false, false), b);
+    Graph *g = ir_graph_new(ts.a, name);
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, IR_DIM_N, 4));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3, 4));
+    Node *b = ir_param(g, L, "b", DT_F32, ts_shape(1, 3));
+    Node *t = ir_transpose(g, ts.d, L, w, (int[]){1, 0});
+    Node *y = ir_binary(g, ts.d, L, OP_ADD, ir_matmul(g, ts.d, L, x, t, false, false), b);
     if (!with_loss) {
         ir_add_output(g, "logits", y, false);
         return g;
     }
-    Node *r = ir_reduce(g, D, L, OP_REDUCE_SUM, y, 2, false);
-    ir_add_output(g, "loss", ir_reduce(g, D, L, OP_REDUCE_MEAN, r, 1, false), false);
+    Node *r = ir_reduce(g, ts.d, L, OP_REDUCE_SUM, y, 2, false);
+    ir_add_output(g, "loss", ir_reduce(g, ts.d, L, OP_REDUCE_MEAN, r, 1, false), false);
     return g;
 }
 
 static int setup(void **s) {
     (void)s;
-    A = arena_new();
-    D = diag_new(NULL);
-    P = arena_alloc(A, sizeof *P);
-    P->arena = A;
+    ts_open(NULL, NULL);
+    P = arena_alloc(ts.a, sizeof *P);
+    P->arena = ts.a;
     P->train = linear_graph("train", true);
     P->eval = linear_graph("eval", true);
     P->predict = linear_graph("predict", false);
@@ -52,34 +42,16 @@ static int setup(void **s) {
     return 0;
 }
 
-static int teardown(void **s) {
-    (void)s;
-    diag_free(D);
-    arena_free(A);
-    return 0;
-}
-
-static bool has_op(const Graph *g, Op op) {
-    for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i]->op == op)
-            return true;
-    return false;
-}
-
 static char *run_dumped(const char *stop, bool *ok) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    *ok = pass_pipeline(P, stop, f, D);
-    fclose(f);
-    return text;
+    TsCapture c;
+    *ok = pass_pipeline(P, stop, ts_capture_open(&c), ts.d);
+    return ts_capture_close(&c);
 }
 
 static void test_pipeline_unknown_pass_lists_names(void **s) {
     (void)s;
-    assert_false(pass_pipeline(P, "fuse-everything", NULL, D));
-    const char *m = diag_first_message(D);
+    assert_false(pass_pipeline(P, "fuse-everything", NULL, ts.d));
+    const char *m = diag_first_message(ts.d);
     assert_non_null(strstr(m, "fuse-everything"));
     assert_non_null(strstr(m, "lower, autodiff, optimizer, simplify, dce, memplan"));
 }
@@ -102,7 +74,6 @@ static void test_pipeline_stop_after_lower_changes_nothing(void **s) {
     assert_non_null(strstr(text, "graph train {"));
     assert_non_null(strstr(text, "graph eval {"));
     assert_non_null(strstr(text, "graph predict {"));
-    free(text);
 }
 
 static void test_pipeline_stop_after_autodiff_dumps_gradients(void **s) {
@@ -113,7 +84,6 @@ static void test_pipeline_stop_after_autodiff_dumps_gradients(void **s) {
     assert_non_null(strstr(text, "output \"grad.w\""));
     assert_null(strstr(text, "input \"lr\""));
     assert_int_equal(P->eval->noutputs, 1); /* autodiff runs on train only */
-    free(text);
 }
 
 static void test_pipeline_stop_after_dce_has_updates_and_no_transposes(void **s) {
@@ -123,17 +93,16 @@ static void test_pipeline_stop_after_dce_has_updates_and_no_transposes(void **s)
     assert_true(ok);
     assert_non_null(strstr(text, "update \"w\""));
     assert_non_null(strstr(text, "input \"lr\""));
-    assert_false(has_op(P->train, OP_TRANSPOSE));
-    assert_false(has_op(P->eval, OP_TRANSPOSE));
-    assert_false(has_op(P->predict, OP_TRANSPOSE));
+    assert_int_equal(ts_count_op(P->train, OP_TRANSPOSE), 0);
+    assert_int_equal(ts_count_op(P->eval, OP_TRANSPOSE), 0);
+    assert_int_equal(ts_count_op(P->predict, OP_TRANSPOSE), 0);
     assert_null(ir_find_leaf(P->eval, OP_INPUT, "lr"));
-    free(text);
 }
 
 static void test_pipeline_runs_every_pass(void **s) {
     (void)s;
-    assert_true(pass_pipeline(P, NULL, NULL, D));
-    assert_int_equal(diag_error_count(D), 0);
+    assert_true(pass_pipeline(P, NULL, NULL, ts.d));
+    assert_int_equal(diag_error_count(ts.d), 0);
     const Graph *gs[] = {P->train, P->eval, P->predict};
     for (int k = 0; k < 3; k++)
         for (int i = 0; i < gs[k]->nnodes; i++)
@@ -143,19 +112,19 @@ static void test_pipeline_runs_every_pass(void **s) {
 static void test_pipeline_missing_optimizer_is_error(void **s) {
     (void)s;
     P->train->optimizer = NULL;
-    assert_false(pass_pipeline(P, NULL, NULL, D));
-    assert_non_null(strstr(diag_first_message(D), "optimizer"));
+    assert_false(pass_pipeline(P, NULL, NULL, ts.d));
+    assert_non_null(strstr(diag_first_message(ts.d), "optimizer"));
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_pipeline_unknown_pass_lists_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_names_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_stop_after_lower_changes_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_stop_after_autodiff_dumps_gradients, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_stop_after_dce_has_updates_and_no_transposes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_runs_every_pass, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipeline_missing_optimizer_is_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_unknown_pass_lists_names, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_names_in_order, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_stop_after_lower_changes_nothing, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_stop_after_autodiff_dumps_gradients, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_stop_after_dce_has_updates_and_no_transposes, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_runs_every_pass, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_missing_optimizer_is_error, setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

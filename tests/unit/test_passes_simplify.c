@@ -1,12 +1,7 @@
 /* test_passes_simplify.c: pass_simplify's rewrites (transposes into matmul flags, transpose and reshape
    chains, identities), each checked for its shape of the graph and for unchanged values through the
    interpreter. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-
-#include <cmocka.h>
+#include "support.h"
 
 #include <math.h>
 #include <string.h>
@@ -15,52 +10,34 @@
 
 #define N IR_DIM_N
 
-static Arena *A;
-static Diag *D;
-static Graph *G;
 static const Loc L = {"s.lathe", 1, 1};
 
 static int setup(void **s) {
     (void)s;
-    A = arena_new();
-    D = diag_new(stderr);
-    G = ir_graph_new(A, "eval");
+    ts_open("eval", stderr);
     return 0;
 }
 
-static int teardown(void **s) {
-    (void)s;
-    diag_free(D);
-    arena_free(A);
-    return 0;
-}
-
-static Shape shp(int rank, int64_t a, int64_t b, int64_t c) { return ir_shape(rank, (int64_t[]){a, b, c}); }
-
-static Node *param(const char *name, Shape s) { return ir_param(G, L, name, DT_F64, s); }
+static Node *param(const char *name, Shape s) { return ir_param(ts.g, L, name, DT_F64, s); }
 
 /* Every leaf bound to fixed pseudo-random values, N = 2; returns the outputs. */
 static ITensor *run(void) {
     IBinding b[16];
     int nb = 0;
     uint64_t r = 12345;
-    for (int i = 0; i < G->nnodes && nb < 16; i++) {
-        Node *n = G->nodes[i];
+    for (int i = 0; i < ts.g->nnodes && nb < 16; i++) {
+        Node *n = ts.g->nodes[i];
         if (n->op != OP_INPUT && n->op != OP_PARAM)
             continue;
-        ITensor t = {n->shape, NULL};
-        for (int k = 0; k < t.shape.rank; k++)
-            if (t.shape.dim[k] == IR_DIM_N)
-                t.shape.dim[k] = 2;
+        ITensor t = {ts_shape_at(n->shape, 2), NULL};
         int64_t cnt = ir_shape_numel(&n->shape, 2);
-        t.data = arena_alloc(A, (size_t)cnt * sizeof(double) + 8);
+        t.data = arena_alloc(ts.a, (size_t)cnt * sizeof(double) + 8);
         for (int64_t k = 0; k < cnt; k++) {
-            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
-            t.data[k] = (double)(r >> 40) / (double)(1 << 24) - 0.5;
+            t.data[k] = (double)(ts_rand_next(&r) >> 40) / (double)(1 << 24) - 0.5;
         }
         b[nb++] = (IBinding){n->attr.name, t};
     }
-    ITensor *out = ir_interp(A, G, 2, b, nb, D);
+    ITensor *out = ir_interp(ts.a, ts.g, 2, b, nb, ts.d);
     assert_non_null(out);
     return out;
 }
@@ -68,10 +45,10 @@ static ITensor *run(void) {
 /* simplify, verify, and compare every output's values with those before */
 static void simplify_keeps_values(void) {
     ITensor *before = run();
-    int nout = G->noutputs;
-    assert_true(pass_simplify(G, D));
-    assert_true(ir_verify(G, D));
-    assert_int_equal(G->noutputs, nout);
+    int nout = ts.g->noutputs;
+    assert_true(pass_simplify(ts.g, ts.d));
+    assert_true(ir_verify(ts.g, ts.d));
+    assert_int_equal(ts.g->noutputs, nout);
     ITensor *after = run();
     for (int i = 0; i < nout; i++) {
         assert_true(ir_shape_eq(&before[i].shape, &after[i].shape));
@@ -83,15 +60,15 @@ static void simplify_keeps_values(void) {
 
 static int count_op(Op op) {
     int k = 0;
-    for (int i = 0; i < G->nnodes; i++) {
-        Node *n = G->nodes[i];
+    for (int i = 0; i < ts.g->nnodes; i++) {
+        Node *n = ts.g->nodes[i];
         /* count only nodes something still uses */
         bool used = false;
-        for (int o = 0; o < G->noutputs; o++)
-            used |= G->outputs[o].value == n;
-        for (int j = 0; j < G->nnodes && !used; j++)
-            for (int k2 = 0; k2 < G->nodes[j]->ninputs; k2++)
-                used |= G->nodes[j]->inputs[k2] == n;
+        for (int o = 0; o < ts.g->noutputs; o++)
+            used |= ts.g->outputs[o].value == n;
+        for (int j = 0; j < ts.g->nnodes && !used; j++)
+            for (int k2 = 0; k2 < ts.g->nodes[j]->ninputs; k2++)
+                used |= ts.g->nodes[j]->inputs[k2] == n;
         k += used && n->op == op;
     }
     return k;
@@ -99,13 +76,13 @@ static int count_op(Op op) {
 
 static void test_transpose_folds_into_matmul_transpose_b(void **s) {
     (void)s;
-    Node *x = param("x", shp(2, N, 4, 0));
-    Node *w = param("w", shp(2, 3, 4, 0));
-    Node *t = ir_transpose(G, D, L, w, (int[]){1, 0});
-    Node *y = ir_matmul(G, D, L, x, t, false, false);
-    ir_add_output(G, "y", y, false);
+    Node *x = param("x", ts_shape(2, N, 4));
+    Node *w = param("w", ts_shape(2, 3, 4));
+    Node *t = ir_transpose(ts.g, ts.d, L, w, (int[]){1, 0});
+    Node *y = ir_matmul(ts.g, ts.d, L, x, t, false, false);
+    ir_add_output(ts.g, "y", y, false);
     simplify_keeps_values();
-    assert_ptr_equal(G->outputs[0].value, y);
+    assert_ptr_equal(ts.g->outputs[0].value, y);
     assert_ptr_equal(y->inputs[1], w);
     assert_false(y->attr.transpose_a);
     assert_true(y->attr.transpose_b);
@@ -114,12 +91,12 @@ static void test_transpose_folds_into_matmul_transpose_b(void **s) {
 
 static void test_transpose_folds_into_both_flags_batched(void **s) {
     (void)s;
-    Node *a = param("a", shp(3, 2, 4, 3));
-    Node *b = param("b", shp(3, 2, 5, 4));
-    Node *ta = ir_transpose(G, D, L, a, (int[]){0, 2, 1});
-    Node *tb = ir_transpose(G, D, L, b, (int[]){0, 2, 1});
-    Node *y = ir_matmul(G, D, L, ta, tb, false, false);
-    ir_add_output(G, "y", y, false);
+    Node *a = param("a", ts_shape(3, 2, 4, 3));
+    Node *b = param("b", ts_shape(3, 2, 5, 4));
+    Node *ta = ir_transpose(ts.g, ts.d, L, a, (int[]){0, 2, 1});
+    Node *tb = ir_transpose(ts.g, ts.d, L, b, (int[]){0, 2, 1});
+    Node *y = ir_matmul(ts.g, ts.d, L, ta, tb, false, false);
+    ir_add_output(ts.g, "y", y, false);
     simplify_keeps_values();
     assert_ptr_equal(y->inputs[0], a);
     assert_ptr_equal(y->inputs[1], b);
@@ -130,26 +107,26 @@ static void test_transpose_folds_into_both_flags_batched(void **s) {
 /* a transpose that is not of the last two dims stays */
 static void test_batch_transpose_stays_before_matmul(void **s) {
     (void)s;
-    Node *a = param("a", shp(3, 3, 2, 4));
-    Node *b = param("b", shp(3, 2, 4, 5));
-    Node *ta = ir_transpose(G, D, L, a, (int[]){1, 0, 2});
-    Node *y = ir_matmul(G, D, L, ta, b, false, false);
-    ir_add_output(G, "y", y, false);
+    Node *a = param("a", ts_shape(3, 3, 2, 4));
+    Node *b = param("b", ts_shape(3, 2, 4, 5));
+    Node *ta = ir_transpose(ts.g, ts.d, L, a, (int[]){1, 0, 2});
+    Node *y = ir_matmul(ts.g, ts.d, L, ta, b, false, false);
+    ir_add_output(ts.g, "y", y, false);
     simplify_keeps_values();
     assert_ptr_equal(y->inputs[0], ta);
     assert_false(y->attr.transpose_a);
 }
 
-/* (A B)^T = B^T A^T: how the weight gradient of x @ w.T comes out of autodiff */
+/* (ts.a B)^T = B^T ts.a^T: how the weight gradient of x @ w.T comes out of autodiff */
 static void test_transpose_of_matmul_swaps_operands(void **s) {
     (void)s;
-    Node *x = param("x", shp(2, N, 4, 0));
-    Node *g = param("g", shp(2, N, 3, 0));
-    Node *m = ir_matmul(G, D, L, x, g, true, false); /* [4,3] */
-    Node *t = ir_transpose(G, D, L, m, (int[]){1, 0});
-    ir_add_output(G, "gw", t, false);
+    Node *x = param("x", ts_shape(2, N, 4));
+    Node *g = param("g", ts_shape(2, N, 3));
+    Node *m = ir_matmul(ts.g, ts.d, L, x, g, true, false); /* [4,3] */
+    Node *t = ir_transpose(ts.g, ts.d, L, m, (int[]){1, 0});
+    ir_add_output(ts.g, "gw", t, false);
     simplify_keeps_values();
-    Node *v = G->outputs[0].value;
+    Node *v = ts.g->outputs[0].value;
     assert_int_equal(v->op, OP_MATMUL);
     assert_ptr_equal(v->inputs[0], g);
     assert_ptr_equal(v->inputs[1], x);
@@ -161,23 +138,23 @@ static void test_transpose_of_matmul_swaps_operands(void **s) {
 
 static void test_transpose_of_shared_matmul_stays(void **s) {
     (void)s;
-    Node *a = param("a", shp(2, 3, 4, 0));
-    Node *b = param("b", shp(2, 4, 5, 0));
-    Node *m = ir_matmul(G, D, L, a, b, false, false);
-    Node *t = ir_transpose(G, D, L, m, (int[]){1, 0});
-    ir_add_output(G, "m", m, false);
-    ir_add_output(G, "t", t, false);
+    Node *a = param("a", ts_shape(2, 3, 4));
+    Node *b = param("b", ts_shape(2, 4, 5));
+    Node *m = ir_matmul(ts.g, ts.d, L, a, b, false, false);
+    Node *t = ir_transpose(ts.g, ts.d, L, m, (int[]){1, 0});
+    ir_add_output(ts.g, "m", m, false);
+    ir_add_output(ts.g, "t", t, false);
     simplify_keeps_values();
-    assert_int_equal(G->outputs[1].value->op, OP_TRANSPOSE);
+    assert_int_equal(ts.g->outputs[1].value->op, OP_TRANSPOSE);
     assert_int_equal(count_op(OP_MATMUL), 1);
 }
 
 static void test_transpose_of_transpose_composes(void **s) {
     (void)s;
-    Node *x = param("x", shp(3, 2, 3, 4));
-    Node *t1 = ir_transpose(G, D, L, x, (int[]){2, 0, 1});  /* [4,2,3] */
-    Node *t2 = ir_transpose(G, D, L, t1, (int[]){0, 2, 1}); /* [4,3,2] */
-    ir_add_output(G, "y", t2, false);
+    Node *x = param("x", ts_shape(3, 2, 3, 4));
+    Node *t1 = ir_transpose(ts.g, ts.d, L, x, (int[]){2, 0, 1});  /* [4,2,3] */
+    Node *t2 = ir_transpose(ts.g, ts.d, L, t1, (int[]){0, 2, 1}); /* [4,3,2] */
+    ir_add_output(ts.g, "y", t2, false);
     simplify_keeps_values();
     assert_ptr_equal(t2->inputs[0], x);
     assert_int_equal(t2->attr.perm[0], 2);
@@ -187,21 +164,21 @@ static void test_transpose_of_transpose_composes(void **s) {
 
 static void test_transpose_of_transpose_to_identity_disappears(void **s) {
     (void)s;
-    Node *x = param("x", shp(3, 2, 3, 4));
-    Node *t1 = ir_transpose(G, D, L, x, (int[]){2, 0, 1});
-    Node *t2 = ir_transpose(G, D, L, t1, (int[]){1, 2, 0});
-    ir_add_output(G, "y", ir_unary(G, D, L, OP_EXP, t2), false);
+    Node *x = param("x", ts_shape(3, 2, 3, 4));
+    Node *t1 = ir_transpose(ts.g, ts.d, L, x, (int[]){2, 0, 1});
+    Node *t2 = ir_transpose(ts.g, ts.d, L, t1, (int[]){1, 2, 0});
+    ir_add_output(ts.g, "y", ir_unary(ts.g, ts.d, L, OP_EXP, t2), false);
     simplify_keeps_values();
-    assert_ptr_equal(G->outputs[0].value->inputs[0], x);
+    assert_ptr_equal(ts.g->outputs[0].value->inputs[0], x);
     assert_int_equal(count_op(OP_TRANSPOSE), 0);
 }
 
 static void test_reshape_of_reshape_collapses(void **s) {
     (void)s;
-    Node *x = param("x", shp(2, N, 6, 0));
-    Node *r1 = ir_reshape(G, D, L, x, shp(3, N, 2, 3));
-    Node *r2 = ir_reshape(G, D, L, r1, shp(3, N, 3, 2));
-    ir_add_output(G, "y", r2, false);
+    Node *x = param("x", ts_shape(2, N, 6));
+    Node *r1 = ir_reshape(ts.g, ts.d, L, x, ts_shape(3, N, 2, 3));
+    Node *r2 = ir_reshape(ts.g, ts.d, L, r1, ts_shape(3, N, 3, 2));
+    ir_add_output(ts.g, "y", r2, false);
     simplify_keeps_values();
     assert_ptr_equal(r2->inputs[0], x);
     assert_int_equal(count_op(OP_RESHAPE), 1);
@@ -209,27 +186,27 @@ static void test_reshape_of_reshape_collapses(void **s) {
 
 static void test_reshape_back_to_same_shape_disappears(void **s) {
     (void)s;
-    Node *x = param("x", shp(2, N, 6, 0));
-    Node *r1 = ir_reshape(G, D, L, x, shp(3, N, 2, 3));
-    Node *r2 = ir_reshape(G, D, L, r1, shp(2, N, 6, 0));
-    ir_add_output(G, "y", r2, false);
+    Node *x = param("x", ts_shape(2, N, 6));
+    Node *r1 = ir_reshape(ts.g, ts.d, L, x, ts_shape(3, N, 2, 3));
+    Node *r2 = ir_reshape(ts.g, ts.d, L, r1, ts_shape(2, N, 6));
+    ir_add_output(ts.g, "y", r2, false);
     simplify_keeps_values();
-    assert_ptr_equal(G->outputs[0].value, x);
+    assert_ptr_equal(ts.g->outputs[0].value, x);
 }
 
 static void test_mul_by_one_and_add_zero_disappear(void **s) {
     (void)s;
-    Node *x = param("x", shp(2, N, 3, 0));
-    Node *one = ir_const(G, L, DT_F64, ir_shape_scalar(), 1);
-    Node *zero = ir_const(G, L, DT_F64, shp(1, 3, 0, 0), 0);
-    Node *m = ir_binary(G, D, L, OP_MUL, one, x);
-    Node *a = ir_binary(G, D, L, OP_ADD, m, zero);
-    Node *e = ir_unary(G, D, L, OP_EXP, a);
-    ir_add_output(G, "y", e, false);
-    ir_add_output(G, "a", a, false);
+    Node *x = param("x", ts_shape(2, N, 3));
+    Node *one = ir_const(ts.g, L, DT_F64, ir_shape_scalar(), 1);
+    Node *zero = ir_const(ts.g, L, DT_F64, ts_shape(1, 3), 0);
+    Node *m = ir_binary(ts.g, ts.d, L, OP_MUL, one, x);
+    Node *a = ir_binary(ts.g, ts.d, L, OP_ADD, m, zero);
+    Node *e = ir_unary(ts.g, ts.d, L, OP_EXP, a);
+    ir_add_output(ts.g, "y", e, false);
+    ir_add_output(ts.g, "a", a, false);
     simplify_keeps_values();
     assert_ptr_equal(e->inputs[0], x);
-    assert_ptr_equal(G->outputs[1].value, x);
+    assert_ptr_equal(ts.g->outputs[1].value, x);
     assert_int_equal(count_op(OP_MUL), 0);
     assert_int_equal(count_op(OP_ADD), 0);
 }
@@ -237,28 +214,28 @@ static void test_mul_by_one_and_add_zero_disappear(void **s) {
 /* x[3] * ones[2,3] broadcasts x: the result's shape differs from x's, so the multiplication stays */
 static void test_mul_by_one_that_broadcasts_stays(void **s) {
     (void)s;
-    Node *x = param("x", shp(1, 3, 0, 0));
-    Node *one = ir_const(G, L, DT_F64, shp(2, 2, 3, 0), 1);
-    Node *m = ir_binary(G, D, L, OP_MUL, x, one);
-    ir_add_output(G, "y", m, false);
+    Node *x = param("x", ts_shape(1, 3));
+    Node *one = ir_const(ts.g, L, DT_F64, ts_shape(2, 2, 3), 1);
+    Node *m = ir_binary(ts.g, ts.d, L, OP_MUL, x, one);
+    ir_add_output(ts.g, "y", m, false);
     simplify_keeps_values();
-    assert_ptr_equal(G->outputs[0].value, m);
+    assert_ptr_equal(ts.g->outputs[0].value, m);
     assert_int_equal(count_op(OP_MUL), 1);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_transpose_folds_into_matmul_transpose_b, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_folds_into_both_flags_batched, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_transpose_stays_before_matmul, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_of_matmul_swaps_operands, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_of_shared_matmul_stays, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_of_transpose_composes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_of_transpose_to_identity_disappears, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reshape_of_reshape_collapses, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reshape_back_to_same_shape_disappears, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mul_by_one_and_add_zero_disappear, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mul_by_one_that_broadcasts_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transpose_folds_into_matmul_transpose_b, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_transpose_folds_into_both_flags_batched, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_transpose_stays_before_matmul, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_transpose_of_matmul_swaps_operands, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_transpose_of_shared_matmul_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_transpose_of_transpose_composes, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_transpose_of_transpose_to_identity_disappears, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_reshape_of_reshape_collapses, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_reshape_back_to_same_shape_disappears, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_mul_by_one_and_add_zero_disappear, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_mul_by_one_that_broadcasts_stays, setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

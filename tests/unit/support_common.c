@@ -1,0 +1,115 @@
+/* support_common.c: the helpers of support.h. */
+#include "support.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+TsFixture ts;
+
+void ts_open(const char *graph, FILE *diag_out)
+{
+    memset(&ts, 0, sizeof ts);
+    ts.a = arena_new();
+    ts.d = diag_new(diag_out);
+    if (graph)
+        ts.g = ir_graph_new(ts.a, graph);
+}
+
+int ts_setup(void **state)
+{
+    (void)state;
+    ts_open(NULL, NULL);
+    return 0;
+}
+
+int ts_teardown(void **state)
+{
+    (void)state;
+    diag_free(ts.d);
+    arena_free(ts.a);
+    memset(&ts, 0, sizeof ts);
+    return 0;
+}
+
+Shape ts_shape_of(const int64_t *rank_then_dims)
+{
+    return ir_shape((int)rank_then_dims[0], rank_then_dims + 1);
+}
+
+Shape ts_shape_at(Shape s, int64_t n)
+{
+    for (int i = 0; i < s.rank; i++)
+        if (s.dim[i] == IR_DIM_N)
+            s.dim[i] = n;
+    return s;
+}
+
+uint64_t ts_rand_next(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *state;
+}
+
+double ts_rand_uniform(uint64_t *state)
+{
+    return (double)(ts_rand_next(state) >> 11) / 9007199254740992.0; /* 2^53 */
+}
+
+char *ts_read_model(const char *name)
+{
+    char *text = fe_read_file(ts.a, ts.d, arena_printf(ts.a, "%s/models/%s", LATHE_SOURCE_DIR, name), NULL);
+    assert_non_null(text);
+    return text;
+}
+
+Program *ts_compile_text(const char *file, const char *text)
+{
+    Program *p = fe_compile(ts.a, ts.d, file, text);
+    if (!p)
+        fail_msg("%s: %s", file, diag_first_message(ts.d));
+    return p;
+}
+
+Graph *ts_parse_graph(const char *file, const char *text)
+{
+    Graph **gs;
+    int n = ir_parse(ts.a, ts.d, file, text, &gs);
+    if (n == 0)
+        fail_msg("parse failed: %s", diag_first_message(ts.d));
+    assert_int_equal(n, 1);
+    return gs[0];
+}
+
+FILE *ts_capture_open(TsCapture *c)
+{
+    c->buf = NULL;
+    c->len = 0;
+    c->f = open_memstream(&c->buf, &c->len);
+    assert_non_null(c->f);
+    return c->f;
+}
+
+char *ts_capture_close(TsCapture *c)
+{
+    fclose(c->f);
+    char *text = arena_strdup(ts.a, c->buf);
+    free(c->buf);
+    *c = (TsCapture){0};
+    return text;
+}
+
+int ts_output_index(const Graph *g, const char *name)
+{
+    for (int i = 0; i < g->noutputs; i++)
+        if (strcmp(g->outputs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int ts_count_op(const Graph *g, Op op)
+{
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        k += g->nodes[i]->op == op;
+    return k;
+}
