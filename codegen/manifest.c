@@ -59,7 +59,8 @@ static const char *init_kind_name(InitKind k) {
     LATHE_UNREACHABLE("unknown init kind");
 }
 
-/* 64-bit FNV-1a of the printed train graph: what a checkpoint's "hash" is compared with. */
+/* 64-bit FNV-1a of the printed train graph without its location comments, so that the same model compiled
+   from another folder or with comments edited keeps its hash: what a checkpoint's "hash" is compared with. */
 static char *graph_hash(Arena *a, const Graph *g) {
     char *text = NULL;
     size_t len = 0;
@@ -69,7 +70,14 @@ static char *graph_hash(Arena *a, const Graph *g) {
     ir_print(f, g);
     fclose(f);
     uint64_t h = 1469598103934665603ull;
+    bool in_comment = false;
     for (size_t i = 0; i < len; i++) {
+        if (text[i] == '#')
+            in_comment = true;
+        else if (text[i] == '\n')
+            in_comment = false;
+        if (in_comment)
+            continue;
         h ^= (unsigned char)text[i];
         h *= 1099511628211ull;
     }

@@ -6,7 +6,11 @@ cmake --install "$LATHE_BINARY_DIR" --prefix "$WORK/prefix" >/dev/null || fail "
 [ -f "$WORK/prefix/lib/lathe/liblathe_rt.a" ] || fail "runtime library not installed"
 cp "$LATHE_SOURCE_DIR/models/fashion_mlp.lathe" .
 env -u LATHE_RUNTIME "$WORK/prefix/bin/lathe" compile fashion_mlp.lathe -o mlp || fail "installed lathe cannot compile"
-./mlp info >/dev/null || fail "produced executable does not start"
+./mlp info >info.txt || fail "produced executable does not start"
+# the model hash that checkpoints carry does not depend on the folder the model file was compiled from
+"$LATHE" compile "$LATHE_SOURCE_DIR/models/fashion_mlp.lathe" -o mlp2 || fail "compile from the source tree"
+./mlp2 info >info2.txt
+[ "$(grep '^hash:' info.txt)" = "$(grep '^hash:' info2.txt)" ] || fail "the hash depends on the model file's path"
 libs=$(ldd mlp | awk '{print $1}' | grep -v -E '^(linux-vdso|/lib64/ld-linux)' | sed 's/\.so.*//' | sort -u | tr '\n' ' ')
 for l in $libs; do
   case $l in
