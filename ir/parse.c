@@ -28,6 +28,7 @@ typedef struct Parser {
     Graph *g;
     Node **by_id; /* text id -> node, for the graph being read */
     int by_id_cap;
+    int64_t by_id_used; /* one past the highest id defined in the graph being read */
     const char **files; /* interned location files */
     int nfiles;
     int nperm; /* entries of the last perm=[...], checked against the operand's rank */
@@ -488,6 +489,8 @@ static bool define(Parser *ps, int64_t id, Node *n)
         ps->by_id_cap = cap;
     }
     ps->by_id[id] = n;
+    if (ps->by_id_used <= id)
+        ps->by_id_used = id + 1;
     return true;
 }
 
@@ -623,8 +626,10 @@ static Graph *graph(Parser *ps)
         return NULL;
     }
     ps->g = ir_graph_new(ps->a, name);
+    /* only the ids the last graph used: one %16777215 must not make every later graph clear 128 MiB */
     if (ps->by_id)
-        memset(ps->by_id, 0, sizeof(Node *) * (size_t)ps->by_id_cap);
+        memset(ps->by_id, 0, sizeof(Node *) * (size_t)ps->by_id_used);
+    ps->by_id_used = 0;
     for (;;) {
         next_line(ps);
         if (!*ps->p) {

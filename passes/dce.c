@@ -19,11 +19,9 @@ bool pass_dce(Graph *g, Diag *d) {
             for (int j = 0; j < n->ninputs; j++)
                 live[n->inputs[j]->id] = true;
     }
-    int k = 0;
     for (int i = 0; i < g->nnodes; i++)
-        if (live[i])
-            g->nodes[k++] = g->nodes[i];
-    g->nnodes = k;
+        if (!live[i])
+            g->nodes[i] = NULL; /* ir_renumber drops cleared slots */
     ir_renumber(g);
     return true;
 }

@@ -21,6 +21,9 @@
 #include <stdlib.h>
 
 #define MEMPLAN_ALIGN 64
+/* No buffer and no region may pass 2^56 bytes (per sample in the N region): far beyond any real memory, and
+   low enough that offsets, sizes and their sums never overflow an int64. */
+#define MEMPLAN_MAX_BYTES ((int64_t)1 << 56)
 
 static int64_t align_up(int64_t x) {
     return (x + MEMPLAN_ALIGN - 1) / MEMPLAN_ALIGN * MEMPLAN_ALIGN;
@@ -43,16 +46,12 @@ static const Node *buffer_owner(const Node *n) {
     return n;
 }
 
-static int n_dims(const Shape *s) {
-    int k = 0;
-    for (int i = 0; i < s->rank; i++)
-        k += s->dim[i] == IR_DIM_N;
-    return k;
-}
-
-/* Bytes of a node's buffer: per sample when the shape has N, else in all. */
+/* Bytes of a node's buffer: per sample when the shape has N, else in all; -1 past MEMPLAN_MAX_BYTES. */
 static int64_t buffer_bytes(const Node *n) {
-    return ir_shape_numel_per_n(&n->shape) * (int64_t)ir_dtype_size(n->dtype);
+    int64_t numel = ir_shape_numel_per_n(&n->shape), bytes;
+    if (numel < 0 || ir_mul_overflows(numel, (int64_t)ir_dtype_size(n->dtype), &bytes) || bytes > MEMPLAN_MAX_BYTES)
+        return -1;
+    return bytes;
 }
 
 /* Updating param in place by v is safe when nothing reads the old value after v: every other reader of the
@@ -103,24 +102,27 @@ static int64_t first_fit(Slot *live, int nlive, int64_t size) {
 
 bool pass_memplan(Graph *g, Diag *d) {
     int nn = g->nnodes;
+    char type[256];
     for (int i = 0; i < nn; i++) {
-        assert(g->nodes[i]->id == i && "memplan: node ids must be renumbered");
-        g->nodes[i]->mem = (MemLoc){MEM_NONE, -1, 0, 0};
-        if (n_dims(&g->nodes[i]->shape) > 1) {
-            diag_error(d, g->nodes[i]->loc, "cannot plan memory for a shape with N in more than one dimension");
+        Node *n = g->nodes[i];
+        assert(n->id == i && "memplan: node ids must be renumbered");
+        n->mem = (MemLoc){MEM_NONE, -1, 0, 0};
+        if (ir_shape_count_n(&n->shape) > 1) {
+            diag_error(d, n->loc, "cannot plan memory for a shape with N in more than one dimension");
+            return false;
+        }
+        if (buffer_bytes(n) < 0) {
+            diag_error(d, n->loc, "cannot plan memory for %%%d: %s is too large", i,
+                       ir_type_str(n->dtype, &n->shape, type, sizeof type));
             return false;
         }
     }
 
     int nargs = ir_graph_args(g, NULL);
-    GraphArg *args = calloc(nargs > 0 ? nargs : 1, sizeof *args);
-    int *out_count = calloc(nn > 0 ? nn : 1, sizeof *out_count);
-    int64_t *last_use = calloc(nn > 0 ? nn : 1, sizeof *last_use);
-    Slot *live = calloc(nn > 0 ? nn : 1, sizeof *live);
-    if (!args || !out_count || !last_use || !live) {
-        fprintf(stderr, "lathe: out of memory\n");
-        exit(1);
-    }
+    GraphArg *args = arena_alloc(g->arena, sizeof *args * (size_t)nargs);
+    int *out_count = arena_alloc(g->arena, sizeof *out_count * (size_t)nn);
+    int64_t *last_use = arena_alloc(g->arena, sizeof *last_use * (size_t)nn);
+    Slot *live = arena_alloc(g->arena, sizeof *live * (size_t)nn);
     ir_graph_args(g, args);
 
     for (int i = 0; i < g->noutputs; i++)
@@ -184,6 +186,12 @@ bool pass_memplan(Graph *g, Diag *d) {
         }
         int64_t size = align_up(buffer_bytes(n));
         int64_t at = first_fit(live, nlive, size);
+        /* at <= the region's end + 64 and size <= MEMPLAN_MAX_BYTES: the sum cannot overflow */
+        if (at + size > MEMPLAN_MAX_BYTES) {
+            diag_error(d, n->loc, "cannot plan memory for %%%d: the arena passes 2^56 bytes%s", i,
+                       region == 0 ? " per sample" : "");
+            return false;
+        }
         n->mem = region == 0 ? (MemLoc){MEM_ARENA, -1, 0, at} : (MemLoc){MEM_ARENA, -1, at, 0};
         if (region_end[region] < at + size)
             region_end[region] = at + size;
@@ -193,10 +201,6 @@ bool pass_memplan(Graph *g, Diag *d) {
         if (n->mem.kind == MEM_ARENA && !ir_shape_has_n(&n->shape))
             n->mem.offset_n = region_end[0];
     }
-    free(args);
-    free(out_count);
-    free(last_use);
-    free(live);
     return true;
 }
 

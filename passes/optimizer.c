@@ -91,6 +91,19 @@ bool pass_optimizer(Graph *g, Diag *d) {
                        o->name + 5, ir_dtype_name(p->dtype));
             return false;
         }
+        /* autodiff gives every gradient its parameter's type; a hand-written graph may not */
+        if (o->value->dtype != p->dtype || !ir_shape_eq(&o->value->shape, &p->shape)) {
+            char have[256], want[256];
+            diag_error(d, o->value->loc, "optimizer: output %s is %s, its parameter is %s", o->name,
+                       ir_type_str(o->value->dtype, &o->value->shape, have, sizeof have),
+                       ir_type_str(p->dtype, &p->shape, want, sizeof want));
+            return false;
+        }
+        if (p->attr.frozen) {
+            diag_error(d, o->value->loc, "optimizer: output %s is the gradient of the frozen parameter %s", o->name,
+                       o->name + 5);
+            return false;
+        }
     }
 
     /* lr is an argument that the driver binds at run time (--lr), not a value of a model line: no location.

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../ir/ir.h"
 
@@ -217,6 +218,30 @@ static void test_several_graphs_and_comments(void **state)
     assert_int_equal(gs[0]->nodes[1]->op, OP_EXP);
 }
 
+/* A value id of one graph is unknown in the next, and a huge id in one graph costs the later graphs
+   nothing: each graph clears only the ids of the one before (all 16M slots, 2000 times, took seconds). */
+static void test_huge_value_id_then_many_graphs_is_fast(void **state)
+{
+    const char *first = "graph a {\n  %16000000 = input \"x\" : f32[2]\n  output \"y\" = %16000000\n}\n";
+    const char *small = "graph b {\n}\n";
+    int ngraphs = 2000;
+    size_t cap = strlen(first) + (size_t)ngraphs * strlen(small) + 1;
+    char *text = arena_alloc(ts.a, cap);
+    strcpy(text, first);
+    for (int i = 0; i < ngraphs; i++)
+        strcat(text + strlen(first) + (size_t)i * strlen(small), small);
+    Graph **gs;
+    clock_t start = clock();
+    assert_int_equal(ir_parse(ts.a, ts.d, "t.ir", text, &gs), ngraphs + 1);
+    double seconds = (double)(clock() - start) / CLOCKS_PER_SEC;
+    if (seconds > 1.5)
+        fail_msg("parsing took %.1f s", seconds);
+
+    const char *leak = "graph a {\n  %5 = input \"x\" : f32[2]\n}\ngraph b {\n  output \"y\" = %5\n}\n";
+    assert_int_equal(ir_parse(ts.a, ts.d, "t.ir", leak, &gs), 0);
+    assert_string_equal(diag_first_message(ts.d), "use of undefined value %5");
+}
+
 static void test_dot_has_a_node_per_ir_node(void **state)
 {
     Graph *g = ts_parse_graph("t.ir", spec_text);
@@ -348,6 +373,7 @@ int main(void)
         T(test_every_op_round_trips),
         T(test_round_trip_after_renumber_of_sparse_ids),
         T(test_several_graphs_and_comments),
+        T(test_huge_value_id_then_many_graphs_is_fast),
         T(test_dot_has_a_node_per_ir_node),
         T(test_error_unknown_op),
         T(test_error_undefined_value),

@@ -2,7 +2,9 @@
    faulty pass could leave behind, naming the node. */
 #include "support.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../ir/ir.h"
 
@@ -90,6 +92,33 @@ static void test_duplicate_leaf_name(void **state)
     assert_rejected("verify: %7: state \"w\" has the name of %1");
 }
 
+static void test_earliest_repeated_leaf_name_is_reported(void **state)
+{
+    ir_input(ts.g, L, "c", DT_F32, ts_shape(0));                 /* %7 */
+    ir_state(ts.g, L, "b", DT_F32, ts_shape(0));                 /* %8: the earliest repeat */
+    ir_input(ts.g, L, "c", DT_F32, ts_shape(0));                 /* %9 */
+    ir_state(ts.g, L, "x", DT_F32, ts_shape(0));                 /* %10 */
+    assert_rejected("verify: %8: state \"b\" has the name of %2");
+}
+
+/* Verification runs after every pass; with 100000 parameters and their updates it took tens of seconds when
+   it compared every pair of leaves and searched every update's parameter through the whole graph. */
+static void test_many_params_verify_fast(void **state)
+{
+    int count = 100000;
+    for (int i = 0; i < count; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "p%d", i);
+        Node *p = ir_param(ts.g, L, name, DT_F32, ts_shape(0));
+        ir_add_output(ts.g, name, ir_unary(ts.g, ts.d, L, OP_NEG, p), true);
+    }
+    clock_t start = clock();
+    assert_true(ir_verify(ts.g, ts.d));
+    double seconds = (double)(clock() - start) / CLOCKS_PER_SEC;
+    if (seconds > 2)
+        fail_msg("verify took %.1f s", seconds);
+}
+
 static void test_update_without_param(void **state)
 {
     ir_add_output(ts.g, "v", F.y, true);
@@ -149,6 +178,8 @@ int main(void)
         T(test_shape_rule_broken_by_rewrite),
         T(test_wrong_arity),
         T(test_duplicate_leaf_name),
+        T(test_earliest_repeated_leaf_name_is_reported),
+        T(test_many_params_verify_fast),
         T(test_update_without_param),
         T(test_update_type_mismatch),
         T(test_update_of_frozen_param),

@@ -255,6 +255,33 @@ static void test_two_n_dims_is_a_diagnostic(void **state) {
     diag_free(quiet);
 }
 
+/* pass_memplan fails with one diagnostic whose message holds msg. */
+static void expect_plan_error(const char *msg) {
+    assert_true(ir_verify(ts.g, ts.d));
+    Diag *quiet = diag_new(NULL);
+    assert_false(pass_memplan(ts.g, quiet));
+    assert_int_equal(diag_error_count(quiet), 1);
+    if (!strstr(diag_first_message(quiet), msg))
+        fail_msg("got \"%s\", want \"%s\"", diag_first_message(quiet), msg);
+    diag_free(quiet);
+}
+
+static void test_buffer_past_int64_bytes_is_a_diagnostic(void **state) {
+    /* 2^60 - 1 elements fit an int64, their 8-byte size does not after alignment */
+    Shape s = ts_shape(1, ((int64_t)1 << 60) - 1);
+    Node *x = ir_input(ts.g, L, "x", DT_F64, s);
+    ir_add_output(ts.g, "y", un(OP_NEG, un(OP_NEG, x)), false);
+    expect_plan_error("is too large");
+}
+
+static void test_arena_past_2_56_bytes_is_a_diagnostic(void **state) {
+    /* three live buffers of 2^55 bytes each: the third one would end past 2^56 */
+    Node *x = ir_input(ts.g, L, "x", DT_F64, ts_shape(2, N, (int64_t)1 << 52));
+    Node *a = un(OP_NEG, x), *b = un(OP_EXP, x), *c = un(OP_SQRT, x);
+    ir_add_output(ts.g, "y", bin(OP_ADD, bin(OP_ADD, a, b), c), false);
+    expect_plan_error("the arena passes 2^56 bytes per sample");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, ts_teardown)
@@ -268,6 +295,8 @@ int main(void) {
         T(test_update_not_in_place_when_not_elementwise),
         T(test_update_not_in_place_when_also_output),
         T(test_two_n_dims_is_a_diagnostic),
+        T(test_buffer_past_int64_bytes_is_a_diagnostic),
+        T(test_arena_past_2_56_bytes_is_a_diagnostic),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

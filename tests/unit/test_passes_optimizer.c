@@ -176,6 +176,38 @@ static void test_missing_optimizer_is_error(void **s) {
     assert_non_null(strstr(diag_first_message(ts.d), "no optimizer"));
 }
 
+/* p f32[2,3] (frozen when asked) with "grad.p" of type t; the update must be refused, not aborted on. */
+static void expect_gradient_error(DType t, Shape s, bool frozen, const char *msg) {
+    Loc l = {"m.lathe", 7, 9};
+    Node *p = ir_param(ts.g, l, "p", DT_F32, ts_shape(2, 2, 3));
+    p->attr.frozen = frozen;
+    ir_add_output(ts.g, "loss", ir_reduce(ts.g, ts.d, l, OP_REDUCE_SUM, p, 3, false), false);
+    ir_add_output(ts.g, "grad.p", ir_const(ts.g, l, t, s, 1), false);
+    ts.g->optimizer = sgd(0.5);
+    int before = ts.g->nnodes;
+    assert_false(pass_optimizer(ts.g, ts.d));
+    assert_int_equal(diag_error_count(ts.d), 1);
+    if (!strstr(diag_first_message(ts.d), msg))
+        fail_msg("got \"%s\", want \"%s\"", diag_first_message(ts.d), msg);
+    assert_int_equal(diag_first_loc(ts.d).line, 7);
+    assert_int_equal(ts.g->nnodes, before);
+}
+
+static void test_gradient_of_another_shape_is_error(void **s) {
+    (void)s;
+    expect_gradient_error(DT_F32, ts_shape(1, 5), false, "output grad.p is f32[5], its parameter is f32[2,3]");
+}
+
+static void test_gradient_of_another_dtype_is_error(void **s) {
+    (void)s;
+    expect_gradient_error(DT_F64, ts_shape(2, 2, 3), false, "output grad.p is f64[2,3], its parameter is f32[2,3]");
+}
+
+static void test_gradient_of_frozen_param_is_error(void **s) {
+    (void)s;
+    expect_gradient_error(DT_F32, ts_shape(2, 2, 3), true, "gradient of the frozen parameter p");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sgd_updates_param_minus_lr_grad, setup, ts_teardown),
@@ -188,6 +220,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sgd_negative_lr_is_error, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_other_optimizer_is_not_supported_yet, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_missing_optimizer_is_error, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_gradient_of_another_shape_is_error, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_gradient_of_another_dtype_is_error, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_gradient_of_frozen_param_is_error, setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
