@@ -109,7 +109,7 @@ static Value *unary(Eval *E, Value *x, Op op, const char *fn, Loc loc) {
     Node *n = tensor_arg(E, x, fn, "x", loc);
     if (!n)
         return NULL;
-    if (op != OP_ABS && op != OP_RELU && !ir_dtype_is_float(n->dtype))
+    if (op != OP_ABS && !ir_dtype_is_float(n->dtype)) /* the IR's rule: of these, only abs takes integers */
         return sema_error(E, loc, "'%s' needs a float tensor, got %s", fn, sema_type_str(E, n->dtype, &n->shape));
     return sema_made(E, ir_unary(E->g, E->d, sema_node_loc(E, loc), op, n), loc);
 }
@@ -124,6 +124,18 @@ static Value *b_tanh(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_TAN
 
 /* ---------------------------------------------------------------- reductions */
 
+/* min(x) = c - max(c - x), an order-reversing map that cannot overflow: c = 0 (negation) for floats, -1
+   for signed integers (-1 - x is ~x) and 255 for u8 (where -x would wrap and reorder). */
+static Node *min_of(Eval *E, Node *x, uint32_t mask, bool keepdim, Loc nloc) {
+    Node *c = x->dtype == DT_U8 ? ir_const(E->g, nloc, DT_U8, ir_shape_scalar(), UINT8_MAX)
+              : ir_dtype_is_int(x->dtype) ? ir_const(E->g, nloc, x->dtype, ir_shape_scalar(), -1) : NULL;
+    Node *flip = c ? ir_binary(E->g, E->d, nloc, OP_SUB, c, x) : ir_unary(E->g, E->d, nloc, OP_NEG, x);
+    Node *m = flip ? ir_reduce(E->g, E->d, nloc, OP_REDUCE_MAX, flip, mask, keepdim) : NULL;
+    if (!m)
+        return NULL;
+    return c ? ir_binary(E->g, E->d, nloc, OP_SUB, c, m) : ir_unary(E->g, E->d, nloc, OP_NEG, m);
+}
+
 static Value *reduce(Eval *E, Value **a, Op op, const char *fn, Loc loc) {
     Node *x = tensor_arg(E, a[0], fn, "x", loc);
     uint32_t mask;
@@ -133,11 +145,8 @@ static Value *reduce(Eval *E, Value **a, Op op, const char *fn, Loc loc) {
     if (op == OP_REDUCE_MEAN && !ir_dtype_is_float(x->dtype))
         return sema_error(E, loc, "'mean' needs a float tensor, got %s", sema_type_str(E, x->dtype, &x->shape));
     Loc nloc = sema_node_loc(E, loc);
-    if (op == OP_REDUCE_MAX && strcmp(fn, "min") == 0) { /* min(x) = -max(-x) */
-        Node *neg = ir_unary(E->g, E->d, nloc, OP_NEG, x);
-        Node *m = neg ? ir_reduce(E->g, E->d, nloc, OP_REDUCE_MAX, neg, mask, keepdim) : NULL;
-        return sema_made(E, m ? ir_unary(E->g, E->d, nloc, OP_NEG, m) : NULL, loc);
-    }
+    if (op == OP_REDUCE_MAX && strcmp(fn, "min") == 0)
+        return sema_made(E, min_of(E, x, mask, keepdim, nloc), loc);
     return sema_made(E, ir_reduce(E->g, E->d, nloc, op, x, mask, keepdim), loc);
 }
 
@@ -272,10 +281,10 @@ static Value *b_where(Eval *E, Value **a, Loc loc) {
     for (int i = 1; i <= 2; i++)
         if (!is_tensor(a[i]) && !is_number(a[i]))
             return sema_error(E, loc, "'where' needs a tensor or a number, got %s", sema_kind_name(E, a[i]));
-    if (!x && !y) {
-        Node *like = ir_const(E->g, sema_node_loc(E, loc), DT_F32, ir_shape_scalar(), 0);
-        x = sema_const_like(E, like, a[1], loc);
-        y = sema_const_like(E, like, a[2], loc);
+    if (!x && !y) { /* two numbers: f32 constants */
+        const Node like = {.dtype = DT_F32};
+        x = sema_const_like(E, &like, a[1], loc);
+        y = x ? sema_const_like(E, &like, a[2], loc) : NULL;
     } else if (!x) {
         x = sema_const_like(E, y, a[1], loc);
     } else if (!y) {

@@ -16,28 +16,63 @@ Scope *sema_scope_new(Eval *E, Scope *parent) {
     return s;
 }
 
+/* Most scopes hold a few names and are searched in order; large ones (a model with thousands of members,
+   the globals) are hashed so that building and searching them stays linear. */
+static uint32_t name_hash(const char *name) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *name; name++)
+        h = (h ^ (unsigned char)*name) * 16777619u;
+    return h;
+}
+
+static void index_put(Scope *s, int i) {
+    uint32_t mask = 2 * (uint32_t)s->cap - 1, h = name_hash(s->names[i]) & mask;
+    while (s->index[h])
+        h = (h + 1) & mask;
+    s->index[h] = i + 1;
+}
+
+static int scope_find(const Scope *s, const char *name) {
+    if (!s->index) {
+        for (int i = 0; i < s->n; i++)
+            if (strcmp(s->names[i], name) == 0)
+                return i;
+        return -1;
+    }
+    uint32_t mask = 2 * (uint32_t)s->cap - 1;
+    for (uint32_t h = name_hash(name) & mask; s->index[h]; h = (h + 1) & mask)
+        if (strcmp(s->names[s->index[h] - 1], name) == 0)
+            return s->index[h] - 1;
+    return -1;
+}
+
 void sema_scope_set(Eval *E, Scope *s, const char *name, Value *v) {
-    for (int i = 0; i < s->n; i++) {
-        if (strcmp(s->names[i], name) == 0) {
-            s->values[i] = v;
-            return;
-        }
+    int i = scope_find(s, name);
+    if (i >= 0) {
+        s->values[i] = v;
+        return;
     }
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 8;
         s->names = arena_realloc(E->a, s->names, sizeof *s->names * s->cap, sizeof *s->names * cap);
         s->values = arena_realloc(E->a, s->values, sizeof *s->values * s->cap, sizeof *s->values * cap);
         s->cap = cap;
+        if (cap > 8) {
+            s->index = arena_alloc(E->a, sizeof *s->index * 2 * (size_t)cap);
+            for (int j = 0; j < s->n; j++)
+                index_put(s, j);
+        }
     }
     s->names[s->n] = name;
-    s->values[s->n++] = v;
+    s->values[s->n] = v;
+    if (s->index)
+        index_put(s, s->n);
+    s->n++;
 }
 
 Value *sema_scope_get_local(const Scope *s, const char *name) {
-    for (int i = 0; i < s->n; i++)
-        if (strcmp(s->names[i], name) == 0)
-            return s->values[i];
-    return NULL;
+    int i = scope_find(s, name);
+    return i >= 0 ? s->values[i] : NULL;
 }
 
 Value *sema_scope_get(const Scope *s, const char *name) {
@@ -190,7 +225,7 @@ const char *sema_suggest(const Scope *s, const char *name) {
     return best;
 }
 
-static const char *suggestion(Eval *E, const char *close) {
+const char *sema_did_you_mean(Eval *E, const char *close) {
     return close ? arena_printf(E->a, " (did you mean '%s'?)", close) : "";
 }
 
@@ -206,9 +241,16 @@ Node *sema_node(Eval *E, Value *v, Loc loc) {
         sema_error(E, loc, "parameter '%s' used outside forward", p->member);
         return NULL;
     }
+    /* The naming walk reaches the model's members and their layers; a layer kept elsewhere (in a list)
+       would have a nameless parameter that no checkpoint holds. */
+    if (!p->name) {
+        sema_error(E, loc, "parameter '%s' belongs to a layer that is not a member of the model or of one of "
+                   "its layers (layers in lists are not supported)", p->member);
+        return NULL;
+    }
     if (p->graph != E->g) {
         p->graph = E->g;
-        p->node = ir_param(E->g, sema_node_loc(E, loc), p->name ? p->name : p->member, p->dtype, p->shape);
+        p->node = ir_param(E->g, sema_node_loc(E, loc), p->name, p->dtype, p->shape);
     }
     return p->node;
 }
@@ -217,10 +259,26 @@ static bool is_number(const Value *v) { return v->kind == V_INT || v->kind == V_
 static double num(const Value *v) { return v->kind == V_INT ? (double)v->i : v->f; }
 static bool is_tensor(const Value *v) { return v->kind == V_TENSOR || v->kind == V_PARAM; }
 
+/* Whether an integer dtype holds v: the generated code converts a constant from its double, and a value out
+   of range has no defined conversion (300 as a u8). */
+static bool int_dtype_holds(DType t, double v) {
+    switch (t) {
+    case DT_U8: return v >= 0 && v <= UINT8_MAX;
+    case DT_I32: return v >= INT32_MIN && v <= INT32_MAX;
+    case DT_I64: return v >= -0x1p63 && v < 0x1p63;
+    default: return true;
+    }
+}
+
 /* A number next to a tensor becomes a rank-0 constant of the tensor's dtype. */
 Node *sema_const_like(Eval *E, const Node *like, Value *v, Loc loc) {
     if (!ir_dtype_is_float(like->dtype) && v->kind == V_FLOAT && v->f != floor(v->f)) {
         sema_error(E, loc, "cannot combine the float %g with an integer tensor %s", v->f,
+                   sema_type_str(E, like->dtype, &like->shape));
+        return NULL;
+    }
+    if (!int_dtype_holds(like->dtype, num(v))) {
+        sema_error(E, loc, "the constant %.17g does not fit the integer tensor %s", num(v),
                    sema_type_str(E, like->dtype, &like->shape));
         return NULL;
     }
@@ -469,16 +527,19 @@ static bool bind_params(Eval *E, const Param *ps, int np, Scope *s, const char *
     Value **vals = arena_alloc(E->a, sizeof *vals * (size_t)(np + 1));
     for (int i = 0; i < args->npos; i++)
         vals[i] = args->pos[i];
+    /* keywords find their parameter through a scope of the parameters' indices: linear in a long call */
+    Scope *index = args->nkeys ? sema_scope_new(E, NULL) : NULL;
+    for (int i = 0; index && i < np; i++)
+        sema_scope_set(E, index, ps[i].name, sema_int(E, i));
     for (int k = 0; k < args->nkeys; k++) {
-        int i;
-        for (i = 0; i < np && strcmp(ps[i].name, args->keys[k]) != 0; i++)
-            ;
+        Value *iv = sema_scope_get_local(index, args->keys[k]);
+        int i = iv ? (int)iv->i : np;
         if (i == np) {
             const char **names = arena_alloc(E->a, sizeof *names * (size_t)(np + 1));
             for (int j = 0; j < np; j++)
                 names[j] = ps[j].name;
             sema_error(E, args->key_locs[k], "'%s' has no parameter '%s'%s", what, args->keys[k],
-                       suggestion(E, sema_closest(args->keys[k], names, np)));
+                       sema_did_you_mean(E, sema_closest(args->keys[k], names, np)));
             return false;
         }
         if (vals[i]) {
@@ -601,8 +662,8 @@ static Value *instantiate(Eval *E, const Decl *decl, Args *args, Loc loc) {
                 if (init && init->kind != V_INIT)
                     sema_error(E, m->init->loc, "'init' needs an initialiser such as uniform(a, b), got %s",
                                sema_kind_name(E, init));
-                else if (!m->init || init)
-                    p->init = init ? init->init : p->init;
+                else if (init)
+                    p->init = init->init;
                 if (!E->failed) {
                     v = sema_value(E, V_PARAM);
                     v->param = p;
@@ -681,7 +742,7 @@ static Value *call_builtin(Eval *E, const Builtin *b, Args *args, Loc loc) {
             ;
         if (i == b->nparams)
             return sema_error(E, args->key_locs[k], "'%s' has no parameter '%s'%s", b->name, args->keys[k],
-                              suggestion(E, sema_closest(args->keys[k], b->params, b->nparams)));
+                              sema_did_you_mean(E, sema_closest(args->keys[k], b->params, b->nparams)));
         if (slots[i])
             return sema_error(E, args->key_locs[k], "argument '%s' of '%s' given twice", b->params[i], b->name);
         slots[i] = args->kv[k];
@@ -708,7 +769,7 @@ static Value *ident(Eval *E, const Expr *e, Scope *s, bool callee) {
     Value *v = sema_scope_get(s, e->name);
     if (v)
         return v;
-    const char *close = suggestion(E, sema_suggest(s, e->name));
+    const char *close = sema_did_you_mean(E, sema_suggest(s, e->name));
     if (callee && e->name[0] >= 'A' && e->name[0] <= 'Z')
         return sema_error(E, e->loc, "unknown layer '%s'%s", e->name, close);
     if (callee)
@@ -748,7 +809,7 @@ static Value *attr(Eval *E, const Expr *e, Scope *s) {
         Value *v = sema_scope_get_local(x->inst->scope, e->name);
         if (!v)
             return sema_error(E, e->loc, "layer '%s' has no member '%s'%s", x->inst->type_name, e->name,
-                              suggestion(E, sema_closest(e->name, x->inst->scope->names, x->inst->scope->n)));
+                              sema_did_you_mean(E, sema_closest(e->name, x->inst->scope->names, x->inst->scope->n)));
         return v;
     }
     if (is_tensor(x) && strcmp(e->name, "T") == 0) {
@@ -801,6 +862,9 @@ Value *sema_eval(Eval *E, const Expr *e, Scope *s) {
     if (E->eval_depth >= FE_MAX_EVAL_DEPTH)
         return sema_error(E, e->loc, "expression nested too deeply (more than %d levels across calls)",
                           FE_MAX_EVAL_DEPTH);
+    if (++E->steps > FE_MAX_EVAL_STEPS)
+        return sema_error(E, e->loc, "the model takes more than %d evaluation steps: do calls multiply "
+                          "(a def or layer that calls the next one several times)?", FE_MAX_EVAL_STEPS);
     E->eval_depth++;
     Value *v = NULL;
     switch (e->kind) {

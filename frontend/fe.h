@@ -10,6 +10,12 @@
 #define FE_MAX_CALL_DEPTH 200  /* nested calls of defs, forwards and layer constructors */
 #define FE_MAX_EXPR_DEPTH 256  /* nested expressions within one parse */
 #define FE_MAX_EVAL_DEPTH 3000 /* nested expression evaluations across calls */
+/* Evaluations in all: defs or layers that each call the next twice stay within the depth limits but take
+   2^depth steps; this bound turns such a file into an error instead of a hang. Real models take thousands. */
+#define FE_MAX_EVAL_STEPS 2000000
+/* Names in one declaration, call, body or file (members, parameters, keyword arguments, statements, train
+   settings, declarations): the parser checks them for duplicates pairwise. */
+#define FE_MAX_NAMES 4096
 
 /* ---------------------------------------------------------------- tokens (lex.c) */
 typedef enum { TK_IDENT, TK_KEYWORD, TK_INT, TK_FLOAT, TK_STR, TK_PUNCT, TK_EOF } TokenKind;
@@ -189,6 +195,7 @@ struct Scope {
     const char **names;
     Value **values;
     int n, cap;
+    int *index; /* once cap > 8: open addressing over names, 2 * cap slots holding i + 1 (0: empty) */
 };
 
 /* A layer instance: its constructor arguments and members in one scope, in declaration order. */
@@ -221,6 +228,7 @@ struct Eval {
     Scope *global;
     Loc site;      /* the innermost call site in the user's file */
     int call_depth, eval_depth;
+    long steps;    /* evaluations so far, bounded by FE_MAX_EVAL_STEPS */
     Graph *g;      /* the graph being built, or NULL outside forward */
     bool failed;
 };
@@ -272,5 +280,6 @@ bool sema_eval_type(Eval *E, const TypeExpr *t, Scope *s, bool allow_n, DType *d
 /* Edit distance suggestion among the names visible from s: NULL when nothing is close. */
 const char *sema_suggest(const Scope *s, const char *name);
 const char *sema_closest(const char *name, const char *const *cands, int n);
+const char *sema_did_you_mean(Eval *E, const char *close); /* " (did you mean 'close'?)", or "" for NULL */
 
 #endif

@@ -10,6 +10,9 @@
 
 extern const char fe_stdlib_text[];
 
+/* A model file is a few kilobytes; the bound keeps token lengths and columns well inside an int. */
+#define FE_MAX_FILE_BYTES (16 << 20)
+
 static const char *const recipe_keys[] = {
     "data", "test", "classes", "batch", "epochs", "shuffle", "seed", "optimizer", "loss", "metrics",
 };
@@ -33,7 +36,8 @@ static void add_param(Lower *L, ParamObj *po) {
         L->params_cap = cap;
     }
     p->params[p->nparams++] = (ParamInfo){
-        .name = po->name, .dtype = po->dtype, .shape = po->shape, .init = po->init, .trainable = true,
+        .name = po->name, .dtype = po->dtype, .shape = po->shape, .init = po->init,
+        .trainable = ir_dtype_is_float(po->dtype), /* autodiff gives integer parameters no gradient */
         .loc = po->loc,
     };
 }
@@ -67,23 +71,6 @@ static RVal *rval(Lower *L, const Expr *e) {
     RVal *r = arena_alloc(E->a, sizeof *r);
     r->loc = e->loc;
     switch (e->kind) {
-    case E_INT:
-        r->kind = RV_NUM;
-        r->num = (double)e->ival;
-        r->is_int = true;
-        return r;
-    case E_FLOAT:
-        r->kind = RV_NUM;
-        r->num = e->fval;
-        return r;
-    case E_STR:
-        r->kind = RV_STR;
-        r->str = e->name;
-        return r;
-    case E_BOOL:
-        r->kind = RV_BOOL;
-        r->num = e->bval;
-        return r;
     case E_IDENT:
         r->kind = RV_IDENT;
         r->str = e->name;
@@ -105,7 +92,7 @@ static RVal *rval(Lower *L, const Expr *e) {
         return r;
     default: break;
     }
-    /* Anything else is a constant expression: 1 / 255 becomes a number. */
+    /* Anything else is a constant expression: a literal, or 1 / 255 that becomes a number. */
     Value *v = sema_eval(E, e, E->global);
     if (!v)
         return NULL;
@@ -140,7 +127,7 @@ static bool check_keywords(Lower *L, const RVal *call, const char *const *names,
         if (j == n) {
             const char *close = sema_closest(k, names, n);
             sema_error(&L->E, call->items[i]->loc, "'%s' has no argument '%s'%s", call->str, k,
-                       close ? arena_printf(L->E.a, " (did you mean '%s'?)", close) : "");
+                       sema_did_you_mean(&L->E, close));
             return false;
         }
     }
@@ -224,8 +211,7 @@ static bool recipe(Lower *L) {
             ;
         if (j == n) {
             const char *close = sema_closest(e->key, recipe_keys, n);
-            sema_error(&L->E, e->loc, "unknown train setting '%s'%s", e->key,
-                       close ? arena_printf(L->E.a, " (did you mean '%s'?)", close) : "");
+            sema_error(&L->E, e->loc, "unknown train setting '%s'%s", e->key, sema_did_you_mean(&L->E, close));
             return false;
         }
         RVal *v = rval(L, e->value);
@@ -319,6 +305,9 @@ static bool build_loss(Lower *L, Graph *g) {
         Node *cn = c ? sema_node(E, c, m->loc) : NULL;
         if (!cn)
             return sema_error(E, m->loc, "metric '%s' did not give a tensor", m->str), false;
+        if (cn->shape.rank != 0) /* the runtime reads one count per batch */
+            return sema_error(E, m->loc, "metric '%s' must give a scalar count, got %s", m->str,
+                              sema_type_str(E, cn->dtype, &cn->shape)), false;
         ir_add_output(g, "correct", cn, false);
     }
     return true;
@@ -380,8 +369,7 @@ static bool instantiate_model(Lower *L) {
             if (E->global->values[i]->kind == V_LAYER && E->global->values[i]->decl->kind == D_MODEL)
                 names[n++] = E->global->names[i];
         const char *close = sema_closest(t->name, names, n);
-        sema_error(E, t->loc, "train block for unknown model '%s'%s", t->name,
-                   close ? arena_printf(E->a, " (did you mean '%s'?)", close) : "");
+        sema_error(E, t->loc, "train block for unknown model '%s'%s", t->name, sema_did_you_mean(E, close));
         return false;
     }
     if (m->decl->nparams) {
@@ -432,10 +420,15 @@ Program *fe_compile(Arena *a, Diag *d, const char *file, const char *text) {
     Program *p = L.p;
     const Func *f = L.model->inst->forward;
     p->input_names = arena_alloc(a, sizeof *p->input_names * (size_t)(f->nparams + 1));
+    /* the other INPUTs of the graphs: the targets here, the learning rate in the optimizer pass */
+    static const char *const reserved[][2] = {{"label", "the targets"}, {"lr", "the optimizer's learning rate"}};
     for (int i = 0; i < f->nparams; i++) {
-        if (!strcmp(f->params[i].name, "label")) {
-            sema_error(E, f->params[i].loc, "forward's parameter cannot be called 'label': it names the targets");
-            return NULL;
+        for (int j = 0; j < 2; j++) {
+            if (!strcmp(f->params[i].name, reserved[j][0])) {
+                sema_error(E, f->params[i].loc, "forward's parameter cannot be called '%s': it names %s",
+                           reserved[j][0], reserved[j][1]);
+                return NULL;
+            }
         }
         p->input_names[p->ninputs++] = f->params[i].name;
     }
@@ -456,6 +449,11 @@ char *fe_read_file(Arena *a, Diag *d, const char *path, size_t *len) {
     char *buf = arena_alloc(a, cap);
     for (;;) {
         if (n + 1 == cap) {
+            if (cap >= FE_MAX_FILE_BYTES) { /* also what stops reading /dev/zero or a pipe that never ends */
+                fclose(f);
+                diag_error(d, (Loc){0}, "cannot read %s: larger than %d MiB", path, FE_MAX_FILE_BYTES >> 20);
+                return NULL;
+            }
             buf = arena_realloc(a, buf, cap, cap * 2);
             cap *= 2;
         }

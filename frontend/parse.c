@@ -44,6 +44,14 @@ static bool fail(Parser *P, Loc loc, const char *fmt, ...) {
     return false;
 }
 
+/* Room for the n+1-th name of a kind: duplicates are found pairwise, so the count is bounded to keep that
+   quadratic work small whatever a file says. */
+static bool room(Parser *P, int n, const char *what) {
+    if (n < FE_MAX_NAMES)
+        return true;
+    return fail(P, P->tok->loc, "more than %d %s", FE_MAX_NAMES, what);
+}
+
 static bool consume(Parser *P, const char *s) {
     if (lex_is(P->tok, s)) {
         P->tok++;
@@ -81,18 +89,19 @@ static Expr *bounded(Parser *P, Expr *e, const Expr *operand);
 
 /* args := (arg ("," arg)* ","?)?    arg := (IDENT "=")? expr;  the "(" is consumed, ")" ends it */
 static bool call_args(Parser *P, Expr *call) {
-    bool seen_key = false;
+    int nkeys = 0;
     while (!lex_is(P->tok, ")")) {
         const char *key = NULL;
         Loc loc = P->tok->loc;
         if (P->tok->kind == TK_IDENT && lex_is(P->tok + 1, "=")) {
+            if (!room(P, nkeys++, "keyword arguments in one call"))
+                return false;
             key = P->tok->str;
             P->tok += 2;
-            for (int i = 0; i < call->nitems; i++)
-                if (call->keys[i] && strcmp(call->keys[i], key) == 0)
+            for (int i = call->nitems - (nkeys - 1); i < call->nitems; i++) /* the keywords come last */
+                if (strcmp(call->keys[i], key) == 0)
                     return fail(P, loc, "keyword argument '%s' given twice", key);
-            seen_key = true;
-        } else if (seen_key) {
+        } else if (nkeys) {
             return fail(P, loc, "positional argument after a keyword argument");
         }
         Expr *arg = expr(P);
@@ -374,7 +383,7 @@ static TypeExpr *type(Parser *P, bool allow_scalar) {
 static bool params(Parser *P, Param **out, int *n) {
     while (!lex_is(P->tok, ")")) {
         Param p = {.loc = P->tok->loc};
-        if (!(p.name = ident(P, "a parameter name")))
+        if (!room(P, *n, "parameters") || !(p.name = ident(P, "a parameter name")))
             return false;
         for (int i = 0; i < *n; i++)
             if (strcmp((*out)[i].name, p.name) == 0)
@@ -398,6 +407,8 @@ static bool block(Parser *P, Func *f) {
         return false;
     while (!consume(P, "}")) {
         Stmt s = {.loc = P->tok->loc};
+        if (!room(P, f->nbody, "statements in one body"))
+            return false;
         if (consume(P, "return")) {
             s.kind = S_RETURN;
         } else {
@@ -432,6 +443,8 @@ static bool members(Parser *P, Decl *d) {
         return false;
     while (!consume(P, "}")) {
         Member m = {.loc = P->tok->loc};
+        if (!room(P, d->nmembers, "members in one declaration"))
+            return false;
         if (consume(P, "forward")) {
             m.kind = M_FORWARD;
             m.name = "forward";
@@ -475,6 +488,8 @@ static bool train(Parser *P, Decl *d) {
         return false;
     while (!consume(P, "}")) {
         TrainEntry e = {.loc = P->tok->loc};
+        if (!room(P, d->nentries, "train settings"))
+            return false;
         if (P->tok->kind == TK_EOF)
             return fail(P, P->tok->loc, "expected '}' to close the train block, found end of file");
         if (!(e.key = ident(P, "a train setting name")) || !expect(P, "=", " after the setting name"))
@@ -501,6 +516,8 @@ Module *parse_file(Arena *a, Diag *d, const char *file, const char *text) {
     while (P.tok->kind != TK_EOF) {
         Decl decl = {0};
         Token *kw = P.tok;
+        if (!room(&P, m->ndecls, "declarations in one file"))
+            return NULL;
         if (consume(&P, "model"))
             decl.kind = D_MODEL;
         else if (consume(&P, "layer"))

@@ -211,6 +211,61 @@ static void test_diag_layer_created_inside_forward(void **state) {
                  "layer 'Linear' created inside forward", 2, 34);
 }
 
+/* Each def calls the next twice: within every depth limit, but 2^24 calls. A bound on the steps in all
+   makes it an error in about a second instead of minutes of work (or, one def further, hours). */
+static void test_diag_calls_multiplying_exponentially_are_bounded(void **state) {
+    char *text = "";
+    for (int i = 0; i < 24; i++)
+        text = arena_printf(ts.a, "%sdef f%d(x) { return f%d(x) + f%d(x) }\n", text, i, i + 1, i + 1);
+    text = arena_printf(ts.a, "%sdef f24(x) { return x }\nmodel M {\n  k = f0(1)\n  forward(x) { return x }\n}\n%s",
+                        text, TRAIN);
+    assert_null(fe_compile(ts.a, ts.d, "m.lathe", text));
+    assert_int_equal(diag_error_count(ts.d), 1);
+    assert_non_null(strstr(diag_first_message(ts.d), "evaluation steps"));
+    assert_string_equal(diag_first_loc(ts.d).file, "m.lathe");
+}
+
+/* A layer in a list is not reached by the naming walk: its parameters would reach the graphs nameless,
+   missing from Program.params and the checkpoint. */
+static void test_diag_layer_in_list_rejected(void **state) {
+    expect_error(with_train("model M {\n  layers = [Linear(4, 2)]\n"
+                            "  forward(x: f32[N, 4]) { return layers[0](x) }\n}"),
+                 "parameter 'weight' belongs to a layer that is not a member", 3, 40);
+}
+
+static void test_diag_constant_out_of_range_for_integer_tensor(void **state) {
+    expect_error(with_train("model M {\n  forward(x: f32[N, 4]) {\n    k = cast(x, u8) + 300\n    return x\n  }\n}"),
+                 "the constant 300 does not fit the integer tensor u8[N,4]", 3, 21);
+}
+
+/* The optimizer pass adds the INPUT "lr": a forward parameter of that name is the user's error, at its line. */
+static void test_diag_forward_parameter_named_lr(void **state) {
+    expect_error(with_train("model M {\n  forward(lr: f32[N, 4]) { return lr }\n}"),
+                 "forward's parameter cannot be called 'lr'", 2, 11);
+}
+
+/* A character device never ends: reading stops at the size bound with an error, not out of memory. */
+static void test_diag_read_file_bounded(void **state) {
+    assert_null(fe_read_file(ts.a, ts.d, "/dev/zero", NULL));
+    assert_non_null(strstr(diag_first_message(ts.d), "larger than"));
+}
+
+/* Members are checked for duplicates pairwise: their count is bounded so that a generated file of a
+   million members is an error, not hours of work. */
+static void test_diag_too_many_members(void **state) {
+    char *text = "model M {\n";
+    for (int i = 0; i <= FE_MAX_NAMES; i++)
+        text = arena_printf(ts.a, "%s  a%d = %d\n", text, i, i);
+    expect_error(with_train(text), "more than 4096 members", FE_MAX_NAMES + 2, 3);
+}
+
+static void test_diag_metric_must_be_scalar(void **state) {
+    expect_error("def accuracy(logits, target) { return cast(argmax(logits, 1) == target, f32) }\n"
+                 "model M {\n  forward(x: f32[N, 4]) { return x }\n}\n"
+                 "train M {\n loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 0.1)\n metrics = [accuracy]\n}",
+                 "metric 'accuracy' must give a scalar count, got f32[N]", 8, 13);
+}
+
 /* Nothing a model file says may crash the frontend: each prefix of a real model, and single-byte
    mutations of it, either compiles or fails with exactly one error. */
 static void test_diag_every_prefix_fails_cleanly(void **state) {
@@ -283,6 +338,13 @@ int main(void) {
         T(test_diag_dimension_must_be_int),
         T(test_diag_dtype_mismatch_in_binary),
         T(test_diag_layer_created_inside_forward),
+        T(test_diag_calls_multiplying_exponentially_are_bounded),
+        T(test_diag_layer_in_list_rejected),
+        T(test_diag_constant_out_of_range_for_integer_tensor),
+        T(test_diag_metric_must_be_scalar),
+        T(test_diag_forward_parameter_named_lr),
+        T(test_diag_read_file_bounded),
+        T(test_diag_too_many_members),
         T(test_diag_every_prefix_fails_cleanly),
         T(test_diag_mutations_fail_cleanly),
     };

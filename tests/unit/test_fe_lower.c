@@ -285,6 +285,54 @@ static void test_lower_cross_entropy_and_accuracy_values(void **state) {
     assert_near(out[1].data[0], 1, 0);
 }
 
+/* min over a u8 tensor: -max(-x) wraps (-5 is 251 in u8) and reorders, so that min(0, 5) came out 5. */
+static void test_lower_min_of_u8_tensor_does_not_wrap(void **state) {
+    Program *p = compile("model M {\n"
+                         "  forward(x: u8[N, 2]) { return cast(min(x, axis = 1, keepdim = true), f32) }\n"
+                         "}");
+    double x[] = {0, 5, 7, 3, 255, 200};
+    IBinding bind[] = {{"x", {ts_shape(2, 3, 2), x}}};
+    ITensor *out = ir_interp(ts.a, p->predict, 3, bind, 1, ts.d);
+    if (!out)
+        fail_msg("%s", diag_first_message(ts.d));
+    assert_near(out[0].data[0], 0, 0);
+    assert_near(out[0].data[1], 3, 0);
+    assert_near(out[0].data[2], 200, 0);
+}
+
+/* The same for the most negative i32, whose negation overflows. */
+static void test_lower_min_of_i32_tensor_at_its_lowest_value(void **state) {
+    Program *p = compile("model M {\n"
+                         "  forward(x: i32[N, 2]) { return cast(min(x, axis = 1, keepdim = true), f32) }\n"
+                         "}");
+    double x[] = {-2147483648.0, 5, 2147483647.0, -3};
+    IBinding bind[] = {{"x", {ts_shape(2, 2, 2), x}}};
+    ITensor *out = ir_interp(ts.a, p->predict, 2, bind, 1, ts.d);
+    if (!out)
+        fail_msg("%s", diag_first_message(ts.d));
+    assert_near(out[0].data[0], -2147483648.0, 0);
+    assert_near(out[0].data[1], -3, 0);
+}
+
+/* Autodiff gives integer parameters no gradient, so they are reported as frozen. */
+static void test_lower_integer_param_is_not_trainable(void **state) {
+    Program *p = compile("model M {\n  k = param i32[2]\n"
+                         "  forward(x: f32[N, 2]) { return x * cast(k, f32) }\n}");
+    assert_false(param(p, "k")->trainable);
+}
+
+/* Scopes past 8 names are hashed: a body of many names finds and rebinds each, and a call with many keyword
+   arguments in any order binds each to its parameter. */
+static void test_lower_large_scopes_find_and_rebind(void **state) {
+    Program *p = compile("def f(a, b, c, d, e, f, g, h, i, j) { return a + 2 * b + 4 * c + 8 * j }\n"
+                         "def k() {\n  a1 = 1\n  a2 = 2\n  a3 = 3\n  a4 = 4\n  a5 = 5\n  a6 = 6\n  a7 = 7\n"
+                         "  a8 = 8\n  a9 = 9\n  a10 = 10\n  a1 = a1 + a10\n  a10 = 100\n"
+                         "  return f(j = a10, i = 0, h = 0, g = 0, f = 0, e = 0, d = 0, c = a9, b = a2, a = a1)\n}\n"
+                         "model M {\n  forward(x: f32[N, 851]) { return reshape(x, [N, k()]) }\n}");
+    /* a1 = 11, then 11 + 2 * 2 + 4 * 9 + 8 * 100 = 851 */
+    assert_string_equal(type_of(output(p->predict, "logits")->value), "f32[N,851]");
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
@@ -302,6 +350,10 @@ int main(void) {
         T(test_lower_builtins_shapes),
         T(test_lower_metric_listed_twice_gives_one_output),
         T(test_lower_cross_entropy_and_accuracy_values),
+        T(test_lower_min_of_u8_tensor_does_not_wrap),
+        T(test_lower_min_of_i32_tensor_at_its_lowest_value),
+        T(test_lower_integer_param_is_not_trainable),
+        T(test_lower_large_scopes_find_and_rebind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

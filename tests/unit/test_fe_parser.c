@@ -179,6 +179,21 @@ static void test_parse_duplicate_member(void **state) {
     assert_int_equal(diag_first_loc(ts.d).col, 2);
 }
 
+/* Duplicates are looked for among the keywords only, which follow every positional argument. */
+static void test_parse_duplicate_keyword_after_positionals(void **state) {
+    assert_null(parse("def f() { return g(1, 2, a = 1, b = 2, a = 3) }"));
+    assert_non_null(strstr(diag_first_message(ts.d), "keyword argument 'a' given twice"));
+    assert_int_equal(diag_first_loc(ts.d).col, 40);
+}
+
+static void test_parse_keyword_count_is_bounded(void **state) {
+    char *text = "def f() { return g(";
+    for (int i = 0; i <= FE_MAX_NAMES; i++)
+        text = arena_printf(ts.a, "%sk%d = 1, ", text, i);
+    assert_null(parse(arena_printf(ts.a, "%s) }", text)));
+    assert_non_null(strstr(diag_first_message(ts.d), "more than 4096 keyword arguments"));
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
@@ -196,6 +211,8 @@ int main(void) {
         T(test_parse_nesting_limit),
         T(test_parse_long_chain_is_bounded),
         T(test_parse_duplicate_member),
+        T(test_parse_duplicate_keyword_after_positionals),
+        T(test_parse_keyword_count_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
