@@ -100,6 +100,15 @@ static Program *load_program(Arena *a, Diag *d, const char *path) {
     return fe_compile(a, d, path, text);
 }
 
+/* The temporary object file, removed at exit too: codegen exits on LLVM's fatal errors. */
+static char *temp_object;
+
+static void remove_temp_object(void) {
+    if (temp_object)
+        unlink(temp_object);
+    temp_object = NULL;
+}
+
 static int cmd_compile(const Options *o, Arena *a, Diag *d) {
     if (!o->output)
         return bad_usage("compile needs -o OUTPUT%s", "");
@@ -114,9 +123,11 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
         return 1;
     }
     close(fd);
+    temp_object = obj;
+    atexit(remove_temp_object);
     CgOptions cg = {.cpu = o->cpu, .opt_level = o->opt_level};
     bool ok = cg_llvm_emit_object(p, &cg, obj, d) && cg_link(obj, o->output, d);
-    unlink(obj);
+    remove_temp_object();
     return ok ? 0 : 1;
 }
 
@@ -124,11 +135,13 @@ static int cmd_check(const Options *o, Arena *a, Diag *d) {
     Program *p = load_program(a, d, o->input);
     if (!p || !pass_pipeline(p, NULL, NULL, d))
         return 1;
+    /* each tensor's size fits an int64, their sum need not */
     int64_t values = 0;
+    bool overflow = false;
     for (int i = 0; i < p->nparams; i++)
-        values += ir_shape_numel(&p->params[i].shape, 1);
-    printf("%s: ok: model %s, %d parameter tensors (%lld values)\n", o->input, p->model_name, p->nparams,
-           (long long)values);
+        overflow |= __builtin_add_overflow(values, ir_shape_numel(&p->params[i].shape, 1), &values);
+    printf("%s: ok: model %s, %d parameter tensors (%s%lld values)\n", o->input, p->model_name, p->nparams,
+           overflow ? "over " : "", overflow ? (long long)INT64_MAX : (long long)values);
     const Graph *gs[] = {p->train, p->eval, p->predict};
     for (int i = 0; i < 3; i++) {
         if (!gs[i])

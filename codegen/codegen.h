@@ -11,8 +11,9 @@ typedef struct CgOptions {
     int opt_level;        /* 0..3; default 3 */
 } CgOptions;
 
-/* The manifest that the runtime reads (runtime/lathe_rt.h describes it), as JSON text in a. */
-char *cg_manifest(Arena *a, const Program *p);
+/* The manifest that the runtime reads (runtime/lathe_rt.h describes it), as JSON text in a; NULL after
+   reporting a recipe value that JSON cannot hold. */
+char *cg_manifest(Arena *a, const Program *p, Diag *d);
 
 /* Writes an object file defining lathe_manifest, lathe_train, lathe_eval and lathe_predict. */
 bool cg_llvm_emit_object(const Program *p, const CgOptions *o, const char *path, Diag *d);

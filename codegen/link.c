@@ -59,8 +59,12 @@ bool cg_link(const char *object, const char *output, Diag *d) {
     Loc none = {0};
     char runtime[PATH_MAX];
     if (!find_runtime(runtime, sizeof runtime)) {
-        diag_error(d, none, "cannot find the runtime library liblathe_rt.a (looked beside the lathe executable "
-                            "and in %s; set LATHE_RUNTIME to its path)", LATHE_INSTALL_LIBDIR);
+        const char *env = getenv("LATHE_RUNTIME");
+        if (env && *env)
+            diag_error(d, none, "cannot find the runtime library %s (from LATHE_RUNTIME)", env);
+        else
+            diag_error(d, none, "cannot find the runtime library liblathe_rt.a (looked beside the lathe "
+                                "executable and in %s; set LATHE_RUNTIME to its path)", LATHE_INSTALL_LIBDIR);
         return false;
     }
     /* one clear message for an output that cannot be written, rather than the linker's */
@@ -68,9 +72,13 @@ bool cg_link(const char *object, const char *output, Diag *d) {
     const char *slash = strrchr(output, '/');
     snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - output) + (slash == output) : 1, slash ? output : ".");
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK) != 0) {
-        diag_error(d, none, "cannot create %s: %s", output,
-                   stat(dir, &st) != 0 ? strerror(errno) : !S_ISDIR(st.st_mode) ? "not a folder" : strerror(errno));
+    const char *why = stat(dir, &st) != 0      ? strerror(errno)
+                      : !S_ISDIR(st.st_mode)    ? "not a folder"
+                      : access(dir, W_OK) != 0  ? strerror(errno)
+                      : stat(output, &st) == 0 && S_ISDIR(st.st_mode) ? "it is a folder"
+                                                : NULL;
+    if (why) {
+        diag_error(d, none, "cannot create %s: %s", output, why);
         return false;
     }
     const char *cc = getenv("CC");

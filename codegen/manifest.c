@@ -18,34 +18,62 @@ static json_t *typed(const char *name, DType t, const Shape *s) {
     return json_pack("{s:s, s:s, s:o}", "name", name, "dtype", ir_dtype_name(t), "shape", shape_json(s));
 }
 
-static json_t *rval_json(const RVal *v) {
+/* A recipe value as JSON, or NULL after reporting a string that JSON cannot hold: jansson takes UTF-8 only,
+   and would otherwise drop such a string (a Latin-1 file name) from the manifest without a word. */
+static json_t *rval_json(const RVal *v, Diag *d) {
     switch (v->kind) {
     case RV_NUM:
         return v->is_int ? json_integer((json_int_t)v->num) : json_real(v->num);
-    case RV_STR:
-        return json_string(v->str);
+    case RV_STR: {
+        json_t *s = json_string(v->str);
+        if (!s)
+            diag_error(d, v->loc, "this string is not valid UTF-8, which the compiled program's manifest needs");
+        return s;
+    }
     case RV_BOOL:
         return json_boolean(v->num != 0);
     case RV_IDENT:
         return json_pack("{s:s}", "ident", v->str);
-    case RV_LIST: {
-        json_t *a = json_array();
-        for (int i = 0; i < v->nitems; i++)
-            json_array_append_new(a, rval_json(v->items[i]));
-        return a;
-    }
+    case RV_LIST:
     case RV_CALL: {
         json_t *args = json_array(), *kwargs = json_object();
         for (int i = 0; i < v->nitems; i++) {
-            if (v->keys && v->keys[i])
-                json_object_set_new(kwargs, v->keys[i], rval_json(v->items[i]));
+            json_t *item = rval_json(v->items[i], d);
+            if (!item) {
+                json_decref(args);
+                json_decref(kwargs);
+                return NULL;
+            }
+            if (v->kind == RV_CALL && v->keys && v->keys[i])
+                json_object_set_new(kwargs, v->keys[i], item);
             else
-                json_array_append_new(args, rval_json(v->items[i]));
+                json_array_append_new(args, item);
+        }
+        if (v->kind == RV_LIST) {
+            json_decref(kwargs);
+            return args;
         }
         return json_pack("{s:s, s:o, s:o}", "call", v->str, "args", args, "kwargs", kwargs);
     }
     }
     LATHE_UNREACHABLE("unknown recipe value kind");
+}
+
+/* The model file's name as given, for `info`: bytes that are not ASCII become '?' when the name is not
+   UTF-8, rather than failing a compile over a file name. */
+static json_t *source_json(const char *path) {
+    json_t *s = json_string(path ? path : "");
+    if (s)
+        return s;
+    char *ascii = strdup(path);
+    if (!ascii)
+        LATHE_UNREACHABLE("out of memory");
+    for (char *c = ascii; *c; c++)
+        if ((unsigned char)*c >= 0x80)
+            *c = '?';
+    s = json_string(ascii);
+    free(ascii);
+    return s;
 }
 
 static const char *init_kind_name(InitKind k) {
@@ -65,8 +93,8 @@ static char *graph_hash(Arena *a, const Graph *g) {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    if (!f)
-        return arena_strdup(a, "0");
+    if (!f) /* a constant hash would let any model's checkpoint load into any other */
+        LATHE_UNREACHABLE("out of memory");
     ir_print(f, g);
     fclose(f);
     uint64_t h = 1469598103934665603ull;
@@ -114,11 +142,11 @@ static json_t *graph_json(const Graph *g) {
                      kernel_count(g), "args", list);
 }
 
-char *cg_manifest(Arena *a, const Program *p) {
+char *cg_manifest(Arena *a, const Program *p, Diag *d) {
     json_t *root = json_object();
     json_object_set_new(root, "lathe", json_string(LATHE_VERSION));
     json_object_set_new(root, "model", json_string(p->model_name));
-    json_object_set_new(root, "source", json_string(p->source_file ? p->source_file : ""));
+    json_object_set_new(root, "source", source_json(p->source_file));
     json_object_set_new(root, "hash", json_string(graph_hash(a, p->train)));
 
     json_t *inputs = json_array();
@@ -150,9 +178,15 @@ char *cg_manifest(Arena *a, const Program *p) {
     json_object_set_new(root, "graphs", graphs);
 
     json_t *recipe = json_object();
-    for (int i = 0; i < p->nrecipe; i++)
-        json_object_set_new(recipe, p->recipe[i].key, rval_json(p->recipe[i].value));
     json_object_set_new(root, "recipe", recipe);
+    for (int i = 0; i < p->nrecipe; i++) {
+        json_t *v = rval_json(p->recipe[i].value, d);
+        if (!v) {
+            json_decref(root);
+            return NULL;
+        }
+        json_object_set_new(recipe, p->recipe[i].key, v);
+    }
 
     char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(root);

@@ -36,7 +36,8 @@ void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn);
 
 /* The kernel of compute node nd: an internal function `void (i8 *out, i8 *in..., i64 n)` taking the
    address of nd's buffer, then one address per input (a folded constant's too), then n. noalias: the
-   output buffer meets no input buffer. */
+   output buffer meets no input buffer. NULL after reporting a node the generated code cannot compute (a
+   matmul dimension past BLAS's int). */
 LLVMValueRef cg_llvm_kernel(CgCtx *c, const Node *nd, bool noalias);
 /* A CONST read by this node is folded into its code as an immediate (its buffer is not read). */
 bool cg_llvm_folds_const(const Node *user);

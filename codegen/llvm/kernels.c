@@ -7,6 +7,7 @@
 #include "cg_llvm.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,16 +479,21 @@ typedef struct Reduce {
     Sym count;              /* elements reduced into each output */
 } Reduce;
 
-/* The identity of the reduction in dtype t: 0, or the lowest value for max. */
-static LLVMValueRef reduce_identity(Kern *k, DType t) {
+/* The lowest value of dtype t: no value is greater than it. */
+static LLVMValueRef lowest_value(Kern *k, DType t) {
     LLVMTypeRef et = elem_type(k->c, t);
-    if (k->nd->op != OP_REDUCE_MAX)
-        return ir_dtype_is_float(t) ? fconst(k, t, 0) : LLVMConstInt(et, 0, false);
     if (ir_dtype_is_float(t))
         return fconst(k, t, -INFINITY);
     if (t == DT_U8)
         return LLVMConstInt(et, 0, false);
     return LLVMConstInt(et, t == DT_I32 ? (unsigned long long)(int64_t)INT32_MIN : (unsigned long long)INT64_MIN, true);
+}
+
+/* The identity of the reduction in dtype t: 0, or the lowest value for max. */
+static LLVMValueRef reduce_identity(Kern *k, DType t) {
+    if (k->nd->op == OP_REDUCE_MAX)
+        return lowest_value(k, t);
+    return ir_dtype_is_float(t) ? fconst(k, t, 0) : LLVMConstInt(elem_type(k->c, t), 0, false);
 }
 
 static void reduce_inner_body(Kern *k, LLVMValueRef *offs, void *user) {
@@ -596,8 +602,10 @@ static void argmax_body(Kern *k, LLVMValueRef *offs, void *user) {
     Argmax *a = user;
     DType t = k->nd->inputs[0]->dtype;
     LLVMTypeRef et = elem_type(k->c, t);
+    /* starting below every value reads nothing before the loop, so an empty axis (constant 0, or N bound
+       to 0) gives index 0 as the interpreter does; the first element then wins unless a later one is greater */
     LLVMBuildStore(k->b, ci64(k, 0), a->best_i);
-    LLVMBuildStore(k->b, load_at(k, k->in[0], t, offs[1]), a->best);
+    LLVMBuildStore(k->b, lowest_value(k, t), a->best);
     Loop l = loop_begin(k, sym_value(k, a->len));
     LLVMValueRef x = load_at(k, k->in[0], t, LLVMBuildNSWAdd(k->b, offs[1], LLVMBuildNSWMul(k->b, l.iv, sym_value(k, a->stride), ""), ""));
     LLVMValueRef best = LLVMBuildLoad2(k->b, et, a->best, "");
@@ -624,10 +632,8 @@ static void emit_argmax(Kern *k) {
     Sym cs[IR_MAX_RANK], os[IR_MAX_RANK];
     contiguous_strides(is, cs);
     contiguous_strides(&nd->shape, os);
-    int axis = nd->attr.axis < 0 ? nd->attr.axis + is->rank : nd->attr.axis;
+    int axis = nd->attr.axis; /* the shape rule keeps it in [0, rank) */
     Argmax a = {.len = sym_dim(is->dim[axis]), .stride = cs[axis]};
-    if (a.len.c == 0) /* argmax over nothing: no element to read; the output is empty too */
-        return;
     a.best = k_alloca(k, elem_type(k->c, nd->inputs[0]->dtype));
     a.best_i = k_alloca(k, k->c->t_i64);
     Nest outer = {.nops = 2};
@@ -736,7 +742,26 @@ bool cg_llvm_folds_const(const Node *user) {
     return kind == K_UNARY || kind == K_BINARY || kind == K_COMPARE || user->op == OP_SELECT || user->op == OP_BROADCAST;
 }
 
+/* cblas takes int sizes: a larger constant dimension would be truncated into a wrong product, so it is an
+   error here. N, bound at run time to a batch size, is not checked. */
+static bool gemm_dims_fit(CgCtx *c, const Node *nd) {
+    for (int i = 0; i < 2; i++) {
+        const Shape *s = &nd->inputs[i]->shape;
+        for (int j = s->rank - 2; j < s->rank; j++) {
+            if (s->dim[j] > INT_MAX) {
+                char buf[128];
+                diag_error(c->d, nd->loc, "matmul: dimension %lld of %s is too large for BLAS (at most %d)",
+                           (long long)s->dim[j], ir_type_str(nd->inputs[i]->dtype, s, buf, sizeof buf), INT_MAX);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 LLVMValueRef cg_llvm_kernel(CgCtx *c, const Node *nd, bool noalias) {
+    if (nd->op == OP_MATMUL && !gemm_dims_fit(c, nd))
+        return NULL;
     int np = 2 + nd->ninputs;
     LLVMTypeRef ps[8];
     assert(nd->ninputs <= 3 && "kernels take at most three inputs");

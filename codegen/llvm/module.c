@@ -4,10 +4,24 @@
 #include "cg_llvm.h"
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/ErrorHandling.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include <stdlib.h>
 #include <string.h>
+
+/* What LLVM's fatal errors are reported through: the Diag and CPU of the module being built. */
+static struct {
+    Diag *d;
+    char cpu[64];
+} fatal;
+
+/* LLVM aborts on a fatal error, such as a --cpu that lacks 64-bit mode; this makes it one message and an
+   ordinary exit instead, whose atexit handlers remove what was half-written (the CLI's object file). */
+static void on_fatal_error(const char *reason) {
+    diag_error(fatal.d, (Loc){0}, "LLVM cannot generate code for CPU '%s': %s", fatal.cpu, reason);
+    exit(1);
+}
 
 static void init_targets(void) {
     static bool done;
@@ -16,6 +30,7 @@ static void init_targets(void) {
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
     LLVMInitializeNativeAsmParser();
+    LLVMInstallFatalErrorHandler(on_fatal_error);
     done = true;
 }
 
@@ -30,6 +45,7 @@ bool cg_llvm_ctx_init(CgCtx *c, const CgOptions *o, const char *module_name, Dia
         diag_error(d, (Loc){0}, "no LLVM target for %s: %s", triple, err);
         LLVMDisposeMessage(err);
         LLVMDisposeMessage(triple);
+        cg_llvm_ctx_dispose(c);
         return false;
     }
     const char *cpu = o && o->cpu ? o->cpu : "native";
@@ -40,6 +56,8 @@ bool cg_llvm_ctx_init(CgCtx *c, const CgOptions *o, const char *module_name, Dia
         c->cpu = LLVMCreateMessage(cpu);
         c->features = LLVMCreateMessage("");
     }
+    fatal.d = d;
+    snprintf(fatal.cpu, sizeof fatal.cpu, "%s", c->cpu);
     c->opt_level = o ? o->opt_level : 3;
     if (c->opt_level < 0)
         c->opt_level = 0;
@@ -53,6 +71,7 @@ bool cg_llvm_ctx_init(CgCtx *c, const CgOptions *o, const char *module_name, Dia
     if (!c->tm) {
         diag_error(d, (Loc){0}, "cannot create an LLVM target machine for %s (cpu %s)", triple, c->cpu);
         LLVMDisposeMessage(triple);
+        cg_llvm_ctx_dispose(c);
         return false;
     }
     c->ctx = LLVMContextCreate();
@@ -105,7 +124,6 @@ void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn) {
 
 typedef struct Entry {
     CgCtx *c;
-    const Graph *g;
     LLVMValueRef args, n, arena;
     LLVMValueRef *addr; /* i8* of each node's buffer, by id */
 } Entry;
@@ -185,7 +203,7 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
         LLVMBuildRetVoid(c->b);
         return true;
     }
-    Entry e = {.c = c, .g = g, .args = LLVMGetParam(fn, 0), .n = LLVMGetParam(fn, 1), .arena = LLVMGetParam(fn, 2)};
+    Entry e = {.c = c, .args = LLVMGetParam(fn, 0), .n = LLVMGetParam(fn, 1), .arena = LLVMGetParam(fn, 2)};
     e.addr = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, sizeof *e.addr);
     if (!e.addr) {
         fprintf(stderr, "lathe: out of memory\n");
@@ -207,6 +225,10 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
             if (same_buffer(nd, nd->inputs[k]))
                 noalias = false;
         LLVMValueRef kfn = cg_llvm_kernel(c, nd, noalias);
+        if (!kfn) {
+            free(e.addr);
+            return false;
+        }
         LLVMPositionBuilderAtEnd(c->b, bb);
         LLVMValueRef cargs[8];
         int na = 0;
@@ -276,7 +298,11 @@ bool cg_llvm_finish(CgCtx *c) {
 
 static bool emit_program(CgCtx *c, const Program *p) {
     Arena *a = arena_new();
-    char *manifest = cg_manifest(a, p);
+    char *manifest = cg_manifest(a, p, c->d);
+    if (!manifest) {
+        arena_free(a);
+        return false;
+    }
     LLVMValueRef str = LLVMConstStringInContext(c->ctx, manifest, (unsigned)strlen(manifest), false);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(str), "lathe_manifest");
     LLVMSetInitializer(gv, str);

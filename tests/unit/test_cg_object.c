@@ -121,7 +121,7 @@ static void test_object_is_elf_with_entries_and_manifest(void **state) {
             fail_msg("%s is not defined", entries[i]);
     const char *m = defined_global(obj, len, "lathe_manifest", &size);
     assert_non_null(m);
-    char *want = cg_manifest(ts.a, &fx.p);
+    char *want = cg_manifest(ts.a, &fx.p, ts.d);
     assert_int_equal(size, strlen(want) + 1); /* NUL-terminated */
     assert_memory_equal(m, want, size);
     free(obj);
@@ -143,6 +143,51 @@ static void test_unwritable_path_is_a_diagnostic(void **state) {
     assert_int_equal(diag_error_count(quiet), 1);
     assert_non_null(strstr(diag_first_message(quiet), "/nonexistent-dir/x.o"));
     diag_free(quiet);
+}
+
+/* cblas_sgemm takes int sizes: a dimension past INT_MAX is reported at the matmul, not truncated. */
+static void test_matmul_dim_past_int_is_a_diagnostic(void **state) {
+    Graph *g = ir_graph_new(ts.a, "predict");
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 1));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3000000000LL, 1));
+    ir_add_output(g, "y", ir_matmul(g, ts.d, L, x, w, false, true), false);
+    assert_true(pass_memplan(g, ts.d));
+    Diag *quiet = diag_new(NULL);
+    char *text = cg_llvm_graph_asm(g, NULL, quiet);
+    free(text);
+    assert_null(text);
+    assert_int_equal(diag_error_count(quiet), 1);
+    assert_non_null(strstr(diag_first_message(quiet), "3000000000"));
+    assert_string_equal(diag_first_loc(quiet).file, L.file);
+    diag_free(quiet);
+}
+
+/* JSON holds UTF-8 only: a recipe string that is not (a Latin-1 file name) is an error at its location, where
+   it used to vanish from the manifest. */
+static void test_recipe_string_not_utf8_is_a_diagnostic(void **state) {
+    Loc at = {"tiny.lathe", 9, 17};
+    RVal *name = arena_alloc(ts.a, sizeof *name);
+    *name = (RVal){.kind = RV_STR, .str = "caf\xe9.gz", .loc = at};
+    RVal *call = arena_alloc(ts.a, sizeof *call);
+    *call = (RVal){.kind = RV_CALL, .str = "idx", .nitems = 1, .items = arena_alloc(ts.a, sizeof(RVal *)), .loc = L};
+    call->items[0] = name;
+    fx.p.recipe = arena_alloc(ts.a, sizeof(RecipeEntry));
+    fx.p.recipe[0] = (RecipeEntry){"data", call, L};
+    fx.p.nrecipe = 1;
+    Diag *quiet = diag_new(NULL);
+    assert_null(cg_manifest(ts.a, &fx.p, quiet));
+    assert_int_equal(diag_error_count(quiet), 1);
+    assert_int_equal(diag_first_loc(quiet).line, 9);
+    assert_false(cg_llvm_emit_object(&fx.p, NULL, fx.path, quiet));
+    diag_free(quiet);
+}
+
+/* The model file's name need not be UTF-8: it reaches the manifest with its other bytes as '?'. */
+static void test_source_name_not_utf8_is_kept(void **state) {
+    fx.p.source_file = "mod\xe8le.lathe";
+    char *m = cg_manifest(ts.a, &fx.p, ts.d);
+    assert_non_null(m);
+    assert_non_null(strstr(m, "\"source\": \"mod?le.lathe\""));
 }
 
 /* The loop vectorizer must turn an elementwise kernel into packed instructions: addps / vaddps, on xmm
@@ -174,6 +219,9 @@ int main(void) {
         T(test_object_is_elf_with_entries_and_manifest),
         T(test_object_for_generic_cpu),
         T(test_unwritable_path_is_a_diagnostic),
+        T(test_matmul_dim_past_int_is_a_diagnostic),
+        T(test_recipe_string_not_utf8_is_a_diagnostic),
+        T(test_source_name_not_utf8_is_kept),
         T(test_elementwise_kernel_is_vectorized),
 #undef T
     };

@@ -410,6 +410,16 @@ static void test_argmax_axes_and_ties(void **state) {
     run_check(N_BOUND);
 }
 
+/* An empty axis gives index 0, as in the interpreter, without reading: the kernel once left the output
+   of a constant 0-long axis unwritten. */
+static void test_argmax_empty_axis_is_zero(void **state) {
+    Node *x = in("x", DT_F32, ts_shape(2, 7, 0));
+    out("am", ir_argmax(ts.g, ts.d, L, x, 1, false));
+    Node *y = in("y", DT_U8, ts_shape(3, N, 0, 3));
+    out("am_keep", ir_argmax(ts.g, ts.d, L, y, 1, true));
+    run_check(N_BOUND);
+}
+
 /* ---------------------------------------------------------------- matmul, one_hot */
 
 static void matmul_case(DType t, bool ta, bool tb) {
@@ -585,6 +595,7 @@ int main(void) {
         T(test_reduce_leading_dims_keep_inner_f64),
         T(test_nan_semantics),
         T(test_argmax_axes_and_ties),
+        T(test_argmax_empty_axis_is_zero),
         T(test_matmul_nn_f32),
         T(test_matmul_transpose_a_f32),
         T(test_matmul_transpose_b_f32),
