@@ -57,18 +57,6 @@ int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr
     return RT_OK;
 }
 
-static void shape_str(const RtTensorSpec *t, char *buf, size_t n) {
-    int k = snprintf(buf, n, "%s[", rt_dtype_name(t->dtype));
-    for (int i = 0; i < t->rank && k > 0 && (size_t)k < n; i++) {
-        if (t->shape[i] < 0)
-            k += snprintf(buf + k, n - (size_t)k, "%sN", i ? "," : "");
-        else
-            k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? "," : "", (long long)t->shape[i]);
-    }
-    if (k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, "]");
-}
-
 int rt_dataset_check(const RtDataset *d, const RtManifest *m, const char *what, RtErr *e) {
     if (m->ninputs < 1)
         return rt_errf(e, "the model declares no inputs to feed the %s data to", what);
@@ -77,9 +65,10 @@ int rt_dataset_check(const RtDataset *d, const RtManifest *m, const char *what, 
     rt_numel(x, 1, &per);
     if (per != d->per_sample) {
         char s[128];
-        shape_str(x, s, sizeof s);
-        return rt_errf(e, "%s: %lld values per sample, but the model's input '%s' %s takes %lld per sample",
-                       d->images_path, (long long)d->per_sample, x->name, s, (long long)per);
+        rt_shape_text(x->shape, x->rank, s, sizeof s);
+        return rt_errf(e, "%s: %lld values per sample, but the model's input '%s' %s%s takes %lld per sample",
+                       d->images_path, (long long)d->per_sample, x->name, rt_dtype_name(x->dtype), s,
+                       (long long)per);
     }
     int64_t classes = rt_manifest_classes(m);
     if (classes > 0)

@@ -84,13 +84,21 @@ static int load_checkpoint(Run *r, const char *path, json_t **meta) {
     return rc;
 }
 
-static int64_t meta_int(json_t *meta, const char *key, int64_t dflt) {
-    const char *s = json_string_value(json_object_get(meta, key));
-    if (!s)
-        return dflt;
+/* A count that save_checkpoint wrote into the metadata as a decimal string; *out is left as it is when the key
+   is absent. A negative or overflowing value would resume with a wrong step (and so a wrong Adam bias
+   correction), so it is an error. */
+static int meta_count(Run *r, json_t *meta, const char *key, int64_t *out) {
+    json_t *v = json_object_get(meta, key);
+    if (!v)
+        return RT_OK;
+    const char *s = json_string_value(v);
     char *end;
-    long long v = strtoll(s, &end, 10);
-    return *s && !*end ? v : dflt;
+    errno = 0;
+    long long n = s ? strtoll(s, &end, 10) : -1;
+    if (!s || !*s || *end || errno == ERANGE || n < 0)
+        return rt_errf(&r->err, "%s: metadata '%s' is not a non-negative integer", r->cfg.resume, key);
+    *out = n;
+    return RT_OK;
 }
 
 static int save_checkpoint(Run *r, const char *dir, int64_t epochs_done) {
@@ -142,14 +150,17 @@ static int cmd_train(Run *r) {
     if (c->resume) {
         if (load_checkpoint(r, c->resume, &meta) != RT_OK)
             goto done;
-        start_epoch = meta_int(meta, "epoch", -1);
-        r->md.step = meta_int(meta, "step", 0);
+        start_epoch = -1;
+        int64_t seed = (int64_t)c->seed;
+        if (meta_count(r, meta, "epoch", &start_epoch) || meta_count(r, meta, "step", &r->md.step) ||
+            meta_count(r, meta, "seed", &seed))
+            goto done;
         if (start_epoch < 0) {
             rt_errf(&r->err, "%s: the metadata has no epoch count to resume from", c->resume);
             goto done;
         }
         if (!c->seed_given)
-            c->seed = (uint64_t)meta_int(meta, "seed", (int64_t)c->seed);
+            c->seed = (uint64_t)seed;
     }
     if (load_data(r, &c->train_data, "data", &train) != RT_OK)
         goto done;
@@ -282,14 +293,6 @@ done:
     return status ? fail(r, status) : 0;
 }
 
-static void shape_text(const RtTensorSpec *t, char *buf, size_t n) {
-    int k = snprintf(buf, n, "%s[", rt_dtype_name(t->dtype));
-    for (int i = 0; i < t->rank && (size_t)k < n; i++)
-        k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if ((size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, "]");
-}
-
 static int cmd_info(Run *r) {
     const RtManifest *m = &r->m;
     printf("model:   %s\nsource:  %s\nhash:    %s\nlathe:   %s\n\nparameters:\n", m->model, m->source, m->hash,
@@ -299,9 +302,10 @@ static int cmd_info(Run *r) {
         int64_t n = 0;
         rt_numel(&m->params[i].t, 1, &n);
         total += n;
-        char shape[256];
-        shape_text(&m->params[i].t, shape, sizeof shape);
-        printf("  %-32s %-16s %10lld%s\n", m->params[i].t.name, shape, (long long)n,
+        char shape[256], typed[272];
+        rt_shape_text(m->params[i].t.shape, m->params[i].t.rank, shape, sizeof shape);
+        snprintf(typed, sizeof typed, "%s%s", rt_dtype_name(m->params[i].t.dtype), shape);
+        printf("  %-32s %-16s %10lld%s\n", m->params[i].t.name, typed, (long long)n,
                m->params[i].trainable ? "" : "  (frozen)");
     }
     printf("total parameters: %lld\n\narena bytes (batch %lld):\n", (long long)total, (long long)r->cfg.batch);
@@ -361,7 +365,11 @@ int rt_run(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGra
     r.m.eval.fn = eval;
     r.m.predict.fn = predict;
     int status = dispatch(&r, argc, argv);
-    fflush(stdout);
+    /* `eval --json > file` on a full disk must not exit 0 with the result lost */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && status == 0) {
+        rt_errf(&r.err, "standard output: cannot write: %s", strerror(errno));
+        status = fail(&r, 1);
+    }
     rt_model_free(&r.md);
     rt_config_free(&r.cfg);
     rt_manifest_free(&r.m);

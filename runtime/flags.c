@@ -381,8 +381,13 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         case OPT_HELP: rc = RT_HELP; break;
         case ':': rc = rt_errf(e, "--%s: missing value", option_name(optopt)); break;
         default:
-            if (optopt && optopt != '?' && strcmp(option_name(optopt), "?") != 0)
+            /* optopt: a long option's val (given a value it takes none), an unknown short option's letter (in
+               a cluster such as -xq optind has not moved past it), or 0 for an unknown long option */
+            if (optopt && strcmp(option_name(optopt), "?") != 0)
                 rc = rt_errf(e, "--%s: takes no value", option_name(optopt));
+            else if (optopt)
+                rc = rt_errf(e, "-%c: unknown option for '%s' (see '%s %s --help')", optopt, argv[1],
+                             prog_name(argv[0]), argv[1]);
             else
                 rc = rt_errf(e, "%s: unknown option for '%s' (see '%s %s --help')", argv[optind], argv[1],
                              prog_name(argv[0]), argv[1]);

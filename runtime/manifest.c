@@ -47,6 +47,15 @@ bool rt_numel(const RtTensorSpec *t, int64_t n, int64_t *out) {
     return true;
 }
 
+void rt_shape_text(const int64_t *shape, int rank, char *buf, size_t n) {
+    int k = snprintf(buf, n, "[");
+    for (int i = 0; i < rank && k >= 0 && (size_t)k < n; i++)
+        k += shape[i] < 0 ? snprintf(buf + k, n - (size_t)k, "%sN", i ? ", " : "")
+                          : snprintf(buf + k, n - (size_t)k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k >= 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, "]");
+}
+
 double rt_load(RtDType t, const void *p, int64_t i) {
     switch (t) {
     case RT_F32: return ((const float *)p)[i];
@@ -162,8 +171,10 @@ int rt_manifest_parse(RtManifest *m, const char *text, RtErr *e) {
     memset(m, 0, sizeof *m);
     json_error_t je;
     m->root = json_loads(text, 0, &je);
-    if (!m->root || !json_is_object(m->root))
+    if (!m->root)
         return rt_errf(e, "manifest: invalid JSON at line %d: %s", je.line, je.text);
+    if (!json_is_object(m->root))
+        return rt_errf(e, "manifest: the top level is not a JSON object");
     m->lathe = str_field(m->root, "lathe", "?");
     m->model = str_field(m->root, "model", "model");
     m->source = str_field(m->root, "source", "");

@@ -100,15 +100,32 @@ static bool recipe_number(const RtConfig *cfg, const char *name, double *out) {
     return true;
 }
 
+/* rt_dataset_gather writes sample i at element i * (values per sample): a data input must have N as its
+   first dimension and nowhere else, or a batch of n would run past its buffer. */
+static bool batch_leading(const RtTensorSpec *a) {
+    if (a->rank < 1 || a->shape[0] >= 0)
+        return false;
+    for (int k = 1; k < a->rank; k++)
+        if (a->shape[k] < 0)
+            return false;
+    return true;
+}
+
 static int bind_input(RtBinding *b, const RtManifest *m, const RtConfig *cfg, int i, RtErr *e) {
     const RtTensorSpec *a = &b->g->args[i];
     if (!(b->owned[i] = b->args[i] = alloc_tensor(a, b->max_n, NULL)))
         return rt_errf(e, "out of memory for input '%s' of graph '%s'", a->name, b->g->name);
     if (m->ninputs > 0 && strcmp(a->name, m->inputs[0].name) == 0) {
+        if (!same_type(a, &m->inputs[0]) || !batch_leading(a))
+            return rt_errf(e, "manifest: graph '%s' input '%s' must be typed as the model's input, with the "
+                              "batch dimension N first and only there", b->g->name, a->name);
         b->x_arg = i;
         return RT_OK;
     }
     if (m->ninputs > 1 && strcmp(a->name, m->inputs[1].name) == 0) {
+        if (!batch_leading(a) || a->rank != 1)
+            return rt_errf(e, "manifest: graph '%s' input '%s' must hold one label per sample: [N]", b->g->name,
+                           a->name);
         b->y_arg = i;
         return RT_OK;
     }
@@ -217,9 +234,9 @@ void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, R
     if (batch > d->count)
         batch = d->count > 0 ? d->count : 1;
     int64_t *idx = malloc((size_t)batch * sizeof *idx);
-    int64_t nb = rt_batch_count(d->count, batch);
+    int64_t nb = idx ? rt_batch_count(d->count, batch) : 0; /* out of memory: NaN, never a made-up 0% */
     double loss = 0, correct = 0;
-    for (int64_t k = 0; k < nb && idx; k++) {
+    for (int64_t k = 0; k < nb; k++) {
         int64_t start = k * batch, n = d->count - start < batch ? d->count - start : batch;
         for (int64_t i = 0; i < n; i++)
             idx[i] = start + i;
@@ -230,7 +247,7 @@ void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, R
     free(idx);
     out->samples = d->count;
     out->loss = nb ? loss / (double)nb : NAN;
-    out->accuracy = d->count ? correct / (double)d->count : NAN;
+    out->accuracy = nb ? correct / (double)d->count : NAN;
 }
 
 double rt_train_epoch(RtBinding *b, RtModel *md, const RtDataset *d, const RtConfig *cfg, int64_t epoch,

@@ -21,7 +21,8 @@ uint32_t rt_rng_u32(RtRng *r) {
     return (xorshifted >> rot) | (xorshifted << ((-rot) & 31));
 }
 
-/* Lemire's rejection: the threshold 2^32 mod bound removes the bias of a plain modulo. */
+/* O'Neill's bounded draw (pcg32_boundedrand_r): rejecting x below 2^32 mod bound removes the bias of a
+   plain modulo. */
 uint32_t rt_rng_below(RtRng *r, uint32_t bound) {
     uint32_t threshold = (uint32_t)(-bound) % bound;
     for (;;) {
@@ -36,14 +37,16 @@ uint64_t rt_rng_below64(RtRng *r, uint64_t bound) {
         return rt_rng_below(r, (uint32_t)bound);
     uint64_t threshold = (-bound) % bound;
     for (;;) {
-        uint64_t x = ((uint64_t)rt_rng_u32(r) << 32) | rt_rng_u32(r);
+        uint64_t hi = rt_rng_u32(r); /* two statements: the order of a | b's operands is unspecified */
+        uint64_t x = (hi << 32) | rt_rng_u32(r);
         if (x >= threshold)
             return x % bound;
     }
 }
 
 double rt_rng_unit(RtRng *r) {
-    uint64_t x = ((uint64_t)rt_rng_u32(r) << 21) ^ (rt_rng_u32(r) >> 11);
+    uint64_t hi = rt_rng_u32(r); /* drawn first, in its own statement (see rt_rng_below64) */
+    uint64_t x = (hi << 21) ^ (rt_rng_u32(r) >> 11);
     return (double)(x & ((1ull << 53) - 1)) * 0x1.0p-53;
 }
 

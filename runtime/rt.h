@@ -43,6 +43,8 @@ const char *rt_dtype_name(RtDType t);   /* "f32" */
 int rt_dtype_parse(const char *s, RtDType *out);
 /* Element count with N bound to n; false on overflow. */
 bool rt_numel(const RtTensorSpec *t, int64_t n, int64_t *out);
+/* "[N, 784]", the form of shapes in messages (N: the batch dimension); truncated to n bytes. */
+void rt_shape_text(const int64_t *shape, int rank, char *buf, size_t n);
 /* Reads and writes one element as a double, whatever the dtype. */
 double rt_load(RtDType t, const void *p, int64_t i);
 void rt_store(RtDType t, void *p, int64_t i, double v);

@@ -177,14 +177,6 @@ static RtTensor *find_tensor(RtTensor *ts, int n, const char *name) {
     return NULL;
 }
 
-static void shape_text(const int64_t *shape, int rank, char *buf, size_t n) {
-    int k = snprintf(buf, n, "[");
-    for (int i = 0; i < rank && (size_t)k < n; i++)
-        k += snprintf(buf + k, n - (size_t)k, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if ((size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, "]");
-}
-
 /* Checks one header entry against its tensor; fills its byte range. */
 static int check_entry(const char *path, const char *name, json_t *v, const RtTensor *t, int64_t data_size,
                        Range *r, RtErr *e) {
@@ -208,8 +200,8 @@ static int check_entry(const char *path, const char *name, json_t *v, const RtTe
     }
     if (!same) {
         char got[256], want[256];
-        shape_text(dims, rank < RT_MAX_RANK ? rank : RT_MAX_RANK, got, sizeof got);
-        shape_text(t->shape, t->rank, want, sizeof want);
+        rt_shape_text(dims, rank < RT_MAX_RANK ? rank : RT_MAX_RANK, got, sizeof got);
+        rt_shape_text(t->shape, t->rank, want, sizeof want);
         return rt_errf(e, "%s: tensor '%s' has shape %s, the model's parameter is %s", path, name, got, want);
     }
     json_t *b = json_array_get(offs, 0), *en = json_array_get(offs, 1);

@@ -103,6 +103,39 @@ static void test_train_epoch_passes_batch_sizes(void **state) {
     rt_manifest_free(&m);
 }
 
+/* The loader writes sample i at i * (values per sample), so a data input without N first would be written
+   past its buffer by any batch above 1: rt_bind refuses it. */
+static void test_bind_rejects_data_input_without_leading_batch_dim(void **state) {
+    RtManifest m;
+    RtErr e;
+    RtConfig cfg = {.batch = 8, .lr = 0.1, .has_lr = true};
+    RtModel md;
+    RtBinding b;
+    assert_int_equal(rt_manifest_parse(&m, lathe_manifest, &e), RT_OK);
+    m.train.fn = record_n;
+    cfg.recipe = m.recipe;
+    assert_int_equal(rt_model_init(&md, &m, 0, &e), RT_OK);
+    RtTensorSpec x = m.train.args[0], y = m.train.args[1];
+
+    m.inputs[0].rank = m.train.args[0].rank = 1; /* x: f32[4] */
+    m.inputs[0].shape[0] = m.train.args[0].shape[0] = 4;
+    assert_int_equal(rt_bind(&b, &md, &m.train, &cfg, 8, &e), RT_ERR);
+    assert_non_null(strstr(e.msg, "input 'x'"));
+    rt_unbind(&b);
+
+    m.inputs[0] = m.train.args[0] = x;
+    m.train.args[1].rank = 0; /* label: i64[] */
+    assert_int_equal(rt_bind(&b, &md, &m.train, &cfg, 8, &e), RT_ERR);
+    assert_non_null(strstr(e.msg, "input 'label'"));
+    rt_unbind(&b);
+
+    m.train.args[1] = y;
+    assert_int_equal(rt_bind(&b, &md, &m.train, &cfg, 8, &e), RT_OK);
+    rt_unbind(&b);
+    rt_model_free(&md);
+    rt_manifest_free(&m);
+}
+
 static void test_limit_keeps_first_samples(void **state) {
     RtDataset d = {.count = 100};
     rt_dataset_limit(&d, 10);
@@ -131,6 +164,7 @@ int main(void) {
         cmocka_unit_test(test_epoch_order_differs_across_epochs),
         cmocka_unit_test(test_epoch_order_differs_across_seeds),
         cmocka_unit_test(test_train_epoch_passes_batch_sizes),
+        cmocka_unit_test(test_bind_rejects_data_input_without_leading_batch_dim),
         cmocka_unit_test(test_limit_keeps_first_samples),
         cmocka_unit_test(test_arena_bytes_for_largest_batch),
     };

@@ -154,6 +154,13 @@ static void test_flags_unknown_option(void **state) {
     expect_error("-q", parse(&c, &e, "train", "-q", NULL), &c, &e);
 }
 
+/* In a cluster getopt stays on the word, so the message names the letter, not the word before it. */
+static void test_flags_unknown_short_option_in_cluster(void **state) {
+    RtConfig c;
+    RtErr e;
+    expect_error("-x: unknown option", parse(&c, &e, "train", "--epochs", "2", "-xq", NULL), &c, &e);
+}
+
 static void test_flags_missing_value(void **state) {
     RtConfig c;
     RtErr e;
@@ -209,6 +216,7 @@ int main(void) {
         cmocka_unit_test(test_flags_bad_integer_names_flag),
         cmocka_unit_test(test_flags_bad_lr_names_flag),
         cmocka_unit_test(test_flags_unknown_option),
+        cmocka_unit_test(test_flags_unknown_short_option_in_cluster),
         cmocka_unit_test(test_flags_missing_value),
         cmocka_unit_test(test_flags_value_given_to_switch),
         cmocka_unit_test(test_flags_unexpected_argument),

@@ -198,7 +198,7 @@ static void test_dataset_per_sample_mismatch_names_both(void **state) {
     assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_OK);
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
     assert_contains(e.msg, "9 values per sample");
-    assert_contains(e.msg, "'x' f32[N,4] takes 4");
+    assert_contains(e.msg, "'x' f32[N, 4] takes 4");
     rt_dataset_free(&d);
     rt_manifest_free(&m);
 }

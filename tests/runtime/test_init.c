@@ -107,6 +107,28 @@ static void test_rng_below_stays_in_range_and_covers_it(void **state) {
         assert_true(hits[k] > 800 && hits[k] < 1200);
 }
 
+/* Both wide draws take the first 32-bit draw as their high word, whatever order a compiler would give the
+   operands of one expression: the same seed initializes and shuffles alike in every build. */
+static void test_rng_wide_draws_take_first_draw_as_high_word(void **state) {
+    RtRng a, b;
+    rt_rng_seed(&a, 7, 3);
+    rt_rng_seed(&b, 7, 3);
+    uint64_t hi = rt_rng_u32(&b), lo = rt_rng_u32(&b);
+    assert_true(rt_rng_unit(&a) == (double)(((hi << 21) ^ (lo >> 11)) & ((1ull << 53) - 1)) * 0x1.0p-53);
+    hi = rt_rng_u32(&b);
+    lo = rt_rng_u32(&b);
+    uint64_t bound = (1ull << 40) + 1; /* above 32 bits; rejects with probability below 2^-23 */
+    assert_int_equal(rt_rng_below64(&a, bound), ((hi << 32) | lo) % bound);
+}
+
+static void test_manifest_rejects_top_level_not_object(void **state) {
+    RtManifest m;
+    RtErr e;
+    assert_int_equal(rt_manifest_parse(&m, "[1, 2]", &e), RT_ERR);
+    assert_non_null(strstr(e.msg, "not a JSON object"));
+    rt_manifest_free(&m);
+}
+
 static void test_manifest_init_specs_parsed(void **state) {
     RtManifest m;
     RtErr e;
@@ -129,6 +151,8 @@ int main(void) {
         cmocka_unit_test(test_const_ones_zeros_init),
         cmocka_unit_test(test_f64_param_init),
         cmocka_unit_test(test_rng_below_stays_in_range_and_covers_it),
+        cmocka_unit_test(test_rng_wide_draws_take_first_draw_as_high_word),
+        cmocka_unit_test(test_manifest_rejects_top_level_not_object),
         cmocka_unit_test(test_manifest_init_specs_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

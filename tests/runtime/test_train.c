@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -236,6 +238,56 @@ static void test_driver_info_lists_params_and_arena(void **state) {
     free(out);
 }
 
+/* Writes a checkpoint of the fake model's params whose metadata holds the given epoch and step. */
+static const char *checkpoint_with_counts(const char *name, const char *epoch, const char *step) {
+    static char path[512];
+    float w[12] = {0}, b[3] = {0};
+    RtTensor ts[2] = {{.name = "w", .dtype = RT_F32, .rank = 2, .shape = {3, 4}, .data = w},
+                      {.name = "b", .dtype = RT_F32, .rank = 1, .shape = {3}, .data = b}};
+    json_t *meta = json_pack("{s:s, s:s}", "epoch", epoch, "step", step);
+    RtErr e;
+    if (rt_st_save(tmp_path(path, sizeof path, dir, name), ts, 2, meta, &e) != RT_OK)
+        fail_msg("%s", e.msg);
+    json_decref(meta);
+    return path;
+}
+
+/* A negative step would resume Adam with a wrong bias correction; an epoch past INT64_MAX used to be read as
+   INT64_MAX and end the run at once with status 0. */
+static void test_driver_resume_rejects_bad_metadata_counts(void **state) {
+    char *err;
+    const char *a1[] = {"train", "--data", dir, "--resume", checkpoint_with_counts("neg.st", "1", "-5"), NULL};
+    assert_int_equal(run_driver(NULL, &err, a1), 1);
+    assert_contains(err, "metadata 'step' is not a non-negative integer");
+    free(err);
+    const char *a2[] = {"train", "--data", dir, "--resume",
+                        checkpoint_with_counts("big.st", "99999999999999999999", "3"), NULL};
+    assert_int_equal(run_driver(NULL, &err, a2), 1);
+    assert_contains(err, "metadata 'epoch' is not a non-negative integer");
+    free(err);
+}
+
+/* Output lost to a full disk is a failure, not exit status 0. */
+static void test_driver_failed_stdout_write_exits_1(void **state) {
+    char *argv[] = {"fake_model", "info", NULL};
+    fflush(stdout);
+    fflush(stderr);
+    int so = dup(1), se = dup(2), full = open("/dev/full", O_WRONLY), null = open("/dev/null", O_WRONLY);
+    assert_true(so >= 0 && se >= 0 && full >= 0 && null >= 0);
+    dup2(full, 1);
+    dup2(null, 2);
+    int status = rt_run(lathe_manifest, lathe_train, lathe_eval, lathe_predict, 2, argv);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    clearerr(stdout);
+    close(so);
+    close(se);
+    close(full);
+    close(null);
+    assert_int_equal(status, 1);
+}
+
 static void test_driver_help(void **state) {
     char *out;
     const char *args[] = {"train", "--help", NULL};
@@ -259,6 +311,8 @@ int main(void) {
         cmocka_unit_test(test_driver_missing_data_exits_1),
         cmocka_unit_test(test_driver_bad_checkpoint_exits_1),
         cmocka_unit_test(test_driver_info_lists_params_and_arena),
+        cmocka_unit_test(test_driver_resume_rejects_bad_metadata_counts),
+        cmocka_unit_test(test_driver_failed_stdout_write_exits_1),
         cmocka_unit_test(test_driver_help),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
