@@ -169,12 +169,6 @@ static int cmd_ir(const Options *o, Arena *a, Diag *d) {
     return 0;
 }
 
-typedef bool (*PassFn)(Graph *, Diag *);
-static const struct { const char *name; PassFn fn; } passes[] = {
-    {"autodiff", pass_autodiff}, {"optimizer", pass_optimizer}, {"simplify", pass_simplify},
-    {"dce", pass_dce},           {"memplan", pass_memplan},
-};
-
 static int cmd_opt(const Options *o, Arena *a, Diag *d) {
     size_t len;
     char *text = fe_read_file(a, d, o->input, &len);
@@ -186,10 +180,7 @@ static int cmd_opt(const Options *o, Arena *a, Diag *d) {
     if (ngraphs == 0)
         return 1;
     for (int k = 0; k < o->npasses; k++) {
-        PassFn fn = NULL;
-        for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++)
-            if (strcmp(passes[i].name, o->passes[k]) == 0)
-                fn = passes[i].fn;
+        PassFn fn = pass_by_name(o->passes[k]);
         if (!fn)
             return bad_usage("unknown pass '%s' (autodiff, optimizer, simplify, dce, memplan)", o->passes[k]);
         for (int g = 0; g < ngraphs; g++)

@@ -24,6 +24,11 @@ void pass_memplan_size(const Graph *g, int64_t *c, int64_t *per_n);
 /* The pipeline's names in order, for `lathe ir --after NAME`. */
 extern const char *const pass_names[];
 
+/* The pass called name (not "lower", which is the frontend's), or NULL: for running passes one at a time
+   over text IR (`lathe opt`). */
+typedef bool (*PassFn)(Graph *g, Diag *d);
+PassFn pass_by_name(const char *name);
+
 /* Runs the passes over every graph of p in order. After the pass named stop_after (NULL: all), prints the
    IR of every graph to dump (when not NULL) and stops. Verifies the IR after each pass. */
 bool pass_pipeline(Program *p, const char *stop_after, FILE *dump, Diag *d);

@@ -7,11 +7,16 @@
 
 const char *const pass_names[] = {"lower", "autodiff", "optimizer", "simplify", "dce", "memplan", NULL};
 
-typedef bool (*PassFn)(Graph *, Diag *);
-
 /* pass_fns[i] runs pass_names[i]; "lower" is the frontend's work, already done */
 static PassFn const pass_fns[] = {NULL, pass_autodiff, pass_optimizer, pass_simplify, pass_dce, pass_memplan};
 static const bool train_only[] = {false, true, true, false, false, false};
+
+PassFn pass_by_name(const char *name) {
+    for (int i = 0; pass_names[i]; i++)
+        if (strcmp(pass_names[i], name) == 0)
+            return pass_fns[i];
+    return NULL;
+}
 
 static void dump_graphs(const Program *p, FILE *dump) {
     if (!dump)
