@@ -8,13 +8,10 @@
 
 #define PARAMS(...) (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *)
 
-static bool is_tensor(const Value *v) { return v->kind == V_TENSOR || v->kind == V_PARAM; }
-static bool is_number(const Value *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
-static double num(const Value *v) { return v->kind == V_INT ? (double)v->i : v->f; }
 
 /* The tensor argument `what` of builtin `fn`, or NULL after an error. */
 static Node *tensor_arg(Eval *E, Value *v, const char *fn, const char *what, Loc loc) {
-    Node *n = is_tensor(v) ? sema_node(E, v, loc) : NULL;
+    Node *n = sema_is_tensor(v) ? sema_node(E, v, loc) : NULL;
     if (!n && !E->failed)
         sema_error(E, loc, "'%s' needs a tensor for '%s', got %s", fn, what, sema_kind_name(E, v));
     return n;
@@ -74,8 +71,8 @@ static bool axes_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, u
 /* ---------------------------------------------------------------- elementwise unary */
 
 static Value *unary(Eval *E, Value *x, Op op, const char *fn, Loc loc) {
-    if (is_number(x)) {
-        double v = num(x), r;
+    if (sema_is_number(x)) {
+        double v = sema_num(x), r;
         switch (op) {
         case OP_EXP: r = exp(v); break;
         case OP_LOG:
@@ -156,9 +153,9 @@ static Value *b_mean(Eval *E, Value **a, Loc loc) { return reduce(E, a, OP_REDUC
 /* max(x, axis, keepdim) reduces; max(a, b) with a tensor or two numbers is elementwise. */
 static Value *max_min(Eval *E, Value **a, bool is_max, Loc loc) {
     const char *fn = is_max ? "max" : "min";
-    if (a[1] && !a[2] && (is_tensor(a[1]) || (is_number(a[0]) && is_number(a[1])))) {
-        if (is_number(a[0]) && is_number(a[1])) {
-            bool first = is_max ? num(a[0]) >= num(a[1]) : num(a[0]) <= num(a[1]);
+    if (a[1] && !a[2] && (sema_is_tensor(a[1]) || (sema_is_number(a[0]) && sema_is_number(a[1])))) {
+        if (sema_is_number(a[0]) && sema_is_number(a[1])) {
+            bool first = is_max ? sema_num(a[0]) >= sema_num(a[1]) : sema_num(a[0]) <= sema_num(a[1]);
             return first ? a[0] : a[1];
         }
         return sema_elementwise(E, is_max ? OP_MAX : OP_MIN, fn, a[0], a[1], loc);
@@ -274,12 +271,12 @@ static Value *b_where(Eval *E, Value **a, Loc loc) {
     Node *c = tensor_arg(E, a[0], "where", "cond", loc);
     if (!c)
         return NULL;
-    Node *x = is_tensor(a[1]) ? sema_node(E, a[1], loc) : NULL;
-    Node *y = is_tensor(a[2]) ? sema_node(E, a[2], loc) : NULL;
+    Node *x = sema_is_tensor(a[1]) ? sema_node(E, a[1], loc) : NULL;
+    Node *y = sema_is_tensor(a[2]) ? sema_node(E, a[2], loc) : NULL;
     if (E->failed)
         return NULL;
     for (int i = 1; i <= 2; i++)
-        if (!is_tensor(a[i]) && !is_number(a[i]))
+        if (!sema_is_tensor(a[i]) && !sema_is_number(a[i]))
             return sema_error(E, loc, "'where' needs a tensor or a number, got %s", sema_kind_name(E, a[i]));
     if (!x && !y) { /* two numbers: f32 constants */
         const Node like = {.dtype = DT_F32};
@@ -309,11 +306,11 @@ static Value *b_dim(Eval *E, Value **a, Loc loc) {
 /* ---------------------------------------------------------------- initialisers */
 
 static bool number_arg(Eval *E, Value *v, const char *fn, const char *what, Loc loc, double *out) {
-    if (!is_number(v)) {
+    if (!sema_is_number(v)) {
         sema_error(E, loc, "'%s' needs a number for '%s', got %s", fn, what, sema_kind_name(E, v));
         return false;
     }
-    *out = num(v);
+    *out = sema_num(v);
     return true;
 }
 

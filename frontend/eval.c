@@ -255,9 +255,6 @@ Node *sema_node(Eval *E, Value *v, Loc loc) {
     return p->node;
 }
 
-static bool is_number(const Value *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
-static double num(const Value *v) { return v->kind == V_INT ? (double)v->i : v->f; }
-static bool is_tensor(const Value *v) { return v->kind == V_TENSOR || v->kind == V_PARAM; }
 
 /* Whether an integer dtype holds v: the generated code converts a constant from its double, and a value out
    of range has no defined conversion (300 as a u8). */
@@ -277,12 +274,12 @@ Node *sema_const_like(Eval *E, const Node *like, Value *v, Loc loc) {
                    sema_type_str(E, like->dtype, &like->shape));
         return NULL;
     }
-    if (!int_dtype_holds(like->dtype, num(v))) {
-        sema_error(E, loc, "the constant %.17g does not fit the integer tensor %s", num(v),
+    if (!int_dtype_holds(like->dtype, sema_num(v))) {
+        sema_error(E, loc, "the constant %.17g does not fit the integer tensor %s", sema_num(v),
                    sema_type_str(E, like->dtype, &like->shape));
         return NULL;
     }
-    return ir_const(E->g, sema_node_loc(E, loc), like->dtype, ir_shape_scalar(), num(v));
+    return ir_const(E->g, sema_node_loc(E, loc), like->dtype, ir_shape_scalar(), sema_num(v));
 }
 
 Value *sema_elementwise(Eval *E, Op op, const char *what, Value *a, Value *b, Loc loc) {
@@ -291,9 +288,9 @@ Value *sema_elementwise(Eval *E, Op op, const char *what, Value *a, Value *b, Lo
         return NULL;
     if (!x && !y)
         LATHE_UNREACHABLE("sema_elementwise without a tensor");
-    if (!x && !(is_number(a) && (x = sema_const_like(E, y, a, loc))))
+    if (!x && !(sema_is_number(a) && (x = sema_const_like(E, y, a, loc))))
         return E->failed ? NULL : sema_error(E, loc, "cannot apply '%s' to %s and a tensor", what, sema_kind_name(E, a));
-    if (!y && !(is_number(b) && (y = sema_const_like(E, x, b, loc))))
+    if (!y && !(sema_is_number(b) && (y = sema_const_like(E, x, b, loc))))
         return E->failed ? NULL : sema_error(E, loc, "cannot apply '%s' to a tensor and %s", what, sema_kind_name(E, b));
     if (x->dtype != y->dtype)
         return sema_error(E, loc, "dtype mismatch in '%s': %s and %s", what, sema_type_str(E, x->dtype, &x->shape),
@@ -380,7 +377,7 @@ static Value *fold(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
         if (v || E->failed)
             return v;
     }
-    double x = num(a), y = num(b), r;
+    double x = sema_num(a), y = sema_num(b), r;
     switch (op) {
     case B_ADD: r = x + y; break;
     case B_SUB: r = x - y; break;
@@ -424,14 +421,14 @@ static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
         [B_ADD] = OP_ADD, [B_SUB] = OP_SUB, [B_MUL] = OP_MUL, [B_DIV] = OP_DIV, [B_POW] = OP_POW,
     };
     const char *name = parse_binop_name(op);
-    if (is_tensor(a) || is_tensor(b)) {
+    if (sema_is_tensor(a) || sema_is_tensor(b)) {
         if (op == B_MATMUL)
             return matmul(E, a, b, loc);
         if (op == B_MOD)
             return sema_error(E, loc, "'%%' is not supported on tensors");
         return sema_elementwise(E, ops[op], name, a, b, loc);
     }
-    if (is_number(a) && is_number(b))
+    if (sema_is_number(a) && sema_is_number(b))
         return fold(E, op, a, b, loc);
     if (op == B_EQ || op == B_NE) {
         bool eq;
@@ -441,7 +438,7 @@ static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
             eq = strcmp(a->s, b->s) == 0;
         else if (a->kind == V_DIMN && b->kind == V_DIMN)
             eq = true;
-        else if ((a->kind == V_DIMN && is_number(b)) || (b->kind == V_DIMN && is_number(a)))
+        else if ((a->kind == V_DIMN && sema_is_number(b)) || (b->kind == V_DIMN && sema_is_number(a)))
             eq = false;
         else
             goto bad;
@@ -490,8 +487,8 @@ static Value *check_type(Eval *E, const TypeExpr *t, Value *v, Scope *s, const c
             return v;
         return sema_error(E, loc, "%s: expected an int, got %s", what, sema_kind_name(E, v));
     case TY_FLOAT:
-        if (is_number(v))
-            return sema_float(E, num(v));
+        if (sema_is_number(v))
+            return sema_float(E, sema_num(v));
         return sema_error(E, loc, "%s: expected a float, got %s", what, sema_kind_name(E, v));
     case TY_BOOL:
         if (v->kind == V_BOOL)
@@ -504,7 +501,7 @@ static Value *check_type(Eval *E, const TypeExpr *t, Value *v, Scope *s, const c
     if (!sema_eval_type(E, t, s, true, &dt, &shape))
         return NULL;
     const char *want = sema_type_str(E, dt, &shape);
-    Node *n = is_tensor(v) ? sema_node(E, v, loc) : NULL;
+    Node *n = sema_is_tensor(v) ? sema_node(E, v, loc) : NULL;
     if (E->failed)
         return NULL;
     if (!n)
@@ -812,7 +809,7 @@ static Value *attr(Eval *E, const Expr *e, Scope *s) {
                               sema_did_you_mean(E, sema_closest(e->name, x->inst->scope->names, x->inst->scope->n)));
         return v;
     }
-    if (is_tensor(x) && strcmp(e->name, "T") == 0) {
+    if (sema_is_tensor(x) && strcmp(e->name, "T") == 0) {
         Node *n = sema_node(E, x, e->loc);
         if (!n)
             return NULL;
@@ -849,7 +846,7 @@ static Value *negate(Eval *E, const Expr *e, Scope *s) {
     }
     if (x->kind == V_FLOAT)
         return sema_float(E, -x->f);
-    if (is_tensor(x)) {
+    if (sema_is_tensor(x)) {
         Node *n = sema_node(E, x, e->loc);
         return n ? sema_made(E, ir_unary(E->g, E->d, sema_node_loc(E, e->loc), OP_NEG, n), e->loc) : NULL;
     }

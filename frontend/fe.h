@@ -253,6 +253,9 @@ Value *sema_int(Eval *E, int64_t i);
 Value *sema_float(Eval *E, double f);
 Value *sema_tensor(Eval *E, Node *n);
 const char *sema_kind_name(Eval *E, const Value *v); /* "an int", "a tensor f32[N,10]" */
+static inline bool sema_is_tensor(const Value *v) { return v->kind == V_TENSOR || v->kind == V_PARAM; }
+static inline bool sema_is_number(const Value *v) { return v->kind == V_INT || v->kind == V_FLOAT; }
+static inline double sema_num(const Value *v) { return v->kind == V_INT ? (double)v->i : v->f; }
 
 /* Reports the first error: at loc when it lies in the user's file, else at the user's call site with a
    note at the library's line. Sets E->failed; returns NULL for the caller's convenience. */

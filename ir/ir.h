@@ -248,6 +248,10 @@ typedef struct GraphArg {
 int ir_graph_args(const Graph *g, GraphArg *out);
 const char *ir_arg_role_name(ArgRole r); /* "input", "param", "state", "output" */
 Node *ir_find_leaf(const Graph *g, Op op, const char *name); /* the INPUT/PARAM/STATE named so, or NULL */
+/* Whether n is the constant v everywhere (a CONST whose value does not depend on N, unless it is 0). */
+static inline bool ir_is_const(const Node *n, double v) {
+    return n->op == OP_CONST && n->attr.value == v && (v == 0 || n->attr.npow == 0);
+}
 
 /* Renumbers ids after a pass removed or reordered nodes. */
 void ir_renumber(Graph *g);

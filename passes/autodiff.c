@@ -21,10 +21,6 @@ typedef struct AD {
 
 /* ---------------------------------------------------------------- builders that fold constants */
 
-static bool is_const(const Node *n, double v) {
-    return n->op == OP_CONST && n->attr.value == v && (v == 0 || n->attr.npow == 0);
-}
-
 /* The constant value * N^npow of type t and shape s, built once per pass. */
 static Node *cst(AD *ad, Loc loc, DType t, Shape s, double value, int npow) {
     if (value == 0)
@@ -74,9 +70,9 @@ static Node *binary(AD *ad, Loc loc, Op op, Node *a, Node *b) {
     if (!ir_shape_broadcast(&a->shape, &b->shape, &s))
         LATHE_UNREACHABLE("autodiff built a binary op on shapes that do not broadcast");
     if (op == OP_MUL) {
-        if (is_const(a, 1) && ir_shape_eq(&b->shape, &s))
+        if (ir_is_const(a, 1) && ir_shape_eq(&b->shape, &s))
             return b;
-        if (is_const(b, 1) && ir_shape_eq(&a->shape, &s))
+        if (ir_is_const(b, 1) && ir_shape_eq(&a->shape, &s))
             return a;
         if (a->op == OP_CONST && b->op == OP_CONST)
             return cst(ad, loc, a->dtype, s, a->attr.value * b->attr.value, a->attr.npow + b->attr.npow);

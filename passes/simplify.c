@@ -7,10 +7,6 @@
 
 #include <assert.h>
 
-static bool is_const(const Node *n, double v) {
-    return n->op == OP_CONST && n->attr.value == v && (v == 0 || n->attr.npow == 0);
-}
-
 /* perm swaps the last two dims and keeps the others */
 static bool swaps_last_two(const Node *t) {
     int r = t->shape.rank;
@@ -91,9 +87,9 @@ static Node *identity_operand(const Node *n) {
     Node *a = n->inputs[0], *b = n->inputs[1];
     double unit = n->op == OP_MUL || n->op == OP_DIV ? 1 : 0;
     bool commutes = n->op == OP_MUL || n->op == OP_ADD;
-    if (is_const(b, unit) && ir_shape_eq(&a->shape, &n->shape) && a->dtype == n->dtype)
+    if (ir_is_const(b, unit) && ir_shape_eq(&a->shape, &n->shape) && a->dtype == n->dtype)
         return a;
-    if (commutes && is_const(a, unit) && ir_shape_eq(&b->shape, &n->shape) && b->dtype == n->dtype)
+    if (commutes && ir_is_const(a, unit) && ir_shape_eq(&b->shape, &n->shape) && b->dtype == n->dtype)
         return b;
     return NULL;
 }
