@@ -220,12 +220,19 @@ done:
     return status ? fail(r, status) : 0;
 }
 
+/* What eval and predict start with: the --weights checkpoint into the parameters, and the test set. */
+static int load_weights_and_test(Run *r, json_t **meta, RtDataset *test) {
+    if (load_checkpoint(r, r->cfg.weights, meta) != RT_OK)
+        return RT_ERR;
+    return load_data(r, &r->cfg.test_data, "test", test);
+}
+
 static int cmd_eval(Run *r) {
     RtDataset test = {0};
     RtBinding eb = {0};
     json_t *meta = NULL;
     int status = 1;
-    if (load_checkpoint(r, r->cfg.weights, &meta) != RT_OK || load_data(r, &r->cfg.test_data, "test", &test) ||
+    if (load_weights_and_test(r, &meta, &test) != RT_OK ||
         rt_bind(&eb, &r->md, &r->m.eval, &r->cfg, min64(r->cfg.batch, test.count), &r->err) != RT_OK)
         goto done;
     RtEvalResult ev;
@@ -259,7 +266,7 @@ static int cmd_predict(Run *r) {
     RtBinding pb = {0};
     json_t *meta = NULL;
     int status = 1;
-    if (load_checkpoint(r, r->cfg.weights, &meta) != RT_OK || load_data(r, &r->cfg.test_data, "test", &test))
+    if (load_weights_and_test(r, &meta, &test) != RT_OK)
         goto done;
     if (r->cfg.index >= test.count) {
         rt_errf(&r->err, "--index: %lld is out of range: the test set has %lld samples", (long long)r->cfg.index,
