@@ -30,4 +30,7 @@ void write_fake_dataset(const char *dir, const char *prefix, int count, bool gz)
 int run_driver(char **out, char **err, const char *const *args);
 char *read_text(const char *path);
 
+/* Fails the running cmocka test unless s (which may be NULL) contains part. */
+void assert_contains(const char *s, const char *part);
+
 #endif

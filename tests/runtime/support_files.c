@@ -5,11 +5,16 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include <cmocka.h>
 
 char *tmp_dir(void) {
     char *d = strdup("/tmp/lathe-rt-test-XXXXXX");
@@ -147,4 +152,9 @@ int run_driver(char **out, char **err, const char *const *args) {
         free(argv[i]);
     free(argv);
     return status;
+}
+
+void assert_contains(const char *s, const char *part) {
+    if (!s || !strstr(s, part))
+        fail_msg("'%s' does not contain '%s'", s ? s : "(null)", part);
 }

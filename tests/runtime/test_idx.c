@@ -22,11 +22,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void assert_contains(const char *s, const char *part) {
-    if (!strstr(s, part))
-        fail_msg("'%s' does not contain '%s'", s, part);
-}
-
 static void test_idx_reads_plain_images(void **state) {
     char p[512];
     uint8_t px[2 * 2 * 3] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 255};

@@ -33,11 +33,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void assert_contains(const char *s, const char *part) {
-    if (!strstr(s, part))
-        fail_msg("'%s' does not contain '%s'", s, part);
-}
-
 static void tensors(RtTensor ts[2], float *wd, float *bd) {
     ts[0] = (RtTensor){.name = "w", .dtype = RT_F32, .rank = 2, .shape = {3, 4}, .data = wd};
     ts[1] = (RtTensor){.name = "b", .dtype = RT_F32, .rank = 1, .shape = {3}, .data = bd};

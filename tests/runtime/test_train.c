@@ -28,11 +28,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static void assert_contains(const char *s, const char *part) {
-    if (!s || !strstr(s, part))
-        fail_msg("'%s' does not contain '%s'", s ? s : "(null)", part);
-}
-
 static void test_training_lowers_loss(void **state) {
     RtManifest m;
     RtErr e;
