@@ -115,11 +115,8 @@ static char *graph_hash(Arena *a, const Graph *g) {
 
 static int kernel_count(const Graph *g) {
     int k = 0;
-    for (int i = 0; i < g->nnodes; i++) {
-        OpKind kind = ir_op_kind(g->nodes[i]->op);
-        if (kind != K_LEAF && g->nodes[i]->op != OP_RESHAPE)
-            k++;
-    }
+    for (int i = 0; i < g->nnodes; i++)
+        k += ir_is_kernel(g->nodes[i]);
     return k;
 }
 

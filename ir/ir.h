@@ -248,6 +248,11 @@ typedef struct GraphArg {
 int ir_graph_args(const Graph *g, GraphArg *out);
 const char *ir_arg_role_name(ArgRole r); /* "input", "param", "state", "output" */
 Node *ir_find_leaf(const Graph *g, Op op, const char *name); /* the INPUT/PARAM/STATE named so, or NULL */
+/* Whether a compiled graph runs code for n: leaves are arguments or constants and a reshape is a view of
+   its input; everything else is a kernel. (Constants get a fill kernel only where a user needs the buffer.) */
+static inline bool ir_is_kernel(const Node *n) {
+    return ir_op_kind(n->op) != K_LEAF && n->op != OP_RESHAPE;
+}
 /* Whether n is the constant v everywhere (a CONST whose value does not depend on N, unless it is 0). */
 static inline bool ir_is_const(const Node *n, double v) {
     return n->op == OP_CONST && n->attr.value == v && (v == 0 || n->attr.npow == 0);

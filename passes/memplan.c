@@ -29,10 +29,6 @@ static int64_t align_up(int64_t x) {
     return (x + MEMPLAN_ALIGN - 1) / MEMPLAN_ALIGN * MEMPLAN_ALIGN;
 }
 
-static bool is_kernel(const Node *n) {
-    return ir_op_kind(n->op) != K_LEAF && n->op != OP_RESHAPE;
-}
-
 /* Elementwise kernels read each input at the index they write, so writing over an input is safe. */
 static bool is_elementwise(const Node *n) {
     OpKind k = ir_op_kind(n->op);
@@ -134,14 +130,14 @@ bool pass_memplan(Graph *g, Diag *d) {
             n->mem = (MemLoc){MEM_ARG, a, 0, 0};
             continue;
         }
-        if (is_kernel(n) && out_count[n->id] == 1)
+        if (ir_is_kernel(n) && out_count[n->id] == 1)
             n->mem = (MemLoc){MEM_ARG, a, 0, 0};
     }
 
     for (int i = 0; i < g->noutputs; i++) {
         Output *o = &g->outputs[i];
         Node *v = o->value;
-        if (!o->update || !is_kernel(v) || !is_elementwise(v) || out_count[v->id] != 1)
+        if (!o->update || !ir_is_kernel(v) || !is_elementwise(v) || out_count[v->id] != 1)
             continue;
         const Node *p = update_target(g, o->name);
         if (!p || p->mem.kind != MEM_ARG || p->dtype != v->dtype || !ir_shape_eq(&p->shape, &v->shape))

@@ -215,8 +215,7 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
 
     for (int i = 0; i < g->nnodes; i++) {
         const Node *nd = g->nodes[i];
-        OpKind kind = ir_op_kind(nd->op);
-        if (nd->op == OP_RESHAPE || (kind == K_LEAF && nd->op != OP_CONST))
+        if (!ir_is_kernel(nd) && nd->op != OP_CONST)
             continue;
         if (nd->op == OP_CONST && !const_needed(g, nd))
             continue;
