@@ -123,7 +123,15 @@ typedef struct Attr {
     int perm[IR_MAX_RANK];     /* TRANSPOSE */
     bool transpose_a, transpose_b; /* MATMUL */
     int64_t classes;           /* ONE_HOT */
+    /* the layers issue's ops (see ops.def) */
+    int64_t start[IR_MAX_RANK], step[IR_MAX_RANK]; /* SLICE, PAD */
+    int window[2], stride[2], pad[2], dilation[2]; /* CONV2D*, *POOL2D*: (h, w) */
+    int groups;                /* CONV2D* */
+    bool ceil_mode, count_include_pad; /* *POOL2D* */
+    uint32_t stream;           /* RANDOM: which random stream of the run (one per RANDOM node) */
 } Attr;
+
+#define IR_MAX_CONCAT 16 /* inputs of one CONCAT; the frontend chains longer lists */
 
 /* Where a node's value lives in a compiled graph; set by the memplan pass. */
 typedef enum {
@@ -232,6 +240,17 @@ Node *ir_reshape(Graph *g, Diag *d, Loc loc, Node *x, Shape s);
 Node *ir_transpose(Graph *g, Diag *d, Loc loc, Node *x, const int *perm);
 Node *ir_broadcast(Graph *g, Diag *d, Loc loc, Node *x, Shape s);
 Node *ir_one_hot(Graph *g, Diag *d, Loc loc, Node *x, int64_t classes, DType t);
+/* The layers issue's ops; attributes as ops.def says. The window ops take a filled Attr (window, stride, pad,
+   dilation, groups, ceil_mode, count_include_pad; attr->shape only for the _BWD ops and adaptive pooling). */
+Node *ir_argmin(Graph *g, Diag *d, Loc loc, Node *x, int axis, bool keepdim);
+Node *ir_iota(Graph *g, Loc loc, DType t, Shape s, int axis);
+Node *ir_random(Graph *g, Diag *d, Loc loc, Node *seed, Node *step, Shape s, uint32_t stream);
+Node *ir_window(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *inputs, const Attr *attr);
+Node *ir_slice(Graph *g, Diag *d, Loc loc, Node *x, const int64_t *start, const int64_t *step, Shape s);
+Node *ir_pad(Graph *g, Diag *d, Loc loc, Node *x, const int64_t *start, const int64_t *step, Shape s, double value);
+Node *ir_concat(Graph *g, Diag *d, Loc loc, int n, Node *const *xs, int axis);
+Node *ir_gather(Graph *g, Diag *d, Loc loc, Node *x, Node *index, int axis);
+Node *ir_scatter_add(Graph *g, Diag *d, Loc loc, Node *index, Node *src, int axis, Shape s);
 /* Sum x over the dims that broadcasting added or stretched so that the result has shape s (for VJPs). */
 Node *ir_sum_to(Graph *g, Diag *d, Loc loc, Node *x, Shape s);
 
@@ -313,7 +332,9 @@ typedef struct ParamInfo {
     DType dtype;
     Shape shape;      /* constant dims only */
     InitSpec init;
-    bool trainable;
+    bool trainable;   /* false: frozen (`freeze`), an integer dtype, or a buffer */
+    bool buffer;      /* a non-trainable buffer (BatchNorm's running_mean): a frozen PARAM node that the train
+                         graph may rewrite through an update output of the same name */
     Loc loc;
 } ParamInfo;
 
@@ -331,6 +352,7 @@ typedef struct Program {
        optimizer passes then add the gradients, the INPUT "lr" and the updates); eval: batch inputs, params
        -> "loss" (the batch mean), "correct" (a count, f32); predict: "x", params -> "logits". */
     Graph *train, *eval, *predict;
+    Node *train_logits; /* the forward's result in the train graph (not an output), for tests that probe it */
     RecipeEntry *recipe;
     int nrecipe;
 } Program;

@@ -55,7 +55,7 @@ static int setup(void **state) {
     p->input_names = inputs;
     p->ninputs = 1;
     p->params = arena_alloc(ts.a, sizeof(ParamInfo));
-    p->params[0] = (ParamInfo){"w", DT_F32, ts_shape(2, 3, 4), {INIT_UNIFORM, -0.5, 0.5}, true, L};
+    p->params[0] = (ParamInfo){.name = "w", .dtype = DT_F32, .shape = ts_shape(2, 3, 4), .init = {INIT_UNIFORM, -0.5, 0.5}, .trainable = true, .loc = L};
     p->nparams = 1;
     p->train = small_graph("train");
     p->eval = small_graph("eval");

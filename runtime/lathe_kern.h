@@ -1,0 +1,76 @@
+/* lathe_kern.h: the kernels that generated code calls instead of emitting the loops itself: convolution and
+   pooling (im2col and OpenBLAS), the data-movement ops (slice, pad, concat, gather, scatter_add) and the
+   counter-based random generator. They are part of liblathe_rt.a, so every produced executable has them, and
+   the JIT of the tests registers them by address (lathe_kern_symbols).
+
+   Every kernel has one signature:
+       void lathe_k_<op>_<dtype>(void *out, const void *const *in, int64_t n, const int64_t *desc)
+   <op> is the op's text name (ops.def: "conv2d", "max_pool2d_bwd", ...), <dtype> the node's dtype name
+   ("f32", "f64"; the data-movement ops also "i32", "i64", "u8"). in[i] is input i's buffer, n the run's batch
+   size, desc a constant array that the code generator builds from the node (LATHE_KD_* below): the shapes of
+   the output and of every input with N already in them as -1 (a kernel replaces -1 by n), then the node's
+   attributes. Kernels never allocate per call beyond a scratch buffer they keep, never print, never fail. */
+#ifndef LATHE_KERN_H
+#define LATHE_KERN_H
+
+#include <stdint.h>
+
+#define LATHE_KD_MAX_RANK 8
+
+/* desc layout (int64 each):
+     [0]                   ninputs
+     [1]                   output rank r
+     [2 .. 2+8)            output dims (first r used; -1 = N)
+     then for input i:     rank, 8 dims        (9 entries each)
+     then the attributes:  LATHE_KD_ATTRS(desc) points at them:
+       conv2d*, *pool2d*:  window h, w, stride h, w, pad h, w, dilation h, w, groups, ceil_mode,
+                           count_include_pad                                   (11 entries)
+       slice, pad:         start[8], step[8], value as the bits of a double    (17 entries)
+       concat, gather, scatter_add: axis                                       (1 entry)
+       random:             stream                                              (1 entry) */
+#define LATHE_KD_NINPUTS(d) ((d)[0])
+#define LATHE_KD_OUT_RANK(d) ((d)[1])
+#define LATHE_KD_OUT_DIMS(d) ((d) + 2)
+#define LATHE_KD_IN_RANK(d, i) ((d)[10 + 9 * (i)])
+#define LATHE_KD_IN_DIMS(d, i) ((d) + 11 + 9 * (i))
+#define LATHE_KD_ATTRS(d) ((d) + 10 + 9 * (d)[0])
+
+enum {
+    LATHE_KA_WINDOW_H, LATHE_KA_WINDOW_W, LATHE_KA_STRIDE_H, LATHE_KA_STRIDE_W, LATHE_KA_PAD_H, LATHE_KA_PAD_W,
+    LATHE_KA_DILATION_H, LATHE_KA_DILATION_W, LATHE_KA_GROUPS, LATHE_KA_CEIL_MODE, LATHE_KA_COUNT_INCLUDE_PAD,
+    LATHE_KA_WINDOW_COUNT
+};
+enum { LATHE_KA_START = 0, LATHE_KA_STEP = 8, LATHE_KA_VALUE = 16, LATHE_KA_SLICE_COUNT = 17 };
+
+typedef void (*LatheKernFn)(void *out, const void *const *in, int64_t n, const int64_t *desc);
+
+typedef struct LatheKernSymbol {
+    const char *name; /* "lathe_k_conv2d_f32" */
+    LatheKernFn fn;
+} LatheKernSymbol;
+
+/* Every kernel, ending with {NULL, NULL}. */
+extern const LatheKernSymbol lathe_kern_symbols[];
+
+/* The random generator of RANDOM nodes (and of the interpreter, which must agree bit for bit):
+   Philox4x32-10 with key (k0, k1) = (low 32 bits of seed, stream ^ high 32 bits of seed) and counter
+   (c0, c1, c2, c3) = (low and high 32 bits of the element index, low and high 32 bits of step); the element's
+   value is (first output word >> 8) * 2^-24, a float in [0, 1). Static inline, defined here, so that the
+   interpreter (ir/interp.c includes this header) computes the very same bits without linking the runtime. */
+static inline float lathe_philox_uniform(uint64_t seed, uint32_t stream, uint64_t step, uint64_t index) {
+    uint32_t c0 = (uint32_t)index, c1 = (uint32_t)(index >> 32), c2 = (uint32_t)step, c3 = (uint32_t)(step >> 32);
+    uint32_t k0 = (uint32_t)seed, k1 = stream ^ (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    return (float)(c0 >> 8) * (1.0f / 16777216.0f);
+}
+
+#endif
