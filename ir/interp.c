@@ -3,6 +3,8 @@
    interpreter agrees with generated f32 code closely and with integer code exactly. Slow and simple on
    purpose: it is the oracle the tests compare everything else against. */
 #include "ir.h"
+#include "interp_window.h"
+#include "../runtime/lathe_kern.h" /* lathe_philox_uniform: RANDOM must give the runtime's bits */
 
 #include <math.h>
 #include <string.h>
@@ -104,6 +106,8 @@ static double unary(Op op, double x)
     case OP_RELU: return x < 0 ? 0 : x; /* NaN passes through, as in PyTorch */
     case OP_SIGMOID: return 1 / (1 + exp(-x));
     case OP_TANH: return tanh(x);
+    case OP_ERF: return erf(x);
+    case OP_RSQRT: return 1 / sqrt(x);
     case OP_CAST:
     case OP_BROADCAST: return x;
     default: LATHE_UNREACHABLE("unary: not a unary op");
@@ -168,7 +172,7 @@ static void eval_reduce(const Node *nd, Val *out, const Val *x)
             kept.dim[i] = 1;
         }
     }
-    double init = nd->op == OP_REDUCE_MAX ? -INFINITY : 0;
+    double init = nd->op == OP_REDUCE_MAX ? -INFINITY : nd->op == OP_REDUCE_MIN ? INFINITY : 0;
     for (int64_t i = 0; i < out->numel; i++)
         out->data[i] = init;
     if (x->numel > 0) {
@@ -177,10 +181,10 @@ static void eval_reduce(const Node *nd, Val *out, const Val *x)
         int64_t i = 0;
         do {
             double v = x->data[i++], *o = &out->data[offset(idx, st, x->shape.rank)];
-            if (nd->op != OP_REDUCE_MAX)
+            if (nd->op == OP_REDUCE_SUM || nd->op == OP_REDUCE_MEAN)
                 *o += v;
-            else if (isnan(v) || v > *o)
-                *o = isnan(*o) ? *o : v;
+            else if (isnan(v) || (nd->op == OP_REDUCE_MAX ? v > *o : v < *o))
+                *o = isnan(*o) ? *o : v; /* NaN wins, as in PyTorch */
         } while (next_index(&x->shape, idx));
     }
     if (nd->op == OP_REDUCE_MEAN)
@@ -188,8 +192,10 @@ static void eval_reduce(const Node *nd, Val *out, const Val *x)
             out->data[i] /= (double)count;
 }
 
+/* argmax and argmin: the first extreme along the axis; a NaN counts as the extreme, as in PyTorch */
 static void eval_argmax(const Node *nd, Val *out, const Val *x)
 {
+    bool is_min = nd->op == OP_ARGMIN;
     int ax = nd->attr.axis;
     int64_t outer = 1, len = x->shape.dim[ax], inner = 1;
     for (int i = 0; i < ax; i++)
@@ -201,24 +207,34 @@ static void eval_argmax(const Node *nd, Val *out, const Val *x)
             const double *p = x->data + o * len * inner + in;
             int64_t best = 0;
             for (int64_t k = 1; k < len; k++)
-                if (p[k * inner] > p[best * inner] || (isnan(p[k * inner]) && !isnan(p[best * inner])))
+                if ((is_min ? p[k * inner] < p[best * inner] : p[k * inner] > p[best * inner]) ||
+                    (isnan(p[k * inner]) && !isnan(p[best * inner])))
                     best = k;
             out->data[o * inner + in] = (double)best;
         }
     }
 }
 
+/* The batch dims (all but the last two) broadcast: each output matrix reads the matrices of a and b that
+   its batch index maps to (stride 0 along stretched or missing dims). */
 static void eval_matmul(const Node *nd, Val *out, const Val *a, const Val *b)
 {
     bool ta = nd->attr.transpose_a, tb = nd->attr.transpose_b;
     int ra = a->shape.rank, rb = b->shape.rank, ro = out->shape.rank;
     int64_t m = out->shape.dim[ro - 2], p = out->shape.dim[ro - 1];
     int64_t k = ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1];
-    int64_t batch = ro == 3 ? out->shape.dim[0] : 1;
-    int64_t a_step = ra == 3 ? m * k : 0, b_step = rb == 3 ? k * p : 0;
-    for (int64_t bi = 0; bi < batch; bi++) {
-        const double *A = a->data + bi * a_step, *B = b->data + bi * b_step;
-        double *C = out->data + bi * m * p;
+    Shape ob = ir_shape(ro - 2, out->shape.dim), ab = ir_shape(ra - 2, a->shape.dim);
+    Shape bb = ir_shape(rb - 2, b->shape.dim);
+    int64_t sa[IR_MAX_RANK], sb[IR_MAX_RANK], idx[IR_MAX_RANK] = {0};
+    bstrides(&ab, &ob, sa);
+    bstrides(&bb, &ob, sb);
+    if (out->numel == 0)
+        return;
+    int64_t bi = 0;
+    do {
+        const double *A = a->data + offset(idx, sa, ob.rank) * m * k;
+        const double *B = b->data + offset(idx, sb, ob.rank) * k * p;
+        double *C = out->data + bi++ * m * p;
         for (int64_t i = 0; i < m; i++) {
             for (int64_t j = 0; j < p; j++) {
                 double s = 0;
@@ -227,7 +243,7 @@ static void eval_matmul(const Node *nd, Val *out, const Val *a, const Val *b)
                 C[i * p + j] = s;
             }
         }
-    }
+    } while (next_index(&ob, idx));
 }
 
 static void eval_transpose(const Node *nd, Val *out, const Val *x)
@@ -259,6 +275,121 @@ static void eval_one_hot(const Node *nd, Val *out, const Val *x)
         if (v >= 0 && v < (double)c)
             out->data[i * c + (int64_t)v] = 1;
     }
+}
+
+/* Row-major strides of a concrete shape. */
+static void strides(const Shape *s, int64_t *st)
+{
+    int64_t acc = 1;
+    for (int i = s->rank - 1; i >= 0; i--) {
+        st[i] = acc;
+        acc *= s->dim[i];
+    }
+}
+
+static void eval_iota(const Node *nd, Val *out)
+{
+    int64_t idx[IR_MAX_RANK] = {0}, i = 0;
+    if (out->numel == 0)
+        return;
+    do
+        out->data[i++] = (double)idx[nd->attr.axis];
+    while (next_index(&out->shape, idx));
+}
+
+static void eval_random(const Node *nd, Val *out, const Val *seed, const Val *step)
+{
+    /* the doubles hold i64 values exactly (up to 2^53); the runtime reads the same integers */
+    uint64_t sd = (uint64_t)(int64_t)seed->data[0], st = (uint64_t)(int64_t)step->data[0];
+    for (int64_t i = 0; i < out->numel; i++)
+        out->data[i] = lathe_philox_uniform(sd, nd->attr.stream, st, (uint64_t)i);
+}
+
+/* slice: out[i] = x[start + i step]; pad: out = value, then out[start + i step] = x[i]. One walk over the
+   smaller tensor serves both. */
+static void eval_slice_pad(const Node *nd, Val *out, const Val *x)
+{
+    bool is_pad = nd->op == OP_PAD;
+    const Val *small = is_pad ? x : out, *big = is_pad ? out : x;
+    int rank = out->shape.rank;
+    int64_t bst[IR_MAX_RANK], idx[IR_MAX_RANK] = {0};
+    strides(&big->shape, bst);
+    if (is_pad)
+        for (int64_t i = 0; i < out->numel; i++)
+            out->data[i] = nd->attr.value;
+    if (small->numel == 0)
+        return;
+    int64_t i = 0;
+    do {
+        int64_t o = 0;
+        for (int d = 0; d < rank; d++)
+            o += (nd->attr.start[d] + idx[d] * nd->attr.step[d]) * bst[d];
+        if (is_pad)
+            out->data[o] = x->data[i++];
+        else
+            out->data[i++] = x->data[o];
+    } while (next_index(&small->shape, idx));
+}
+
+static void eval_concat(const Node *nd, Val *out, Val *const *in)
+{
+    int ax = nd->attr.axis;
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < ax; i++)
+        outer *= out->shape.dim[i];
+    for (int i = ax + 1; i < out->shape.rank; i++)
+        inner *= out->shape.dim[i];
+    double *o = out->data;
+    for (int64_t r = 0; r < outer; r++) {
+        for (int k = 0; k < nd->ninputs; k++) {
+            int64_t chunk = in[k]->shape.dim[ax] * inner;
+            if (chunk > 0)
+                memcpy(o, in[k]->data + r * chunk, sizeof(double) * (size_t)chunk);
+            o += chunk;
+        }
+    }
+}
+
+/* gather: out[i] = x[i with i[axis] = index[i]]; scatter_add: out[i with i[axis] = index[i]] += src[i].
+   An index outside [0, dim) reads 0 or adds nothing. data is x (gather) or out (scatter_add). */
+static void eval_gather_scatter(const Node *nd, Val *out, const Val *a, const Val *b)
+{
+    bool gather = nd->op == OP_GATHER;
+    const Val *index = gather ? b : a, *data = gather ? a : out;
+    int ax = nd->attr.axis, rank = index->shape.rank;
+    int64_t dst[IR_MAX_RANK], idx[IR_MAX_RANK] = {0};
+    strides(&data->shape, dst);
+    if (!gather)
+        memset(out->data, 0, sizeof(double) * (size_t)out->numel);
+    if (index->numel == 0)
+        return;
+    int64_t i = 0;
+    do {
+        double v = index->data[i];
+        if (v >= 0 && v < (double)data->shape.dim[ax]) {
+            int64_t o = 0;
+            for (int d = 0; d < rank; d++)
+                o += (d == ax ? (int64_t)v : idx[d]) * dst[d];
+            if (gather)
+                out->data[i] = a->data[o];
+            else
+                out->data[o] += b->data[i];
+        } else if (gather) {
+            out->data[i] = 0;
+        }
+        i++;
+    } while (next_index(&index->shape, idx));
+}
+
+static void eval_window(const Node *nd, Val *out, Val *const *in)
+{
+    Shape shapes[2];
+    const double *data[2];
+    for (int k = 0; k < nd->ninputs && k < 2; k++) {
+        shapes[k] = in[k]->shape;
+        data[k] = in[k]->data;
+    }
+    ir_interp_window(nd, &out->shape, out->data, shapes, data);
 }
 
 static bool bind_leaf(Interp *it, const Node *nd, Val *out, const IBinding *bind, int nbind)
@@ -335,8 +466,8 @@ static bool eval_node(Interp *it, const Node *nd, const IBinding *bind, int nbin
         diag_error(it->d, nd->loc, "interp: out of memory for %%%d", nd->id);
         return false;
     }
-    Val *in[3] = {0};
-    for (int k = 0; k < nd->ninputs && k < 3; k++)
+    Val *in[IR_MAX_CONCAT] = {0};
+    for (int k = 0; k < nd->ninputs && k < IR_MAX_CONCAT; k++)
         in[k] = &it->vals[nd->inputs[k]->id];
     switch (nd->op) {
     case OP_INPUT:
@@ -356,13 +487,31 @@ static bool eval_node(Interp *it, const Node *nd, const IBinding *bind, int nbin
     }
     case OP_REDUCE_SUM:
     case OP_REDUCE_MEAN:
-    case OP_REDUCE_MAX: eval_reduce(nd, out, in[0]); break;
-    case OP_ARGMAX: eval_argmax(nd, out, in[0]); break;
+    case OP_REDUCE_MAX:
+    case OP_REDUCE_MIN: eval_reduce(nd, out, in[0]); break;
+    case OP_ARGMAX:
+    case OP_ARGMIN: eval_argmax(nd, out, in[0]); break;
     case OP_MATMUL: eval_matmul(nd, out, in[0], in[1]); break;
     case OP_RESHAPE: memcpy(out->data, in[0]->data, sizeof(double) * (size_t)out->numel); break;
     case OP_TRANSPOSE: eval_transpose(nd, out, in[0]); break;
     case OP_BROADCAST: eval_elementwise(nd, out, in); break; /* a unary identity under broadcasting */
     case OP_ONE_HOT: eval_one_hot(nd, out, in[0]); break;
+    case OP_IOTA: eval_iota(nd, out); break;
+    case OP_RANDOM: eval_random(nd, out, in[0], in[1]); break;
+    case OP_CONV2D:
+    case OP_CONV2D_BWD_INPUT:
+    case OP_CONV2D_BWD_WEIGHT:
+    case OP_MAX_POOL2D:
+    case OP_MAX_POOL2D_BWD:
+    case OP_AVG_POOL2D:
+    case OP_AVG_POOL2D_BWD:
+    case OP_ADAPTIVE_AVG_POOL2D:
+    case OP_ADAPTIVE_AVG_POOL2D_BWD: eval_window(nd, out, in); break;
+    case OP_SLICE:
+    case OP_PAD: eval_slice_pad(nd, out, in[0]); break;
+    case OP_CONCAT: eval_concat(nd, out, in); break;
+    case OP_GATHER:
+    case OP_SCATTER_ADD: eval_gather_scatter(nd, out, in[0], in[1]); break;
     default: eval_elementwise(nd, out, in); break;
     }
     for (int64_t i = 0; i < out->numel; i++)

@@ -3,7 +3,7 @@
        file   = { graph }
        graph  = "graph" IDENT "{" { stmt } "}"
        stmt   = "optimizer" "=" rval
-              | VALUE "=" OPNAME operands [ "{" attr { "," attr } "}" ] ":" type [ "#" FILE:LINE:COL ]
+              | VALUE "=" OPNAME [ operands ] [ "{" attr { "," attr } "}" ] ":" type [ "#" FILE:LINE:COL ]
               | ( "output" | "update" ) STRING "=" VALUE
        rval   = NUMBER | STRING | "true" | "false" | IDENT [ "(" [ arg { "," arg } ] ")" ] | "[" ... "]"
 
@@ -33,6 +33,9 @@ typedef struct Parser {
     int nfiles;
     int nperm; /* entries of the last perm=[...], checked against the operand's rank */
     Loc perm_loc;
+    int nstart, nstep; /* entries of start=[...] and step=[...] (slice, pad), -1 when absent */
+    Loc start_loc, step_loc;
+    bool has_stride; /* window ops: stride given (else 1, or the window for pooling) */
 } Parser;
 
 static Loc here(const Parser *ps)
@@ -357,21 +360,92 @@ static bool int_list(Parser *ps, int *v, int max, int *n, int64_t lo, int64_t hi
     return expect(ps, ']');
 }
 
+static bool int64_list(Parser *ps, int64_t *v, int max, int *n, int64_t lo, int64_t hi)
+{
+    *n = 0;
+    if (!expect(ps, '['))
+        return false;
+    if (accept(ps, ']'))
+        return true;
+    do {
+        if (*n == max)
+            return error_at(ps, here(ps), "too many entries");
+        if (!integer(ps, lo, hi, &v[(*n)++]))
+            return false;
+    } while (accept(ps, ','));
+    return expect(ps, ']');
+}
+
+/* "[h,w]" of a window attribute: exactly two entries */
+static bool int_pair(Parser *ps, int *v)
+{
+    Loc loc = here(ps);
+    int n;
+    if (!int_list(ps, v, 2, &n, 0, 1 << 20))
+        return false;
+    if (n != 2)
+        return error_at(ps, loc, "expected two entries [h,w]");
+    return true;
+}
+
+static bool is_window_op(Op op)
+{
+    switch (op) {
+    case OP_CONV2D:
+    case OP_CONV2D_BWD_INPUT:
+    case OP_CONV2D_BWD_WEIGHT:
+    case OP_MAX_POOL2D:
+    case OP_MAX_POOL2D_BWD:
+    case OP_AVG_POOL2D:
+    case OP_AVG_POOL2D_BWD: return true;
+    default: return false;
+    }
+}
+
+static bool is_conv(Op op)
+{
+    return op == OP_CONV2D || op == OP_CONV2D_BWD_INPUT || op == OP_CONV2D_BWD_WEIGHT;
+}
+
 /* Which attributes each op takes in the {...} block. */
 static bool attr_allowed(Op op, const char *name)
 {
+    static const char *const conv[] = {"stride", "pad", "dilation", "groups", NULL};
+    static const char *const max_pool[] = {"window", "stride", "pad", "dilation", "ceil_mode", NULL};
+    static const char *const avg_pool[] = {"window", "stride", "pad", "ceil_mode", "count_include_pad", NULL};
+    const char *const *names = NULL;
     switch (op) {
     case OP_PARAM: return strcmp(name, "frozen") == 0;
     case OP_CONST: return strcmp(name, "npow") == 0;
     case OP_REDUCE_SUM:
     case OP_REDUCE_MEAN:
-    case OP_REDUCE_MAX: return strcmp(name, "axes") == 0 || strcmp(name, "keepdim") == 0;
-    case OP_ARGMAX: return strcmp(name, "axis") == 0 || strcmp(name, "keepdim") == 0;
+    case OP_REDUCE_MAX:
+    case OP_REDUCE_MIN: return strcmp(name, "axes") == 0 || strcmp(name, "keepdim") == 0;
+    case OP_ARGMAX:
+    case OP_ARGMIN: return strcmp(name, "axis") == 0 || strcmp(name, "keepdim") == 0;
     case OP_MATMUL: return strcmp(name, "transpose_a") == 0 || strcmp(name, "transpose_b") == 0;
     case OP_TRANSPOSE: return strcmp(name, "perm") == 0;
     case OP_ONE_HOT: return strcmp(name, "classes") == 0;
+    case OP_IOTA:
+    case OP_CONCAT:
+    case OP_GATHER:
+    case OP_SCATTER_ADD: return strcmp(name, "axis") == 0;
+    case OP_RANDOM: return strcmp(name, "stream") == 0;
+    case OP_SLICE: return strcmp(name, "start") == 0 || strcmp(name, "step") == 0;
+    case OP_PAD: return strcmp(name, "start") == 0 || strcmp(name, "step") == 0 || strcmp(name, "value") == 0;
+    case OP_CONV2D:
+    case OP_CONV2D_BWD_INPUT:
+    case OP_CONV2D_BWD_WEIGHT: names = conv; break;
+    case OP_MAX_POOL2D:
+    case OP_MAX_POOL2D_BWD: names = max_pool; break;
+    case OP_AVG_POOL2D:
+    case OP_AVG_POOL2D_BWD: names = avg_pool; break;
     default: return false;
     }
+    for (; *names; names++)
+        if (strcmp(name, *names) == 0)
+            return true;
+    return false;
 }
 
 static bool attribute(Parser *ps, Op op, Attr *a)
@@ -392,6 +466,40 @@ static bool attribute(Parser *ps, Op op, Attr *a)
         a->transpose_a = true;
     else if (strcmp(name, "transpose_b") == 0)
         a->transpose_b = true;
+    else if (strcmp(name, "ceil_mode") == 0)
+        a->ceil_mode = true;
+    else if (strcmp(name, "count_include_pad") == 0)
+        a->count_include_pad = true;
+    else if (strcmp(name, "window") == 0 || strcmp(name, "stride") == 0 || strcmp(name, "pad") == 0 ||
+             strcmp(name, "dilation") == 0) {
+        int *v = strcmp(name, "window") == 0 ? a->window
+                 : strcmp(name, "stride") == 0 ? a->stride
+                 : strcmp(name, "pad") == 0    ? a->pad
+                                               : a->dilation;
+        ps->has_stride |= v == a->stride;
+        if (!expect(ps, '=') || !int_pair(ps, v))
+            return false;
+    } else if (strcmp(name, "groups") == 0) {
+        if (!expect(ps, '=') || !integer(ps, 1, INT32_MAX, &v))
+            return false;
+        a->groups = (int)v;
+    } else if (strcmp(name, "stream") == 0) {
+        if (!expect(ps, '=') || !integer(ps, 0, UINT32_MAX, &v))
+            return false;
+        a->stream = (uint32_t)v;
+    } else if (strcmp(name, "value") == 0) {
+        if (!expect(ps, '=') || !number(ps, &a->value, NULL))
+            return false;
+    } else if (strcmp(name, "start") == 0 || strcmp(name, "step") == 0) {
+        bool start = strcmp(name, "start") == 0;
+        if (start)
+            ps->start_loc = loc;
+        else
+            ps->step_loc = loc;
+        if (!expect(ps, '=') || !int64_list(ps, start ? a->start : a->step, IR_MAX_RANK,
+                                              start ? &ps->nstart : &ps->nstep, 0, INT64_MAX / 2))
+            return false;
+    }
     else if (strcmp(name, "npow") == 0) {
         if (!expect(ps, '=') || !integer(ps, -64, 64, &v))
             return false;
@@ -472,8 +580,21 @@ static void attr_from_type(Op op, DType dt, const Shape *sh, Attr *a)
         break;
     case OP_CAST:
     case OP_ONE_HOT: a->dtype = dt; break;
+    case OP_IOTA:
+        a->dtype = dt;
+        a->shape = *sh;
+        break;
     case OP_RESHAPE:
-    case OP_BROADCAST: a->shape = *sh; break;
+    case OP_BROADCAST:
+    case OP_RANDOM:
+    case OP_CONV2D_BWD_INPUT:
+    case OP_CONV2D_BWD_WEIGHT:
+    case OP_AVG_POOL2D_BWD:
+    case OP_ADAPTIVE_AVG_POOL2D:
+    case OP_ADAPTIVE_AVG_POOL2D_BWD:
+    case OP_SLICE:
+    case OP_PAD:
+    case OP_SCATTER_ADD: a->shape = *sh; break;
     default: break;
     }
 }
@@ -512,23 +633,28 @@ static bool node_stmt(Parser *ps)
     if (!opname || !ir_op_parse(opname, &op))
         return error_at(ps, op_loc, "unknown op '%s'", opname ? opname : "");
     Attr a = {0};
-    Node *in[8];
+    Node *in[IR_MAX_CONCAT];
     int nin = 0;
-    ps->nperm = -1;
+    ps->nperm = ps->nstart = ps->nstep = -1;
+    ps->has_stride = false;
+    /* what printing leaves out: dilation 1, groups 1, start 0 and step 1 */
+    a.dilation[0] = a.dilation[1] = a.groups = 1;
+    for (int i = 0; i < IR_MAX_RANK; i++)
+        a.step[i] = 1;
     if (op == OP_INPUT || op == OP_PARAM || op == OP_STATE) {
         if (!(a.name = string(ps)))
             return false;
     } else if (op == OP_CONST) {
         if (!number(ps, &a.value, NULL))
             return false;
-    } else {
+    } else if (ir_op_arity(op) != 0) {
         do {
-            if (nin == 8)
+            if (nin == IR_MAX_CONCAT)
                 return error_at(ps, here(ps), "too many operands");
             if (!(in[nin++] = value_ref(ps)))
                 return false;
         } while (accept(ps, ','));
-        if (nin != ir_op_arity(op))
+        if (ir_op_arity(op) >= 0 && nin != ir_op_arity(op))
             return error_at(ps, op_loc, "%s takes %d operand%s, not %d", opname, ir_op_arity(op),
                             ir_op_arity(op) == 1 ? "" : "s", nin);
     }
@@ -543,6 +669,16 @@ static bool node_stmt(Parser *ps)
     if (op == OP_TRANSPOSE && ps->nperm >= 0 && ps->nperm != in[0]->shape.rank)
         return error_at(ps, ps->perm_loc, "perm has %d entries for an operand of rank %d", ps->nperm,
                         in[0]->shape.rank);
+    if (ps->nstart >= 0 && ps->nstart != in[0]->shape.rank)
+        return error_at(ps, ps->start_loc, "start has %d entries for an operand of rank %d", ps->nstart,
+                        in[0]->shape.rank);
+    if (ps->nstep >= 0 && ps->nstep != in[0]->shape.rank)
+        return error_at(ps, ps->step_loc, "step has %d entries for an operand of rank %d", ps->nstep,
+                        in[0]->shape.rank);
+    if (is_window_op(op) && !ps->has_stride) {
+        a.stride[0] = is_conv(op) ? 1 : a.window[0];
+        a.stride[1] = is_conv(op) ? 1 : a.window[1];
+    }
     if (!expect(ps, ':'))
         return false;
     skip_blanks(ps);

@@ -63,6 +63,14 @@ static void print_int_list(FILE *out, const int *v, int n)
     fputc(']', out);
 }
 
+static void print_i64_list(FILE *out, const int64_t *v, int n)
+{
+    fputc('[', out);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s%lld", i ? "," : "", (long long)v[i]);
+    fputc(']', out);
+}
+
 /* Opens the {...} block before the first attribute and separates the later ones. */
 static FILE *attr_sep(FILE *out, bool *open)
 {
@@ -88,7 +96,8 @@ static void print_attrs(FILE *out, const Node *n)
         break;
     case OP_REDUCE_SUM:
     case OP_REDUCE_MEAN:
-    case OP_REDUCE_MAX: {
+    case OP_REDUCE_MAX:
+    case OP_REDUCE_MIN: {
         int axes[32], k = 0;
         for (int i = 0; i < 32; i++)
             if (a->axes & (1u << i))
@@ -100,6 +109,7 @@ static void print_attrs(FILE *out, const Node *n)
         break;
     }
     case OP_ARGMAX:
+    case OP_ARGMIN:
         fprintf(attr_sep(out, &open), "axis=%d", a->axis);
         if (a->keepdim)
             fputs("keepdim", attr_sep(out, &open));
@@ -115,6 +125,52 @@ static void print_attrs(FILE *out, const Node *n)
         print_int_list(out, a->perm, n->shape.rank);
         break;
     case OP_ONE_HOT: fprintf(attr_sep(out, &open), "classes=%lld", (long long)a->classes); break;
+    case OP_IOTA:
+    case OP_CONCAT:
+    case OP_GATHER:
+    case OP_SCATTER_ADD: fprintf(attr_sep(out, &open), "axis=%d", a->axis); break;
+    case OP_RANDOM: fprintf(attr_sep(out, &open), "stream=%u", (unsigned)a->stream); break;
+    case OP_CONV2D:
+    case OP_CONV2D_BWD_INPUT:
+    case OP_CONV2D_BWD_WEIGHT:
+        fputs("stride=", attr_sep(out, &open));
+        print_int_list(out, a->stride, 2);
+        fputs("pad=", attr_sep(out, &open));
+        print_int_list(out, a->pad, 2);
+        fputs("dilation=", attr_sep(out, &open));
+        print_int_list(out, a->dilation, 2);
+        fprintf(attr_sep(out, &open), "groups=%d", a->groups);
+        break;
+    case OP_MAX_POOL2D:
+    case OP_MAX_POOL2D_BWD:
+    case OP_AVG_POOL2D:
+    case OP_AVG_POOL2D_BWD: {
+        bool is_max = n->op == OP_MAX_POOL2D || n->op == OP_MAX_POOL2D_BWD;
+        fputs("window=", attr_sep(out, &open));
+        print_int_list(out, a->window, 2);
+        fputs("stride=", attr_sep(out, &open));
+        print_int_list(out, a->stride, 2);
+        fputs("pad=", attr_sep(out, &open));
+        print_int_list(out, a->pad, 2);
+        if (is_max) {
+            fputs("dilation=", attr_sep(out, &open));
+            print_int_list(out, a->dilation, 2);
+        }
+        if (a->ceil_mode)
+            fputs("ceil_mode", attr_sep(out, &open));
+        if (!is_max && a->count_include_pad)
+            fputs("count_include_pad", attr_sep(out, &open));
+        break;
+    }
+    case OP_SLICE:
+    case OP_PAD:
+        fputs("start=", attr_sep(out, &open));
+        print_i64_list(out, a->start, n->shape.rank);
+        fputs("step=", attr_sep(out, &open));
+        print_i64_list(out, a->step, n->shape.rank);
+        if (n->op == OP_PAD)
+            fprintf(attr_sep(out, &open), "value=%.17g", a->value); /* inf, -inf and nan read back too */
+        break;
     default: break;
     }
     if (open)

@@ -151,6 +151,10 @@ char *ir_shape_str(const Shape *s, char *buf, size_t size)
             return buf;                                                                                 \
         n += (size_t)k;                                                                                 \
     } while (0)
+    if (s->rank < 0 || s->rank > IR_MAX_RANK) { /* an invalid shape, named in a message about it */
+        PUT("[rank %d]", s->rank);
+        return buf;
+    }
     PUT("[");
     for (int i = 0; i < s->rank; i++) {
         if (s->dim[i] == IR_DIM_N)

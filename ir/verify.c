@@ -164,10 +164,8 @@ static bool verify_outputs(const Graph *g, const Node **leaves, int nleaves, Dia
                        g->name, o->name);
             return false;
         }
-        if (t->op == OP_PARAM && t->attr.frozen) {
-            diag_error(d, o->value->loc, "verify: graph %s: update of the frozen param \"%s\"", g->name, o->name);
-            return false;
-        }
+        /* A frozen PARAM may be updated: buffers (BatchNorm's running stats) are frozen PARAMs that the train
+           graph rewrites. That the optimizer never updates a frozen parameter is pass_optimizer's check. */
         if (t->dtype != o->value->dtype || !ir_shape_eq(&t->shape, &o->value->shape)) {
             diag_error(d, o->value->loc, "verify: graph %s: update \"%s\" is %s, the %s is %s", g->name, o->name,
                        ir_type_str(o->value->dtype, &o->value->shape, have, sizeof have), ir_op_name(t->op),

@@ -130,8 +130,45 @@ static Graph *every_op_graph(void)
     Node *batched = ir_reshape(g, d, l, mm3, ts_shape(3, 1, 4, 4));
     Node *bmm = ir_matmul(g, d, l, batched, w, false, true);
     Node *upd = ir_binary(g, d, l, OP_ADD, w, st);
-    assert_int_equal(diag_error_count(d), 0);
-    Node *outs[] = {cn, r2, r3, am, am2, tr, oh, oh2, bmm};
+    /* the layers issue's ops */
+    Node *rq = ir_unary(g, d, l, OP_RSQRT, ir_unary(g, d, l, OP_ERF, x));
+    Node *rmin = ir_reduce(g, d, l, OP_REDUCE_MIN, rq, 2, true);
+    Node *amin = ir_argmin(g, d, l, rq, 1, false);
+    Node *io = ir_iota(g, l, DT_I64, ts_shape(2, 4, 4), 1);
+    Node *seed = ir_input(g, l, "seed", DT_I64, ir_shape_scalar());
+    Node *step = ir_input(g, l, "step", DT_I64, ir_shape_scalar());
+    Node *rnd = ir_random(g, d, l, seed, step, ts_shape(2, N, 16), 3);
+    Node *img = ir_input(g, l, "img", DT_F32, ts_shape(4, N, 4, 8, 8));
+    Node *cw = ir_param(g, l, "conv.weight", DT_F32, ts_shape(4, 6, 2, 3, 3));
+    Attr ca = {.stride = {2, 2}, .pad = {1, 1}, .dilation = {1, 2}, .groups = 2};
+    Node *cv = ir_window(g, d, l, OP_CONV2D, 2, (Node *[]){img, cw}, &ca);
+    ca.shape = img->shape;
+    Node *cvi = ir_window(g, d, l, OP_CONV2D_BWD_INPUT, 2, (Node *[]){cv, cw}, &ca);
+    ca.shape = cw->shape;
+    Node *cvw = ir_window(g, d, l, OP_CONV2D_BWD_WEIGHT, 2, (Node *[]){img, cv}, &ca);
+    Attr pa = {.window = {3, 3}, .stride = {2, 2}, .pad = {1, 1}, .dilation = {1, 1}, .ceil_mode = true};
+    Node *mp = ir_window(g, d, l, OP_MAX_POOL2D, 1, &img, &pa);
+    Node *mpb = ir_window(g, d, l, OP_MAX_POOL2D_BWD, 2, (Node *[]){img, mp}, &pa);
+    Attr aa = {.window = {2, 2}, .stride = {2, 1}, .count_include_pad = true};
+    Node *ap = ir_window(g, d, l, OP_AVG_POOL2D, 1, &img, &aa);
+    aa.shape = img->shape;
+    Node *apb = ir_window(g, d, l, OP_AVG_POOL2D_BWD, 1, &ap, &aa);
+    Attr ada = {.shape = ts_shape(4, N, 4, 3, 3)};
+    Node *ad = ir_window(g, d, l, OP_ADAPTIVE_AVG_POOL2D, 1, &img, &ada);
+    ada.shape = img->shape;
+    Node *adb = ir_window(g, d, l, OP_ADAPTIVE_AVG_POOL2D_BWD, 1, &ad, &ada);
+    Node *sl = ir_slice(g, d, l, x, (int64_t[]){0, 1}, (int64_t[]){1, 2}, ts_shape(2, N, 2));
+    Node *pd = ir_pad(g, d, l, sl, (int64_t[]){0, 1}, (int64_t[]){1, 3}, ts_shape(2, N, 7), -INFINITY);
+    Node *pd2 = ir_pad(g, d, l, x, (int64_t[]){0, 0}, (int64_t[]){1, 1}, ts_shape(2, N, 5), NAN);
+    Node *pd3 = ir_pad(g, d, l, x, (int64_t[]){0, 2}, (int64_t[]){1, 1}, ts_shape(2, N, 6), 0.1);
+    Node *cc = ir_concat(g, d, l, 3, (Node *[]){x, sl, x}, 1);
+    Node *gi = ir_input(g, l, "gi", DT_I32, ts_shape(2, N, 3));
+    Node *ga = ir_gather(g, d, l, x, gi, 1);
+    Node *sa = ir_scatter_add(g, d, l, gi, ga, 1, ts_shape(2, N, 6));
+    if (diag_error_count(d))
+        fail_msg("%s", diag_first_message(d));
+    Node *outs[] = {cn,  r2,  r3,  am, am2, tr, oh, oh2, bmm, rmin, amin, io,  rnd, cvi, cvw,
+                    mpb, apb, adb, pd, pd2, pd3, cc, sa};
     for (size_t i = 0; i < sizeof outs / sizeof *outs; i++)
         ir_add_output(g, arena_printf(ts.a, "o%zu", i), outs[i], false);
     ir_add_output(g, "w \"q\"", upd, true);
@@ -171,6 +208,17 @@ static void test_every_op_round_trips(void **state)
     assert_non_null(strstr(text, "{axes=[0,1], keepdim}"));
     assert_non_null(strstr(text, "= cast %"));
     assert_non_null(strstr(text, " : i32[5,3]  # m.lathe:2:5\n"));
+    assert_non_null(strstr(text, "= iota {axis=1} : i64[4,4]"));
+    assert_non_null(strstr(text, "{stream=3} : f32[N,16]"));
+    assert_non_null(strstr(text, "{stride=[2,2], pad=[1,1], dilation=[1,2], groups=2} : f32[N,6,4,3]"));
+    assert_non_null(strstr(text, "{window=[3,3], stride=[2,2], pad=[1,1], dilation=[1,1], ceil_mode} : "
+                                 "f32[N,4,5,5]"));
+    assert_non_null(strstr(text, "{window=[2,2], stride=[2,1], pad=[0,0], count_include_pad} : f32[N,4,4,7]"));
+    assert_non_null(strstr(text, "{start=[0,1], step=[1,2]} : f32[N,2]"));
+    assert_non_null(strstr(text, "{start=[0,1], step=[1,3], value=-inf} : f32[N,7]"));
+    assert_non_null(strstr(text, "{start=[0,0], step=[1,1], value=nan} : f32[N,5]"));
+    assert_non_null(strstr(text, "{start=[0,2], step=[1,1], value=0.10000000000000001} : f32[N,6]"));
+    assert_non_null(strstr(text, "{axis=1} : f32[N,10]"));
     /* every op appears */
     for (int op = 0; op < OP__COUNT; op++) {
         char *pat = arena_printf(ts.a, "= %s ", ir_op_name((Op)op));
