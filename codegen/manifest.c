@@ -162,7 +162,9 @@ char *cg_manifest(Arena *a, const Program *p, Diag *d) {
         json_t *e = typed(pi->name, pi->dtype, &pi->shape);
         json_object_set_new(e, "init", json_pack("{s:s, s:f, s:f}", "kind", init_kind_name(pi->init.kind), "a",
                                                  pi->init.a, "b", pi->init.b));
-        json_object_set_new(e, "trainable", json_boolean(pi->trainable));
+        json_object_set_new(e, "trainable", json_boolean(pi->trainable && !pi->buffer));
+        if (pi->buffer) /* saved and loaded as a parameter, never trained; `info` lists it apart */
+            json_object_set_new(e, "buffer", json_true());
         json_array_append_new(params, e);
     }
     json_object_set_new(root, "params", params);

@@ -56,7 +56,7 @@ static int mkdir_p(const char *dir, RtErr *e) {
 
 static int load_data(Run *r, const RtDataSpec *spec, const char *key, RtDataset *d) {
     if (!spec->present)
-        return rt_errf(&r->err, "the recipe has no %s = idx(...) to read", key);
+        return rt_errf(&r->err, "the recipe has no %s = idx(...), text(...) or csv(...) to read", key);
     if (rt_dataset_load(d, r->cfg.data_dir, spec, &r->err) != RT_OK)
         return RT_ERR;
     if (rt_dataset_check(d, &r->m, key, &r->err) != RT_OK) {
@@ -133,8 +133,21 @@ static int write_json_line(FILE *f, json_t *o) {
     return rc;
 }
 
+/* Accuracy only where the graph counts correct predictions (a classifier with metrics = [accuracy]). */
 static void print_test(const RtEvalResult *ev) {
-    printf("Test Error: \n Accuracy: %.1f%%, Avg loss: %f \n\n", 100.0 * ev->accuracy, ev->loss);
+    if (isnan(ev->accuracy))
+        printf("Test Error: \n Avg loss: %f \n\n", ev->loss);
+    else
+        printf("Test Error: \n Accuracy: %.1f%%, Avg loss: %f \n\n", 100.0 * ev->accuracy, ev->loss);
+}
+
+/* The test results of a JSON line: none without a test set, no accuracy without "correct". */
+static void set_test_json(json_t *o, const RtEvalResult *ev, bool tested) {
+    if (!tested)
+        return;
+    json_object_set_new(o, "test_loss", number(ev->loss));
+    if (!isnan(ev->accuracy))
+        json_object_set_new(o, "test_accuracy", number(ev->accuracy));
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -193,8 +206,7 @@ static int cmd_train(Run *r) {
             json_t *o = json_object();
             json_object_set_new(o, "epoch", json_integer(ep + 1));
             json_object_set_new(o, "train_loss", number(train_loss));
-            json_object_set_new(o, "test_loss", number(ev.loss));
-            json_object_set_new(o, "test_accuracy", number(ev.accuracy));
+            set_test_json(o, &ev, test.count > 0);
             json_object_set_new(o, "seconds", number(secs));
             json_object_set_new(o, "samples_per_s", number(secs > 0 ? (double)train.count / secs : 0.0));
             if (write_json_line(log, o) != RT_OK) {
@@ -239,8 +251,7 @@ static int cmd_eval(Run *r) {
     rt_evaluate(&eb, &r->md, &test, r->cfg.batch, &ev);
     if (r->cfg.json) {
         json_t *o = json_object();
-        json_object_set_new(o, "test_loss", number(ev.loss));
-        json_object_set_new(o, "test_accuracy", number(ev.accuracy));
+        set_test_json(o, &ev, true);
         json_object_set_new(o, "samples", json_integer(ev.samples));
         write_json_line(stdout, o);
     } else {
@@ -254,9 +265,18 @@ done:
     return status ? fail(r, status) : 0;
 }
 
-static void class_name(const RtConfig *c, int64_t k, char *buf, size_t n) {
-    if (k >= 0 && k < c->nclasses)
+/* A label or prediction as the user reads it: the recipe's class name, a byte of a text as a character, a
+   regression value, or the class index. */
+static void label_text(const RtConfig *c, const RtDataset *d, double v, char *buf, size_t n) {
+    int64_t k = (int64_t)v;
+    if (d->kind == RT_DATA_CSV && d->regression)
+        snprintf(buf, n, "%g", v);
+    else if (k >= 0 && k < c->nclasses)
         snprintf(buf, n, "%s", c->classes[k]);
+    else if (d->kind == RT_DATA_TEXT && k >= 0x20 && k < 0x7f && k != '"' && k != '\\')
+        snprintf(buf, n, "%c", (char)k);
+    else if (d->kind == RT_DATA_TEXT)
+        snprintf(buf, n, "\\x%02x", (unsigned)(k & 0xff));
     else
         snprintf(buf, n, "%lld", (long long)k);
 }
@@ -281,16 +301,21 @@ static int cmd_predict(Run *r) {
         goto done;
     }
     rt_run_batch(&pb, &r->md, &test, &r->cfg.index, 1);
+    /* the prediction of the sample's last position (of a sequence model, the next token): the argmax over the
+       last dimension, or the value itself for a regression */
     const RtTensorSpec *out = &pb.g->args[pb.logits_arg];
-    int64_t ncls = 1;
-    rt_numel(out, 1, &ncls);
-    int64_t best = 0;
-    for (int64_t k = 1; k < ncls; k++)
-        if (rt_load(out->dtype, pb.args[pb.logits_arg], k) > rt_load(out->dtype, pb.args[pb.logits_arg], best))
+    const void *logits = pb.args[pb.logits_arg];
+    int64_t total = 1, ncls = out->rank ? out->shape[out->rank - 1] : 1;
+    rt_numel(out, 1, &total);
+    int64_t first = total - (ncls > 0 ? ncls : 1), best = first;
+    for (int64_t k = first + 1; k < total; k++)
+        if (rt_load(out->dtype, logits, k) > rt_load(out->dtype, logits, best))
             best = k;
+    bool regression = test.kind == RT_DATA_CSV && test.regression;
     char pred[256], actual[256];
-    class_name(&r->cfg, best, pred, sizeof pred);
-    class_name(&r->cfg, test.labels[r->cfg.index], actual, sizeof actual);
+    label_text(&r->cfg, &test, regression ? rt_load(out->dtype, logits, first) : (double)(best - first), pred,
+               sizeof pred);
+    label_text(&r->cfg, &test, rt_dataset_label(&test, r->cfg.index, test.per_label - 1), actual, sizeof actual);
     printf("Predicted: \"%s\", Actual: \"%s\"\n", pred, actual);
     status = 0;
 done:
@@ -304,18 +329,33 @@ static int cmd_info(Run *r) {
     const RtManifest *m = &r->m;
     printf("model:   %s\nsource:  %s\nhash:    %s\nlathe:   %s\n\nparameters:\n", m->model, m->source, m->hash,
            m->lathe);
-    int64_t total = 0;
-    for (int i = 0; i < m->nparams; i++) {
-        int64_t n = 0;
-        rt_numel(&m->params[i].t, 1, &n);
-        total += n;
-        char shape[256], typed[272];
-        rt_shape_text(m->params[i].t.shape, m->params[i].t.rank, shape, sizeof shape);
-        snprintf(typed, sizeof typed, "%s%s", rt_dtype_name(m->params[i].t.dtype), shape);
-        printf("  %-32s %-16s %10lld%s\n", m->params[i].t.name, typed, (long long)n,
-               m->params[i].trainable ? "" : "  (frozen)");
+    /* parameters first, then buffers, counted apart as PyTorch's parameters() leaves buffers out */
+    int64_t total[2] = {0, 0};
+    int count[2] = {0, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && count[1])
+            printf("\nbuffers:\n");
+        for (int i = 0; i < m->nparams; i++) {
+            const RtParam *p = &m->params[i];
+            if (p->buffer != (pass == 1))
+                continue;
+            int64_t n = 0;
+            rt_numel(&p->t, 1, &n);
+            total[pass] += n;
+            count[pass]++;
+            char shape[256], typed[272];
+            rt_shape_text(p->t.shape, p->t.rank, shape, sizeof shape);
+            snprintf(typed, sizeof typed, "%s%s", rt_dtype_name(p->t.dtype), shape);
+            printf("  %-32s %-16s %10lld%s\n", p->t.name, typed, (long long)n,
+                   p->trainable || p->buffer ? "" : "  (frozen)");
+        }
+        if (pass == 0)
+            count[1] = m->nparams - count[0];
     }
-    printf("total parameters: %lld\n\narena bytes (batch %lld):\n", (long long)total, (long long)r->cfg.batch);
+    printf("total parameters: %lld\n", (long long)total[0]);
+    if (count[1])
+        printf("total buffer values: %lld\n", (long long)total[1]);
+    printf("\narena bytes (batch %lld):\n", (long long)r->cfg.batch);
     const RtGraph *gs[] = {&m->train, &m->eval, &m->predict};
     for (int i = 0; i < 3; i++) {
         if (!gs[i]->present)

@@ -1,5 +1,5 @@
 /* idx.c: reads IDX files (the MNIST format: a big-endian magic 0x000008NN, NN dimensions of 4 bytes, then
-   unsigned bytes), plain or gzip through zlib, whose gzread reads both. Every size read from the file is
+   unsigned bytes; 08 is the type byte of u8, the only type read), plain or gzip through zlib, whose gzread reads both. Every size read from the file is
    checked before it is trusted, and the buffer grows only as data actually arrives, so that a header
    claiming huge dimensions fails as a truncated file rather than as a huge allocation. */
 #include "rt.h"
@@ -80,8 +80,8 @@ static int read_payload(gzFile gz, const char *path, int64_t offset, int64_t tot
     return RT_OK;
 }
 
-static int read_idx(gzFile gz, const char *path, uint32_t magic, RtIdx *out, RtErr *e) {
-    uint8_t head[4 + 4 * 3];
+static int read_idx(gzFile gz, const char *path, int min_dims, int max_dims, RtIdx *out, RtErr *e) {
+    uint8_t head[4 + 4 * RT_IDX_MAX_DIMS];
     int64_t r = read_bytes(gz, path, 0, head, 4, e);
     if (r < 0)
         return RT_ERR;
@@ -90,10 +90,15 @@ static int read_idx(gzFile gz, const char *path, uint32_t magic, RtIdx *out, RtE
     if (r < 4)
         return rt_errf(e, "%s: truncated at byte offset %lld: the IDX magic needs 4 bytes", path, (long long)r);
     uint32_t got = be32(head);
-    if (got != magic)
-        return rt_errf(e, "%s: bad magic 0x%08x at byte offset 0 (expected 0x%08x, IDX %s)", path, got, magic,
-                       magic == 0x803 ? "images: u8 [count, rows, cols]" : "labels: u8 [count]");
-    int ndims = (int)(magic & 0xff);
+    int ndims = (int)(got & 0xff);
+    if ((got & ~0xffu) != 0x800 || ndims < min_dims || ndims > max_dims) {
+        if (min_dims == max_dims)
+            return rt_errf(e, "%s: bad magic 0x%08x at byte offset 0 (expected 0x%08x, IDX labels: u8 [count])", path,
+                           got, 0x800u + (unsigned)min_dims);
+        return rt_errf(e, "%s: bad magic 0x%08x at byte offset 0 (expected 0x%08x to 0x%08x, IDX images: u8 [count, "
+                       "d1, ...] with %d to %d dimensions after the count)", path, got, 0x800u + (unsigned)min_dims,
+                       0x800u + (unsigned)max_dims, min_dims - 1, max_dims - 1);
+    }
     r = read_bytes(gz, path, 4, head + 4, 4 * ndims, e);
     if (r < 0)
         return RT_ERR;
@@ -117,7 +122,9 @@ static int read_idx(gzFile gz, const char *path, uint32_t magic, RtIdx *out, RtE
     return read_payload(gz, path, 4 + 4 * ndims, total, out, e);
 }
 
-int rt_idx_read(const char *path, uint32_t magic, RtIdx *out, RtErr *e) {
+int rt_idx_read(const char *path, int min_dims, int max_dims, RtIdx *out, RtErr *e) {
+    if (min_dims < 1 || max_dims > RT_IDX_MAX_DIMS || min_dims > max_dims)
+        return rt_errf(e, "%s: internal error: IDX dimensions %d to %d asked for", path, min_dims, max_dims);
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -128,7 +135,7 @@ int rt_idx_read(const char *path, uint32_t magic, RtIdx *out, RtErr *e) {
         return rt_errf(e, "%s: cannot open: out of memory", path);
     }
     gzbuffer(gz, 1 << 17);
-    int rc = read_idx(gz, path, magic, out, e);
+    int rc = read_idx(gz, path, min_dims, max_dims, out, e);
     gzclose(gz);
     if (rc != RT_OK)
         rt_idx_free(out);

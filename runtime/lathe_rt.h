@@ -23,8 +23,12 @@
        "inputs": [ {"name": "x", "dtype": "f32", "shape": [-1, 1, 28, 28]},
                    {"name": "label", "dtype": "i64", "shape": [-1]} ],      -1 is N
        "params": [ {"name": "linear_relu_stack.0.weight", "dtype": "f32", "shape": [512, 784],
-                    "init": {"kind": "uniform", "a": -0.0357, "b": 0.0357}, "trainable": true} ],
-                   init kinds: zeros, ones, const (a), uniform [a, b), normal (mean a, std b)
+                    "init": {"kind": "uniform", "a": -0.0357, "b": 0.0357}, "trainable": true},
+                   {"name": "bn.num_batches_tracked", "dtype": "i64", "shape": [],
+                    "init": {"kind": "zeros", "a": 0, "b": 0}, "trainable": false, "buffer": true} ],
+                   init kinds: zeros, ones, const (a), uniform [a, b), normal (mean a, std b); any dtype;
+                   a buffer (BatchNorm's running stats) is initialised, saved and loaded as a parameter, and
+                   only the train graph's update outputs change it
        "graphs": {
          "train":   {"arena": [c, per_n], "kernels": 12,
                      "args": [ {"name": "x", "role": "input", "dtype": "f32", "shape": [-1, 1, 28, 28]},
@@ -39,7 +43,10 @@
        "recipe": { the train block, each value as JSON: numbers, strings, booleans, lists; an identifier as
                    {"ident": "accuracy"}; a call as {"call": "SGD", "args": [...], "kwargs": {"lr": 0.001}} }
      }
-   Roles: "input", "param", "state", "output". */
+   Roles: "input", "param", "state", "output". Inputs bound by name: the batch inputs ("x", and "label" of
+   any shape with N first), "lr" (f32[]), "step" (i64[], the train steps done before this call), "seed"
+   (i64[], the run's --seed), and any other scalar from the recipe's numbers or the optimizer's arguments.
+   State (SGD's "optimizer.NAME.momentum_buffer") starts at zero and is saved in checkpoints. */
 #ifndef LATHE_RT_H
 #define LATHE_RT_H
 

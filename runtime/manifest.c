@@ -162,7 +162,8 @@ static int parse_params(RtManifest *m, json_t *params, RtErr *e) {
         p->a = json_number_value(json_object_get(init, "a"));
         p->b = json_number_value(json_object_get(init, "b"));
         json_t *tr = json_object_get(j, "trainable");
-        p->trainable = tr ? json_is_true(tr) : true;
+        p->buffer = json_is_true(json_object_get(j, "buffer"));
+        p->trainable = !p->buffer && (tr ? json_is_true(tr) : true);
     }
     return RT_OK;
 }

@@ -111,6 +111,13 @@ static bool batch_leading(const RtTensorSpec *a) {
     return true;
 }
 
+static void store_count(RtDType t, void *p, uint64_t v) {
+    if (t == RT_I64)
+        *(int64_t *)p = (int64_t)v;
+    else
+        *(int32_t *)p = (int32_t)v;
+}
+
 static int bind_input(RtBinding *b, const RtManifest *m, const RtConfig *cfg, int i, RtErr *e) {
     const RtTensorSpec *a = &b->g->args[i];
     if (!(b->owned[i] = b->args[i] = alloc_tensor(a, b->max_n, NULL)))
@@ -123,14 +130,23 @@ static int bind_input(RtBinding *b, const RtManifest *m, const RtConfig *cfg, in
         return RT_OK;
     }
     if (m->ninputs > 1 && strcmp(a->name, m->inputs[1].name) == 0) {
-        if (!batch_leading(a) || a->rank != 1)
-            return rt_errf(e, "manifest: graph '%s' input '%s' must hold one label per sample: [N]", b->g->name,
-                           a->name);
+        if (!same_type(a, &m->inputs[1]) || !batch_leading(a))
+            return rt_errf(e, "manifest: graph '%s' input '%s' must be typed as the model's labels, with the batch "
+                              "dimension N first and only there", b->g->name, a->name);
         b->y_arg = i;
         return RT_OK;
     }
-    if (strcmp(a->name, "step") == 0) {
-        b->step_arg = i;
+    /* the run's counters: step (the steps done before this one) is written before each call; seed is the
+       run's --seed, written whole, since a double would round a 64-bit seed */
+    if (strcmp(a->name, "step") == 0 || strcmp(a->name, "seed") == 0) {
+        if (a->rank != 0 || (a->dtype != RT_I64 && a->dtype != RT_I32))
+            return rt_errf(e, "manifest: graph '%s' input '%s' must be i64[]", b->g->name, a->name);
+        if (a->name[1] == 't') {
+            b->step_arg = i;
+        } else {
+            b->seed_arg = i;
+            store_count(a->dtype, b->args[i], cfg->seed);
+        }
         return RT_OK;
     }
     double v;
@@ -154,7 +170,7 @@ int rt_bind(RtBinding *b, RtModel *md, const RtGraph *g, const RtConfig *cfg, in
     memset(b, 0, sizeof *b);
     b->g = g;
     b->max_n = max_n;
-    b->x_arg = b->y_arg = b->loss_arg = b->correct_arg = b->logits_arg = b->lr_arg = b->step_arg = -1;
+    b->x_arg = b->y_arg = b->loss_arg = b->correct_arg = b->logits_arg = b->lr_arg = b->step_arg = b->seed_arg = -1;
     if (!g->present || !g->fn)
         return rt_errf(e, "the model has no %s graph", g->name);
     b->args = calloc((size_t)g->nargs + 1, sizeof *b->args);
@@ -220,7 +236,7 @@ void rt_run_batch(RtBinding *b, RtModel *md, const RtDataset *d, const int64_t *
         rt_dataset_gather(d, idx, n, a[b->x_arg].dtype, b->args[b->x_arg], b->y_arg >= 0 ? a[b->y_arg].dtype : RT_U8,
                           b->y_arg >= 0 ? b->args[b->y_arg] : NULL);
     if (b->step_arg >= 0)
-        rt_store(a[b->step_arg].dtype, b->args[b->step_arg], 0, (double)md->step);
+        store_count(a[b->step_arg].dtype, b->args[b->step_arg], (uint64_t)md->step);
     b->g->fn(b->args, n, b->arena);
 }
 
@@ -242,12 +258,15 @@ void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, R
             idx[i] = start + i;
         rt_run_batch(b, md, d, idx, n);
         loss += rt_output_scalar(b, b->loss_arg);
-        correct += rt_output_scalar(b, b->correct_arg);
+        if (b->correct_arg >= 0)
+            correct += rt_output_scalar(b, b->correct_arg);
     }
     free(idx);
     out->samples = d->count;
     out->loss = nb ? loss / (double)nb : NAN;
-    out->accuracy = nb ? correct / (double)d->count : NAN;
+    /* "correct" counts labels: one per sample, or one per position of a sequence */
+    double labels = (double)d->count * (double)(d->per_label > 0 ? d->per_label : 1);
+    out->accuracy = nb && b->correct_arg >= 0 ? correct / labels : NAN;
 }
 
 double rt_train_epoch(RtBinding *b, RtModel *md, const RtDataset *d, const RtConfig *cfg, int64_t epoch,

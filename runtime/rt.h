@@ -57,6 +57,7 @@ typedef struct RtParam {
     RtInitKind init;
     double a, b;
     bool trainable;
+    bool buffer; /* a buffer (BatchNorm's running_mean): saved and loaded as a parameter, never trained */
 } RtParam;
 
 typedef struct RtGraph {
@@ -87,14 +88,24 @@ int rt_manifest_param_index(const RtManifest *m, const char *name); /* -1 when a
 bool rt_arena_bytes(const RtGraph *g, int64_t n, size_t *out);
 /* Number of classes: the last dimension of the predict graph's first output (0 when unknown). */
 int64_t rt_manifest_classes(const RtManifest *m);
+/* The manifest's batch input named name ("x", "label"), or NULL. */
+const RtTensorSpec *rt_manifest_input(const RtManifest *m, const char *name);
 
 /* ---------------------------------------------------------------- configuration (flags.c) */
 typedef enum { RT_CMD_TRAIN, RT_CMD_EVAL, RT_CMD_PREDICT, RT_CMD_INFO } RtCommand;
 
+/* The recipe's data sources: idx(images, labels, scale = 1), text(file, context = T, stride = T),
+   csv(file, header = true, label_column = -1, regression = false). */
+typedef enum { RT_DATA_IDX, RT_DATA_TEXT, RT_DATA_CSV } RtDataKind;
+
 typedef struct RtDataSpec {
     bool present;
-    const char *images, *labels; /* as written in the recipe; borrowed */
-    double scale;
+    RtDataKind kind;
+    const char *images, *labels; /* as written in the recipe; borrowed. text, csv: images is the file */
+    double scale;                /* idx */
+    int64_t context, stride;     /* text: tokens per sample, bytes from one sample's start to the next */
+    bool header, regression;     /* csv: skip the first line; labels are real values, not classes */
+    int64_t label_column;        /* csv: as a Python index (-1: the last column) */
 } RtDataSpec;
 
 typedef struct RtConfig {
@@ -135,33 +146,53 @@ double rt_rng_unit(RtRng *r); /* uniform in [0, 1), 53 bits */
 void rt_param_init(const RtParam *p, int pi, uint64_t seed, void *data);
 
 /* ---------------------------------------------------------------- data (idx.c, data.c) */
+#define RT_IDX_MAX_DIMS 5
+
 typedef struct RtIdx {
     int ndims;
-    int64_t dims[3];
+    int64_t dims[RT_IDX_MAX_DIMS];
     int64_t count; /* dims[0] */
     int64_t per_item; /* product of the other dims */
     uint8_t *data;
 } RtIdx;
 
-/* magic is 0x00000803 (images) or 0x00000801 (labels); plain or gzip. */
-int rt_idx_read(const char *path, uint32_t magic, RtIdx *out, RtErr *e);
+/* An IDX file of unsigned bytes (magic 0x000008NN) with min_dims to max_dims dimensions (the count
+   included); plain or gzip. Images: 2 to 5, labels: 1 to 1. */
+int rt_idx_read(const char *path, int min_dims, int max_dims, RtIdx *out, RtErr *e);
 void rt_idx_free(RtIdx *x);
 
+/* A whole file, plain or gzip (textdata.c), NUL-terminated; at most max bytes after decompression. */
+int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, RtErr *e);
+
 typedef struct RtDataset {
-    char *images_path, *labels_path; /* owned, for messages */
-    int64_t count, per_sample;
-    uint8_t *images; /* count * per_sample */
-    uint8_t *labels; /* count */
-    double scale;
+    RtDataKind kind;
+    char *images_path, *labels_path; /* owned, for messages (text, csv: both the one file) */
+    int64_t count;
+    int64_t per_sample, per_label; /* values of x and of the label per sample */
+    uint8_t *images;   /* idx: count * per_sample bytes; text: the file's bytes */
+    uint8_t *labels;   /* idx: count */
+    int64_t size;      /* text: bytes in images */
+    int64_t stride;    /* text: bytes from one sample's start to the next */
+    double *features;  /* csv: count * per_sample */
+    double *targets;   /* csv: count */
+    int64_t *lines;    /* csv: the line of each record, for messages */
+    bool regression;   /* csv: targets are values, not classes */
+    double scale;      /* idx */
 } RtDataset;
 
-/* Loads an images file and a labels file (names resolved against dir unless absolute). */
+/* Loads the files of spec (names resolved against dir unless absolute). */
 int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr *e);
-/* Checks the dataset against the model: per-sample count against inputs[0], labels below nclasses. */
+/* text and csv sources (textdata.c), called by rt_dataset_load with the resolved path in d->images_path */
+int rt_text_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
+int rt_csv_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
+/* Checks the dataset against the model: values per sample against the input "x" (inputs[0]), labels per
+   sample against the input "label", and class labels below the number of classes. */
 int rt_dataset_check(const RtDataset *d, const RtManifest *m, const char *what, RtErr *e);
 void rt_dataset_limit(RtDataset *d, int64_t limit);
 void rt_dataset_free(RtDataset *d);
-/* Copies samples idx[0..n) into x (images scaled, as xt) and y (labels, as yt); y may be NULL. */
+/* Label k (0 <= k < per_label) of sample i. */
+double rt_dataset_label(const RtDataset *d, int64_t i, int64_t k);
+/* Copies samples idx[0..n) into x (as xt) and y (per_label labels each, as yt); y may be NULL. */
 void rt_dataset_gather(const RtDataset *d, const int64_t *idx, int64_t n, RtDType xt, void *x, RtDType yt,
                        void *y);
 
@@ -203,7 +234,7 @@ typedef struct RtBinding {
     void **owned; /* buffers this binding allocated (NULL for params/state) */
     uint8_t *arena;
     int x_arg, y_arg;                 /* -1 when the graph does not take them */
-    int loss_arg, correct_arg, logits_arg, lr_arg, step_arg;
+    int loss_arg, correct_arg, logits_arg, lr_arg, step_arg, seed_arg;
 } RtBinding;
 
 int rt_model_init(RtModel *md, const RtManifest *m, uint64_t seed, RtErr *e);
@@ -218,7 +249,8 @@ void rt_unbind(RtBinding *b);
 void rt_run_batch(RtBinding *b, RtModel *md, const RtDataset *d, const int64_t *idx, int64_t n);
 double rt_output_scalar(const RtBinding *b, int arg); /* NAN when arg < 0 */
 
-/* Mean of per-batch mean losses and total correct / samples, over d in order. */
+/* Mean of per-batch mean losses and total correct / labels, over d in order; accuracy is NaN when the graph
+   has no output "correct". */
 typedef struct RtEvalResult {
     double loss, accuracy;
     int64_t samples;

@@ -28,6 +28,9 @@ void write_fake_dataset(const char *dir, const char *prefix, int count, bool gz)
 /* Runs the whole driver on the fake model with argv (argv[0] filled in); captures stdout and stderr into
    *out and *err (malloc'd, may be NULL). Returns the exit status. */
 int run_driver(char **out, char **err, const char *const *args);
+/* The same with another model: its manifest and graph entries. */
+int run_driver_with(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGraphFn predict, char **out,
+                    char **err, const char *const *args);
 char *read_text(const char *path);
 
 /* Fails the running cmocka test unless s (which may be NULL) contains part. */

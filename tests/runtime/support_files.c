@@ -120,6 +120,11 @@ static void restore(int fd, int saved) {
 }
 
 int run_driver(char **out, char **err, const char *const *args) {
+    return run_driver_with(lathe_manifest, lathe_train, lathe_eval, lathe_predict, out, err, args);
+}
+
+int run_driver_with(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGraphFn predict, char **out,
+                    char **err, const char *const *args) {
     int argc = 1;
     while (args[argc - 1])
         argc++;
@@ -133,7 +138,7 @@ int run_driver(char **out, char **err, const char *const *args) {
     fflush(stdout);
     fflush(stderr);
     int so = redirect(1, opath), se = redirect(2, epath);
-    int status = rt_run(lathe_manifest, lathe_train, lathe_eval, lathe_predict, argc, argv);
+    int status = rt_run(manifest, train, eval, predict, argc, argv);
     fflush(stdout);
     fflush(stderr);
     restore(1, so);

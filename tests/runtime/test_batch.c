@@ -85,7 +85,7 @@ static void test_train_epoch_passes_batch_sizes(void **state) {
     RtBinding b;
     assert_int_equal(rt_model_init(&md, &m, 0, &e), RT_OK);
     assert_int_equal(rt_bind(&b, &md, &m.train, &cfg, 64, &e), RT_OK);
-    RtDataset d = {.count = 60000, .per_sample = 4, .scale = 1};
+    RtDataset d = {.count = 60000, .per_sample = 4, .per_label = 1, .scale = 1};
     d.images = calloc(60000, 4);
     d.labels = calloc(60000, 1);
     nns = 0;

@@ -205,9 +205,31 @@ static void test_flags_set_errors(void **state) {
     expect_error("recipe key batch", parse(&c, &e, "train", "--set", "batch=0", NULL), &c, &e);
 }
 
+/* momentum is a constant of the compiled train step: --set may change it only where the graph takes it as an
+   input */
+static void test_flags_set_refuses_compiled_optimizer_argument(void **state) {
+    RtConfig c;
+    RtErr e;
+    json_t *kw = json_object_get(json_object_get(m.recipe, "optimizer"), "kwargs");
+    json_object_set_new(kw, "momentum", json_real(0.9));
+    expect_error("optimizer.momentum is compiled into the train step",
+                 parse(&c, &e, "train", "--set", "optimizer.momentum=0.5", NULL), &c, &e);
+    RtTensorSpec *lr = &m.train.args[2];
+    const char *name = lr->name;
+    lr->name = "momentum"; /* a train step that takes momentum as its input */
+    int rc = parse(&c, &e, "train", "--set", "optimizer.momentum=0.5", NULL);
+    lr->name = name;
+    assert_int_equal(rc, RT_OK);
+    assert_true(json_real_value(json_object_get(json_object_get(json_object_get(c.recipe, "optimizer"), "kwargs"),
+                                                "momentum")) == 0.5);
+    rt_config_free(&c);
+    json_object_del(kw, "momentum");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flags_recipe_defaults),
+        cmocka_unit_test(test_flags_set_refuses_compiled_optimizer_argument),
         cmocka_unit_test(test_flags_override_recipe),
         cmocka_unit_test(test_flags_set_overrides_recipe_keys),
         cmocka_unit_test(test_flags_dedicated_flag_beats_set),

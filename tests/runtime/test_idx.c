@@ -29,7 +29,7 @@ static void test_idx_reads_plain_images(void **state) {
     write_idx(tmp_path(p, sizeof p, dir, "plain"), 3, dims, px, false);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x803, &x, &e), RT_OK);
+    assert_int_equal(rt_idx_read(p, 2, RT_IDX_MAX_DIMS, &x, &e), RT_OK);
     assert_int_equal(x.count, 2);
     assert_int_equal(x.per_item, 6);
     assert_memory_equal(x.data, px, sizeof px);
@@ -43,7 +43,7 @@ static void test_idx_reads_gzip_labels(void **state) {
     write_idx(tmp_path(p, sizeof p, dir, "labels.gz"), 1, dims, lab, true);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x801, &x, &e), RT_OK);
+    assert_int_equal(rt_idx_read(p, 1, 1, &x, &e), RT_OK);
     assert_int_equal(x.count, 5);
     assert_memory_equal(x.data, lab, 5);
     rt_idx_free(&x);
@@ -56,7 +56,7 @@ static void test_idx_truncated_data_names_offset(void **state) {
     write_bytes(tmp_path(p, sizeof p, dir, "short"), bytes, sizeof bytes);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x801, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 1, 1, &x, &e), RT_ERR);
     assert_contains(e.msg, p);
     assert_contains(e.msg, "truncated at byte offset 11");
 }
@@ -67,7 +67,7 @@ static void test_idx_truncated_header(void **state) {
     write_bytes(tmp_path(p, sizeof p, dir, "shorthead"), bytes, sizeof bytes);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x803, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 2, RT_IDX_MAX_DIMS, &x, &e), RT_ERR);
     assert_contains(e.msg, "truncated at byte offset 10");
 }
 
@@ -77,7 +77,7 @@ static void test_idx_bad_magic(void **state) {
     write_bytes(tmp_path(p, sizeof p, dir, "labels-as-images"), bytes, sizeof bytes);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x803, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 2, RT_IDX_MAX_DIMS, &x, &e), RT_ERR);
     assert_contains(e.msg, p);
     assert_contains(e.msg, "bad magic 0x00000801 at byte offset 0");
 }
@@ -87,7 +87,7 @@ static void test_idx_empty_file(void **state) {
     write_bytes(tmp_path(p, sizeof p, dir, "empty"), "", 0);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x801, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 1, 1, &x, &e), RT_ERR);
     assert_contains(e.msg, "empty file");
 }
 
@@ -97,7 +97,7 @@ static void test_idx_huge_dims_rejected(void **state) {
     write_bytes(tmp_path(p, sizeof p, dir, "huge"), bytes, sizeof bytes);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x803, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 2, RT_IDX_MAX_DIMS, &x, &e), RT_ERR);
     assert_contains(e.msg, "byte offset 8");
 }
 
@@ -108,7 +108,7 @@ static void test_idx_large_claim_small_file_is_truncated(void **state) {
     write_bytes(tmp_path(p, sizeof p, dir, "claim"), bytes, sizeof bytes);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x803, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 2, RT_IDX_MAX_DIMS, &x, &e), RT_ERR);
     assert_contains(e.msg, "truncated at byte offset 18");
 }
 
@@ -118,7 +118,7 @@ static void test_idx_trailing_data_rejected(void **state) {
     write_bytes(tmp_path(p, sizeof p, dir, "trailing"), bytes, sizeof bytes);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x801, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 1, 1, &x, &e), RT_ERR);
     assert_contains(e.msg, "unexpected data at byte offset 10");
 }
 
@@ -138,7 +138,7 @@ static void test_idx_corrupt_gzip_rejected(void **state) {
     free(whole);
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(p, 0x801, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(p, 1, 1, &x, &e), RT_ERR);
     assert_contains(e.msg, p);
     assert_contains(e.msg, "byte offset");
 }
@@ -147,7 +147,7 @@ static void test_idx_missing_file(void **state) {
     char p[512];
     RtIdx x;
     RtErr e;
-    assert_int_equal(rt_idx_read(tmp_path(p, sizeof p, dir, "nope"), 0x801, &x, &e), RT_ERR);
+    assert_int_equal(rt_idx_read(tmp_path(p, sizeof p, dir, "nope"), 1, 1, &x, &e), RT_ERR);
     assert_contains(e.msg, "No such file");
 }
 
