@@ -26,7 +26,9 @@
        conv2d*, *pool2d*:  window h, w, stride h, w, pad h, w, dilation h, w, groups, ceil_mode,
                            count_include_pad                                   (11 entries)
        slice, pad:         start[8], step[8], value as the bits of a double    (17 entries)
-       concat, gather, scatter_add: axis                                       (1 entry)
+       concat:             axis                                                (1 entry)
+       gather, scatter_add: axis, the index's dtype as ir.h's DType number
+                           (0 f32, 1 f64, 2 i32, 3 i64, 4 u8)                  (2 entries)
        random:             stream                                              (1 entry) */
 #define LATHE_KD_NINPUTS(d) ((d)[0])
 #define LATHE_KD_OUT_RANK(d) ((d)[1])
@@ -48,6 +50,26 @@ typedef struct LatheKernSymbol {
     const char *name; /* "lathe_k_conv2d_f32" */
     LatheKernFn fn;
 } LatheKernSymbol;
+
+/* window kernels (runtime/kern_window.c): convolution and pooling, f32 and f64 */
+void lathe_k_conv2d_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_conv2d_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_conv2d_bwd_input_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_conv2d_bwd_input_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_conv2d_bwd_weight_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_conv2d_bwd_weight_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_max_pool2d_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_max_pool2d_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_max_pool2d_bwd_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_max_pool2d_bwd_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_avg_pool2d_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_avg_pool2d_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_avg_pool2d_bwd_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_avg_pool2d_bwd_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_adaptive_avg_pool2d_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_adaptive_avg_pool2d_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_adaptive_avg_pool2d_bwd_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
+void lathe_k_adaptive_avg_pool2d_bwd_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
 
 /* Every kernel, ending with {NULL, NULL}. */
 extern const LatheKernSymbol lathe_kern_symbols[];

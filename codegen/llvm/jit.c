@@ -1,7 +1,9 @@
 /* jit.c: one graph compiled in memory with MCJIT, for the tests that run generated code against the
-   interpreter. The functions the kernels call (OpenBLAS, libm) are registered by address, so they resolve
-   whether or not the test executable's linker kept their libraries. */
+   interpreter. The functions the kernels call (OpenBLAS, libm, the runtime's kernels of lathe_kern.h) are
+   registered by address, so they resolve whether or not the test executable's linker kept them. */
 #include "cg_llvm.h"
+
+#include "../../runtime/lathe_kern.h"
 
 #include <llvm-c/ExecutionEngine.h>
 #include <llvm-c/Support.h>
@@ -37,6 +39,10 @@ static void register_symbols(void) {
     LLVMAddSymbol("sqrt", (void *)sqrt);
     LLVMAddSymbol("memcpy", (void *)memcpy);
     LLVMAddSymbol("memset", (void *)memset);
+    LLVMAddSymbol("erff", (void *)erff);
+    LLVMAddSymbol("erf", (void *)erf);
+    for (const LatheKernSymbol *s = lathe_kern_symbols; s->name; s++)
+        LLVMAddSymbol(s->name, (void *)(uintptr_t)s->fn);
     done = true;
 }
 

@@ -3,8 +3,12 @@
    merging dims that are contiguous in every operand, so that the innermost loop is as long as possible and
    unit-stride where the layouts allow: that is the loop the vectorizer turns into SIMD. Reductions either
    keep one accumulator per output (the innermost dim reduced) or add whole rows into the output (the
-   innermost dim kept); matmul calls OpenBLAS. Sizes with N are computed from the n argument. */
+   innermost dim kept); matmul calls OpenBLAS, one GEMM per (broadcast) batch. Convolution, pooling, the
+   data-movement ops and random call the runtime's kernels (lathe_kern.h) with a constant descriptor of the
+   node. Sizes with N are computed from the n argument. */
 #include "cg_llvm.h"
+
+#include "../../runtime/lathe_kern.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -105,8 +109,8 @@ typedef struct Kern {
     LLVMBasicBlockRef allocas; /* the entry block: allocas only, branches to the body at the end */
     const Node *nd;
     LLVMValueRef out;     /* typed pointer to the output's elements */
-    LLVMValueRef in[3];   /* typed pointers to the inputs' elements */
-    LLVMValueRef imm[3];  /* a folded constant input's value, else NULL */
+    LLVMValueRef in[IR_MAX_CONCAT];  /* typed pointers to the inputs' elements */
+    LLVMValueRef imm[IR_MAX_CONCAT]; /* a folded constant input's value, else NULL */
 } Kern;
 
 static LLVMTypeRef elem_type(CgCtx *c, DType t) {
@@ -283,6 +287,8 @@ static LLVMValueRef unary_float(Kern *k, Op op, DType t, LLVMValueRef x) {
     case OP_SQRT: return math1(k, "sqrt", true, t, x);
     case OP_ABS: return math1(k, "fabs", true, t, x);
     case OP_TANH: return math1(k, "tanh", false, t, x);
+    case OP_ERF: return math1(k, "erf", false, t, x);
+    case OP_RSQRT: return LLVMBuildFDiv(b, fconst(k, t, 1), math1(k, "sqrt", true, t, x), "");
     case OP_RELU:
         /* x < 0 ? 0 : x: NaN passes through, as in PyTorch and the interpreter */
         return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, x, fconst(k, t, 0), ""), fconst(k, t, 0), x, "");
@@ -489,11 +495,28 @@ static LLVMValueRef lowest_value(Kern *k, DType t) {
     return LLVMConstInt(et, t == DT_I32 ? (unsigned long long)(int64_t)INT32_MIN : (unsigned long long)INT64_MIN, true);
 }
 
-/* The identity of the reduction in dtype t: 0, or the lowest value for max. */
+/* The highest value of dtype t: no value is less than it. */
+static LLVMValueRef highest_value(Kern *k, DType t) {
+    LLVMTypeRef et = elem_type(k->c, t);
+    if (ir_dtype_is_float(t))
+        return fconst(k, t, INFINITY);
+    if (t == DT_U8)
+        return LLVMConstInt(et, 255, false);
+    return LLVMConstInt(et, t == DT_I32 ? (unsigned long long)INT32_MAX : (unsigned long long)INT64_MAX, false);
+}
+
+/* The identity of the reduction in dtype t: 0, or the lowest value for max, the highest for min. */
 static LLVMValueRef reduce_identity(Kern *k, DType t) {
     if (k->nd->op == OP_REDUCE_MAX)
         return lowest_value(k, t);
+    if (k->nd->op == OP_REDUCE_MIN)
+        return highest_value(k, t);
     return ir_dtype_is_float(t) ? fconst(k, t, 0) : LLVMConstInt(elem_type(k->c, t), 0, false);
+}
+
+/* How the reduction combines two values. */
+static Op reduce_combine(const Node *nd) {
+    return nd->op == OP_REDUCE_MAX ? OP_MAX : nd->op == OP_REDUCE_MIN ? OP_MIN : OP_ADD;
 }
 
 static void reduce_inner_body(Kern *k, LLVMValueRef *offs, void *user) {
@@ -501,7 +524,7 @@ static void reduce_inner_body(Kern *k, LLVMValueRef *offs, void *user) {
     DType t = k->nd->inputs[0]->dtype;
     LLVMValueRef x = convert(k, load_at(k, k->in[0], t, offs[0]), t, r->acc_dt);
     LLVMValueRef a = LLVMBuildLoad2(k->b, r->acc_type, r->acc, "");
-    LLVMValueRef v = binary_op(k, k->nd->op == OP_REDUCE_MAX ? OP_MAX : OP_ADD, r->acc_dt, a, x);
+    LLVMValueRef v = binary_op(k, reduce_combine(k->nd), r->acc_dt, a, x);
     LLVMBuildStore(k->b, v, r->acc);
 }
 
@@ -526,7 +549,7 @@ static void reduce_outer_body(Kern *k, LLVMValueRef *offs, void *user) {
 static void accumulate_body(Kern *k, LLVMValueRef *offs, void *user) {
     DType t = k->nd->dtype;
     LLVMValueRef a = load_at(k, k->out, t, offs[0]), x = load_at(k, k->in[0], t, offs[1]);
-    store_at(k, k->out, t, offs[0], binary_op(k, k->nd->op == OP_REDUCE_MAX ? OP_MAX : OP_ADD, t, a, x));
+    store_at(k, k->out, t, offs[0], binary_op(k, reduce_combine(k->nd), t, a, x));
 }
 
 static void mean_body(Kern *k, LLVMValueRef *offs, void *user) {
@@ -587,7 +610,7 @@ static void emit_reduce(Kern *k) {
     nest_simplify(&r.inner);
     /* one accumulator per output; float sums accumulate in double, as exact as the interpreter */
     DType t = nd->dtype;
-    r.acc_dt = nd->op != OP_REDUCE_MAX && ir_dtype_is_float(t) ? DT_F64 : t;
+    r.acc_dt = reduce_combine(nd) == OP_ADD && ir_dtype_is_float(t) ? DT_F64 : t;
     r.acc_type = elem_type(k->c, r.acc_dt);
     r.acc = k_alloca(k, r.acc_type);
     run_nest(k, &outer, reduce_outer_body, &r);
@@ -596,28 +619,31 @@ static void emit_reduce(Kern *k) {
 typedef struct Argmax {
     Sym len, stride;
     LLVMValueRef best, best_i;
+    bool min; /* argmin */
 } Argmax;
 
 static void argmax_body(Kern *k, LLVMValueRef *offs, void *user) {
     Argmax *a = user;
     DType t = k->nd->inputs[0]->dtype;
     LLVMTypeRef et = elem_type(k->c, t);
-    /* starting below every value reads nothing before the loop, so an empty axis (constant 0, or N bound
-       to 0) gives index 0 as the interpreter does; the first element then wins unless a later one is greater */
+    /* starting below every value (above, for argmin) reads nothing before the loop, so an empty axis
+       (constant 0, or N bound to 0) gives index 0 as the interpreter does; the first element then wins
+       unless a later one is better */
     LLVMBuildStore(k->b, ci64(k, 0), a->best_i);
-    LLVMBuildStore(k->b, lowest_value(k, t), a->best);
+    LLVMBuildStore(k->b, a->min ? highest_value(k, t) : lowest_value(k, t), a->best);
     Loop l = loop_begin(k, sym_value(k, a->len));
     LLVMValueRef x = load_at(k, k->in[0], t, LLVMBuildNSWAdd(k->b, offs[1], LLVMBuildNSWMul(k->b, l.iv, sym_value(k, a->stride), ""), ""));
     LLVMValueRef best = LLVMBuildLoad2(k->b, et, a->best, "");
-    /* the first maximum wins: only a strictly greater value (or the first NaN) replaces it */
+    /* the first maximum (minimum) wins: only a strictly better value (or the first NaN) replaces it */
     LLVMValueRef gt;
     if (ir_dtype_is_float(t)) {
         LLVMValueRef best_nan = LLVMBuildFCmp(k->b, LLVMRealUNO, best, best, "");
         LLVMValueRef x_nan = LLVMBuildFCmp(k->b, LLVMRealUNO, x, x, "");
-        gt = LLVMBuildOr(k->b, LLVMBuildFCmp(k->b, LLVMRealOGT, x, best, ""), x_nan, "");
+        gt = LLVMBuildOr(k->b, LLVMBuildFCmp(k->b, a->min ? LLVMRealOLT : LLVMRealOGT, x, best, ""), x_nan, "");
         gt = LLVMBuildAnd(k->b, gt, LLVMBuildNot(k->b, best_nan, ""), "");
     } else {
-        gt = LLVMBuildICmp(k->b, is_unsigned(t) ? LLVMIntUGT : LLVMIntSGT, x, best, "");
+        LLVMIntPredicate p = a->min ? (is_unsigned(t) ? LLVMIntULT : LLVMIntSLT) : (is_unsigned(t) ? LLVMIntUGT : LLVMIntSGT);
+        gt = LLVMBuildICmp(k->b, p, x, best, "");
     }
     LLVMBuildStore(k->b, LLVMBuildSelect(k->b, gt, x, best, ""), a->best);
     LLVMValueRef bi = LLVMBuildLoad2(k->b, k->c->t_i64, a->best_i, "");
@@ -633,7 +659,7 @@ static void emit_argmax(Kern *k) {
     contiguous_strides(is, cs);
     contiguous_strides(&nd->shape, os);
     int axis = nd->attr.axis; /* the shape rule keeps it in [0, rank) */
-    Argmax a = {.len = sym_dim(is->dim[axis]), .stride = cs[axis]};
+    Argmax a = {.len = sym_dim(is->dim[axis]), .stride = cs[axis], .min = nd->op == OP_ARGMIN};
     a.best = k_alloca(k, elem_type(k->c, nd->inputs[0]->dtype));
     a.best_i = k_alloca(k, k->c->t_i64);
     Nest outer = {.nops = 2};
@@ -702,37 +728,207 @@ static void gemm_call(Kern *k, const Mm *mm, LLVMValueRef a, LLVMValueRef bm, LL
     call(k, f, args, 14);
 }
 
+typedef struct MmBatch {
+    Mm mm;
+    DType t;
+} MmBatch;
+
+static void matmul_body(Kern *k, LLVMValueRef *offs, void *user) {
+    MmBatch *mb = user;
+    LLVMTypeRef et = elem_type(k->c, mb->t);
+    LLVMValueRef pc = LLVMBuildInBoundsGEP2(k->b, et, k->out, &offs[0], 1, "");
+    LLVMValueRef pa = LLVMBuildInBoundsGEP2(k->b, et, k->in[0], &offs[1], 1, "");
+    LLVMValueRef pb = LLVMBuildInBoundsGEP2(k->b, et, k->in[1], &offs[2], 1, "");
+    gemm_call(k, &mb->mm, pa, pb, pc);
+}
+
+/* The batch dims of s (all but the last two). */
+static Shape batch_shape(const Shape *s) {
+    Shape b = {.rank = s->rank - 2};
+    for (int i = 0; i < b.rank; i++)
+        b.dim[i] = s->dim[i];
+    return b;
+}
+
+/* C[b] = op(A[b]) op(B[b]) for every index b of C's batch dims, A's and B's batch dims broadcast to them
+   (stride 0 on a broadcast dim), one GEMM per batch; nest_simplify merges the batch dims that are
+   contiguous in all three into one loop. When B has no batch dims and A is not transposed, A's batch
+   dims fold into M: [..., M, K] @ [K, N] is one [prod(...) M, K] @ [K, N] GEMM (a Linear on [N, T, C]). */
 static void emit_matmul(Kern *k) {
     const Node *nd = k->nd;
     const Shape *as = &nd->inputs[0]->shape, *bs = &nd->inputs[1]->shape, *cs = &nd->shape;
     int ar = as->rank, br = bs->rank;
-    Mm mm = {.ta = nd->attr.transpose_a, .tb = nd->attr.transpose_b};
+    MmBatch mb = {.mm = {.ta = nd->attr.transpose_a, .tb = nd->attr.transpose_b}, .t = nd->dtype};
+    Mm *mm = &mb.mm;
     Sym a0 = sym_dim(as->dim[ar - 2]), a1 = sym_dim(as->dim[ar - 1]);
     Sym b0 = sym_dim(bs->dim[br - 2]), b1 = sym_dim(bs->dim[br - 1]);
-    mm.m = mm.ta ? a1 : a0;
-    mm.kk = mm.ta ? a0 : a1;
-    mm.nn = mm.tb ? b0 : b1;
-    mm.lda = a1;
-    mm.ldb = b1;
-    /* batch strides: 0 for a rank-2 operand or a batch of 1 (broadcast) */
-    Sym batch = cs->rank == 3 ? sym_dim(cs->dim[0]) : (Sym){1, 0};
-    Sym sa = ar == 3 && !sym_is_one(sym_dim(as->dim[0])) ? sym_mul(a0, a1) : (Sym){0, 0};
-    Sym sb = br == 3 && !sym_is_one(sym_dim(bs->dim[0])) ? sym_mul(b0, b1) : (Sym){0, 0};
-    Sym sc = sym_mul(mm.m, mm.nn);
-    DType t = nd->dtype;
+    mm->m = mm->ta ? a1 : a0;
+    mm->kk = mm->ta ? a0 : a1;
+    mm->nn = mm->tb ? b0 : b1;
+    mm->lda = a1;
+    mm->ldb = b1;
+    assert(ir_dtype_is_float(nd->dtype) && "matmul's shape rule admits float dtypes only");
 
-    assert(ir_dtype_is_float(t) && "matmul's shape rule admits float dtypes only");
-    Loop l = loop_begin(k, sym_value(k, batch));
-    LLVMValueRef offs[3];
-    Sym st[3] = {sa, sb, sc};
-    for (int i = 0; i < 3; i++)
-        offs[i] = st[i].c == 0 ? ci64(k, 0) : LLVMBuildNSWMul(k->b, l.iv, sym_value(k, st[i]), "");
-    LLVMTypeRef et = elem_type(k->c, t);
-    LLVMValueRef pa = LLVMBuildInBoundsGEP2(k->b, et, k->in[0], &offs[0], 1, "");
-    LLVMValueRef pb = LLVMBuildInBoundsGEP2(k->b, et, k->in[1], &offs[1], 1, "");
-    LLVMValueRef pc = LLVMBuildInBoundsGEP2(k->b, et, k->out, &offs[2], 1, "");
-    gemm_call(k, &mm, pa, pb, pc);
-    loop_end(k, &l);
+    Shape ab = batch_shape(as), bb = batch_shape(bs), cb = batch_shape(cs);
+    Nest ns = {.rank = cb.rank, .nops = 3};
+    for (int i = 0; i < cb.rank; i++)
+        ns.dim[i] = sym_dim(cb.dim[i]);
+    if (br == 2 && !mm->ta && ab.rank > 0) {
+        int64_t rows = ir_shape_numel_per_n(&ab), m;
+        /* the constant part of the folded M must fit BLAS's int, as every dim does */
+        if (rows >= 0 && !ir_mul_overflows(rows, mm->m.c, &m) && m <= INT_MAX) {
+            for (int i = 0; i < ab.rank; i++)
+                mm->m = sym_mul(mm->m, sym_dim(ab.dim[i]));
+            ns.rank = 0;
+        }
+    }
+    if (ns.rank > 0) {
+        Sym mats[3] = {sym_mul(mm->m, mm->nn), sym_mul(a0, a1), sym_mul(b0, b1)};
+        contiguous_strides(&cb, ns.stride[0]);
+        broadcast_strides(&ab, &cb, ns.stride[1]);
+        broadcast_strides(&bb, &cb, ns.stride[2]);
+        for (int op = 0; op < 3; op++)
+            for (int i = 0; i < cb.rank; i++)
+                ns.stride[op][i] = sym_mul(ns.stride[op][i], mats[op]);
+    }
+    run_nest(k, &ns, matmul_body, &mb);
+}
+
+/* ---------------------------------------------------------------- iota */
+
+/* y[..., i, ...] = i along attr.axis: a loop over the dims before the axis, the axis, the dims after it. */
+static void emit_iota(Kern *k) {
+    const Node *nd = k->nd;
+    const Shape *s = &nd->shape;
+    if (s->rank == 0) {
+        store_at(k, k->out, nd->dtype, ci64(k, 0), convert(k, ci64(k, 0), DT_I64, nd->dtype));
+        return;
+    }
+    int axis = nd->attr.axis; /* the shape rule keeps it in [0, rank) */
+    Sym outer = {1, 0}, len = sym_dim(s->dim[axis]), inner = {1, 0};
+    for (int i = 0; i < s->rank; i++) {
+        if (i < axis)
+            outer = sym_mul(outer, sym_dim(s->dim[i]));
+        else if (i > axis)
+            inner = sym_mul(inner, sym_dim(s->dim[i]));
+    }
+    Loop lo = loop_begin(k, sym_value(k, outer));
+    Loop lm = loop_begin(k, sym_value(k, len));
+    LLVMValueRef v = convert(k, lm.iv, DT_I64, nd->dtype);
+    LLVMValueRef row = LLVMBuildNSWAdd(k->b, LLVMBuildNSWMul(k->b, lo.iv, sym_value(k, len), ""), lm.iv, "");
+    LLVMValueRef base = LLVMBuildNSWMul(k->b, row, sym_value(k, inner), "");
+    Loop li = loop_begin(k, sym_value(k, inner));
+    store_at(k, k->out, nd->dtype, LLVMBuildNSWAdd(k->b, base, li.iv, ""), v);
+    loop_end(k, &li);
+    loop_end(k, &lm);
+    loop_end(k, &lo);
+}
+
+/* ---------------------------------------------------------------- call-outs to the runtime's kernels */
+
+static bool is_callout(Op op) {
+    switch (op) {
+    case OP_CONV2D: case OP_CONV2D_BWD_INPUT: case OP_CONV2D_BWD_WEIGHT:
+    case OP_MAX_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D: case OP_AVG_POOL2D_BWD:
+    case OP_ADAPTIVE_AVG_POOL2D: case OP_ADAPTIVE_AVG_POOL2D_BWD:
+    case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_GATHER: case OP_SCATTER_ADD: case OP_RANDOM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+enum { DESC_MAX = 10 + 9 * IR_MAX_CONCAT + LATHE_KA_SLICE_COUNT };
+
+static int desc_shape(int64_t *d, const Shape *s) {
+    d[0] = s->rank;
+    for (int i = 0; i < LATHE_KD_MAX_RANK; i++)
+        d[1 + i] = i < s->rank ? s->dim[i] : 0; /* IR_DIM_N is -1, as the descriptor writes N */
+    return 1 + LATHE_KD_MAX_RANK;
+}
+
+/* The descriptor of lathe_kern.h: shapes, then the op's attributes. */
+static int build_desc(const Node *nd, int64_t *d) {
+    const Attr *at = &nd->attr;
+    int len = 0;
+    d[len++] = nd->ninputs;
+    len += desc_shape(d + len, &nd->shape);
+    for (int i = 0; i < nd->ninputs; i++)
+        len += desc_shape(d + len, &nd->inputs[i]->shape);
+    switch (nd->op) {
+    case OP_SLICE: case OP_PAD: {
+        for (int i = 0; i < LATHE_KD_MAX_RANK; i++) {
+            d[len + LATHE_KA_START + i] = i < nd->shape.rank ? at->start[i] : 0;
+            d[len + LATHE_KA_STEP + i] = i < nd->shape.rank ? at->step[i] : 1;
+        }
+        double v = nd->op == OP_PAD ? at->value : 0;
+        memcpy(&d[len + LATHE_KA_VALUE], &v, sizeof v);
+        len += LATHE_KA_SLICE_COUNT;
+        break;
+    }
+    case OP_CONCAT: d[len++] = at->axis; break;
+    case OP_GATHER:
+        d[len++] = at->axis;
+        d[len++] = nd->inputs[1]->dtype;
+        break;
+    case OP_SCATTER_ADD:
+        d[len++] = at->axis;
+        d[len++] = nd->inputs[0]->dtype;
+        break;
+    case OP_RANDOM: d[len++] = at->stream; break;
+    default: { /* the window ops */
+        int64_t *w = d + len;
+        w[LATHE_KA_WINDOW_H] = at->window[0];
+        w[LATHE_KA_WINDOW_W] = at->window[1];
+        w[LATHE_KA_STRIDE_H] = at->stride[0];
+        w[LATHE_KA_STRIDE_W] = at->stride[1];
+        w[LATHE_KA_PAD_H] = at->pad[0];
+        w[LATHE_KA_PAD_W] = at->pad[1];
+        w[LATHE_KA_DILATION_H] = at->dilation[0];
+        w[LATHE_KA_DILATION_W] = at->dilation[1];
+        w[LATHE_KA_GROUPS] = at->groups;
+        w[LATHE_KA_CEIL_MODE] = at->ceil_mode;
+        w[LATHE_KA_COUNT_INCLUDE_PAD] = at->count_include_pad;
+        len += LATHE_KA_WINDOW_COUNT;
+        break;
+    }
+    }
+    assert(len <= DESC_MAX);
+    return len;
+}
+
+/* lathe_k_<op>_<dtype>(out, in, n, desc): desc a private constant of this node, in an array of the input
+   addresses on the stack. */
+static void emit_callout(Kern *k) {
+    CgCtx *c = k->c;
+    const Node *nd = k->nd;
+    int64_t d[DESC_MAX];
+    int len = build_desc(nd, d);
+    LLVMValueRef vals[DESC_MAX];
+    for (int i = 0; i < len; i++)
+        vals[i] = ci64(k, d[i]);
+    LLVMValueRef init = LLVMConstArray(c->t_i64, vals, (unsigned)len);
+    char name[64];
+    snprintf(name, sizeof name, "desc.k%d", nd->id);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, true);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
+
+    LLVMTypeRef pp = LLVMPointerType(c->t_ptr, 0), pi64 = LLVMPointerType(c->t_i64, 0);
+    LLVMValueRef ins = k_alloca(k, LLVMArrayType(c->t_ptr, (unsigned)nd->ninputs));
+    LLVMValueRef ins_p = LLVMBuildBitCast(k->b, ins, pp, "");
+    for (int i = 0; i < nd->ninputs; i++) {
+        LLVMValueRef idx = ci64(k, i);
+        LLVMBuildStore(k->b, LLVMGetParam(k->fn, (unsigned)i + 1), LLVMBuildInBoundsGEP2(k->b, c->t_ptr, ins_p, &idx, 1, ""));
+    }
+    char fname[96];
+    snprintf(fname, sizeof fname, "lathe_k_%s_%s", ir_op_name(nd->op), ir_dtype_name(nd->op == OP_RANDOM ? DT_F32 : nd->dtype));
+    LLVMTypeRef ps[4] = {c->t_ptr, pp, c->t_i64, pi64};
+    LLVMValueRef f = declare_fn(c, fname, c->t_void, ps, 4);
+    LLVMValueRef args[4] = {LLVMGetParam(k->fn, 0), ins_p, k->n, LLVMConstBitCast(gv, pi64)};
+    call(k, f, args, 4);
 }
 
 /* ---------------------------------------------------------------- the kernel function */
@@ -763,8 +959,8 @@ LLVMValueRef cg_llvm_kernel(CgCtx *c, const Node *nd, bool noalias) {
     if (nd->op == OP_MATMUL && !gemm_dims_fit(c, nd))
         return NULL;
     int np = 2 + nd->ninputs;
-    LLVMTypeRef ps[8];
-    assert(nd->ninputs <= 3 && "kernels take at most three inputs");
+    LLVMTypeRef ps[2 + IR_MAX_CONCAT];
+    assert(nd->ninputs <= IR_MAX_CONCAT && "kernels take at most IR_MAX_CONCAT inputs");
     for (int i = 0; i < np - 1; i++)
         ps[i] = c->t_ptr;
     ps[np - 1] = c->t_i64;
@@ -794,13 +990,18 @@ LLVMValueRef cg_llvm_kernel(CgCtx *c, const Node *nd, bool noalias) {
 
     switch (nd->op) {
     case OP_CONST: emit_const(&k); break;
-    case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: emit_reduce(&k); break;
-    case OP_ARGMAX: emit_argmax(&k); break;
+    case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: case OP_REDUCE_MIN: emit_reduce(&k); break;
+    case OP_ARGMAX: case OP_ARGMIN: emit_argmax(&k); break;
+    case OP_IOTA: emit_iota(&k); break;
     case OP_MATMUL: emit_matmul(&k); break;
     case OP_TRANSPOSE: emit_transpose(&k); break;
     case OP_ONE_HOT: emit_one_hot(&k); break;
     case OP_BROADCAST: emit_elementwise(&k); break;
     default:
+        if (is_callout(nd->op)) {
+            emit_callout(&k);
+            break;
+        }
         if (!cg_llvm_folds_const(nd))
             LATHE_UNREACHABLE("no kernel for this op");
         emit_elementwise(&k);

@@ -229,7 +229,7 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
             return false;
         }
         LLVMPositionBuilderAtEnd(c->b, bb);
-        LLVMValueRef cargs[8];
+        LLVMValueRef cargs[2 + IR_MAX_CONCAT];
         int na = 0;
         cargs[na++] = e.addr[nd->id];
         for (int k = 0; k < nd->ninputs; k++)

@@ -179,7 +179,7 @@ static void run_check(int64_t n) {
 /* ---------------------------------------------------------------- elementwise */
 
 static void unary_all(DType t) {
-    static const Op ops[] = {OP_NEG, OP_EXP, OP_ABS, OP_RELU, OP_SIGMOID, OP_TANH};
+    static const Op ops[] = {OP_NEG, OP_EXP, OP_ABS, OP_RELU, OP_SIGMOID, OP_TANH, OP_ERF};
     Node *x = in("x", t, ts_shape(2, 7, 13));
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         out(ir_op_name(ops[i]), un(ops[i], x));
@@ -187,6 +187,7 @@ static void unary_all(DType t) {
     Node *pos = bin(OP_ADD, ax, ir_const(ts.g, L, t, ts_shape(0), 0.5));
     out("log", un(OP_LOG, pos));
     out("sqrt", un(OP_SQRT, pos));
+    out("rsqrt", un(OP_RSQRT, pos));
     run_check(N_BOUND);
 }
 
@@ -350,8 +351,8 @@ static void test_transpose_permutations(void **state) {
 
 static void reduce_all(DType t, Shape s, uint32_t axes) {
     Node *x = in("x", t, s);
-    static const Op ops[] = {OP_REDUCE_SUM, OP_REDUCE_MEAN, OP_REDUCE_MAX};
-    for (int k = 0; k < 3; k++)
+    static const Op ops[] = {OP_REDUCE_SUM, OP_REDUCE_MEAN, OP_REDUCE_MAX, OP_REDUCE_MIN};
+    for (int k = 0; k < 4; k++)
         for (int keep = 0; keep < 2; keep++)
             out(arena_printf(ts.a, "%s_%d", ir_op_name(ops[k]), keep),
                 ir_reduce(ts.g, ts.d, L, ops[k], x, axes, keep));
@@ -382,8 +383,8 @@ static void test_reduce_leading_dims_keep_inner_f64(void **state) {
     reduce_all(DT_F64, ts_shape(3, N, 7, 13), 3u);
 }
 
-/* log of negative numbers: NaN propagates through max, min and reductions, relu passes it, argmax takes
-   the first NaN, and comparisons with NaN are false (ne true), as in the interpreter. */
+/* log of negative numbers: NaN propagates through max, min and reductions, relu passes it, argmax and
+   argmin take the first NaN, and comparisons with NaN are false (ne true), as in the interpreter. */
 static void test_nan_semantics(void **state) {
     Node *x = in("x", DT_F32, ts_shape(2, N, 13));
     Node *l = un(OP_LOG, x);
@@ -394,6 +395,10 @@ static void test_nan_semantics(void **state) {
     out("rmax_cols", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MAX, l, 1, false));
     out("argmax_rows", ir_argmax(ts.g, ts.d, L, l, 1, false));
     out("argmax_cols", ir_argmax(ts.g, ts.d, L, l, 0, true));
+    out("rmin_rows", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MIN, l, 2, false));
+    out("rmin_cols", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MIN, l, 1, false));
+    out("argmin_rows", ir_argmin(ts.g, ts.d, L, l, 1, false));
+    out("argmin_cols", ir_argmin(ts.g, ts.d, L, l, 0, true));
     out("lt", bin(OP_LT, l, x));
     out("ne", bin(OP_NE, l, l));
     run_check(N_BOUND);
@@ -476,6 +481,294 @@ static void test_one_hot_out_of_range_is_zero(void **state) {
     run_check(N_BOUND);
 }
 
+/* ---------------------------------------------------------------- the layers issue's ops */
+
+/* Builds a graph with build, checks it with N bound to 3, then builds it afresh and checks it with N = 1. */
+static void check_n3_and_n1(void (*build)(void)) {
+    build();
+    run_check(3);
+    ts.g = ir_graph_new(ts.a, "train");
+    build();
+    run_check(1);
+}
+
+static void build_argmin(void) {
+    Node *x = in("x", DT_F64, ts_shape(3, N, 7, 13));
+    for (int ax = 0; ax < 3; ax++)
+        out(arena_printf(ts.a, "am%d", ax), ir_argmin(ts.g, ts.d, L, x, ax, ax == 1));
+    Node *y = in("y", DT_U8, ts_shape(2, N, 13));
+    out("ties", ir_argmin(ts.g, ts.d, L, y, 1, false));
+    out("ties_col", ir_argmin(ts.g, ts.d, L, y, 0, true));
+}
+
+static void test_argmin_axes_and_ties(void **state) {
+    fx.ihi = 2; /* few values: ties, where the first minimum must win */
+    check_n3_and_n1(build_argmin);
+}
+
+static void build_iota(void) {
+    out("f32_ax1", ir_iota(ts.g, L, DT_F32, ts_shape(3, N, 3, 5), 1));
+    out("i64_ax0", ir_iota(ts.g, L, DT_I64, ts_shape(2, N, 4), 0));
+    out("i64_last", ir_iota(ts.g, L, DT_I64, ts_shape(2, 4, N), 1));
+    out("i32_rank1", ir_iota(ts.g, L, DT_I32, ts_shape(1, 17), 0));
+    out("u8_ax2", ir_iota(ts.g, L, DT_U8, ts_shape(3, 2, 3, 300), 2)); /* wraps past 255 as a cast does */
+    out("f64_ax0", ir_iota(ts.g, L, DT_F64, ts_shape(3, 7, 1, 2), 0));
+}
+
+static void test_iota_every_dtype_and_axis(void **state) {
+    check_n3_and_n1(build_iota);
+}
+
+static void matmul_broadcast(DType t) {
+    /* [2,1,3,4] @ [5,4,2] -> [2,5,3,2]: A's batch dim 1 and B's missing one broadcast */
+    Node *a = in("a", t, ts_shape(4, 2, 1, 3, 4)), *b = in("b", t, ts_shape(3, 5, 4, 2));
+    out("ab", ir_matmul(ts.g, ts.d, L, a, b, false, false));
+    Node *at = in("at", t, ts_shape(4, 2, 1, 4, 3)), *bt = in("bt", t, ts_shape(3, 5, 2, 4));
+    out("atbt", ir_matmul(ts.g, ts.d, L, at, bt, true, true));
+    /* A without batch dims against a batched B, and both with N */
+    Node *w = in("w", t, ts_shape(2, 3, 4)), *xb = in("xb", t, ts_shape(3, N, 4, 5));
+    out("wx", ir_matmul(ts.g, ts.d, L, w, xb, false, false));
+    Node *p = in("p", t, ts_shape(4, N, 1, 3, 4)), *q = in("q", t, ts_shape(4, 1, 2, 4, 5));
+    out("pq", ir_matmul(ts.g, ts.d, L, p, q, false, false));
+}
+
+static void build_matmul_broadcast_f32(void) {
+    matmul_broadcast(DT_F32);
+}
+
+static void build_matmul_broadcast_f64(void) {
+    matmul_broadcast(DT_F64);
+}
+
+static void test_matmul_broadcast_batch_dims_f32(void **state) {
+    check_n3_and_n1(build_matmul_broadcast_f32);
+}
+
+static void test_matmul_broadcast_batch_dims_f64(void **state) {
+    check_n3_and_n1(build_matmul_broadcast_f64);
+}
+
+/* [N,T,C] @ [C,V]: A's batch dims fold into M (one GEMM); also with B transposed (a Linear), and the cases
+   that cannot fold (A transposed) computed per batch. */
+static void build_matmul_folded(void) {
+    Node *x = in("x", DT_F32, ts_shape(3, N, 5, 7)), *w = in("w", DT_F32, ts_shape(2, 7, 11));
+    Node *wt = in("wt", DT_F32, ts_shape(2, 11, 7)), *x4 = in("x4", DT_F64, ts_shape(4, 2, N, 5, 7));
+    Node *w64 = in("w64", DT_F64, ts_shape(2, 7, 3));
+    out("xw", ir_matmul(ts.g, ts.d, L, x, w, false, false));
+    out("xwt", ir_matmul(ts.g, ts.d, L, x, wt, false, true));
+    out("x4w", ir_matmul(ts.g, ts.d, L, x4, w64, false, false));
+    Node *xt = in("xt", DT_F32, ts_shape(3, N, 7, 5));
+    out("xtw", ir_matmul(ts.g, ts.d, L, xt, w, true, false));
+}
+
+static void test_matmul_batch_folded_into_m(void **state) {
+    check_n3_and_n1(build_matmul_folded);
+}
+
+static void build_slice(void) {
+    Node *x = in("x", DT_F32, ts_shape(3, N, 7, 13));
+    out("strided", ir_slice(ts.g, ts.d, L, x, (const int64_t[]){0, 1, 2}, (const int64_t[]){1, 2, 3},
+                            ts_shape(3, N, 3, 4)));
+    out("rows", ir_slice(ts.g, ts.d, L, x, (const int64_t[]){0, 2, 0}, (const int64_t[]){1, 1, 1},
+                         ts_shape(3, N, 4, 13))); /* contiguous runs: memcpy */
+    out("empty", ir_slice(ts.g, ts.d, L, x, (const int64_t[]){0, 7, 0}, (const int64_t[]){1, 1, 1},
+                          ts_shape(3, N, 0, 13)));
+    Node *i = in("i", DT_I64, ts_shape(2, 9, N));
+    out("i64", ir_slice(ts.g, ts.d, L, i, (const int64_t[]){8, 0}, (const int64_t[]){1, 1}, ts_shape(2, 1, N)));
+    Node *u = in("u", DT_U8, ts_shape(1, 17));
+    out("u8", ir_slice(ts.g, ts.d, L, u, (const int64_t[]){3}, (const int64_t[]){5}, ts_shape(1, 3)));
+    Node *f = in("f", DT_F64, ts_shape(4, 2, 3, 4, 5));
+    out("f64", ir_slice(ts.g, ts.d, L, f, (const int64_t[]){1, 0, 1, 0}, (const int64_t[]){1, 2, 2, 1},
+                        ts_shape(4, 1, 2, 2, 5)));
+    Node *s = in("s", DT_I32, ts_shape(0));
+    out("scalar", ir_slice(ts.g, ts.d, L, s, (const int64_t[]){0}, (const int64_t[]){1}, ts_shape(0)));
+}
+
+static void test_slice_strided_and_contiguous(void **state) {
+    fx.ihi = 300;
+    check_n3_and_n1(build_slice);
+}
+
+static void build_pad(void) {
+    Node *x = in("x", DT_F32, ts_shape(3, N, 3, 4));
+    out("interior", ir_pad(ts.g, ts.d, L, x, (const int64_t[]){0, 1, 2}, (const int64_t[]){1, 2, 3},
+                           ts_shape(3, N, 7, 13), -1.5));
+    out("zeros", ir_pad(ts.g, ts.d, L, x, (const int64_t[]){0, 2, 0}, (const int64_t[]){1, 1, 1},
+                        ts_shape(3, N, 6, 4), 0));
+    Node *i = in("i", DT_I32, ts_shape(2, 2, N));
+    out("i32", ir_pad(ts.g, ts.d, L, i, (const int64_t[]){1, 0}, (const int64_t[]){2, 1}, ts_shape(2, 5, N), 7));
+    Node *u = in("u", DT_U8, ts_shape(1, 3));
+    out("u8", ir_pad(ts.g, ts.d, L, u, (const int64_t[]){2}, (const int64_t[]){3}, ts_shape(1, 9), 300));
+    Node *f = in("f", DT_F64, ts_shape(2, 0, 3));
+    out("from_empty", ir_pad(ts.g, ts.d, L, f, (const int64_t[]){1, 1}, (const int64_t[]){1, 1}, ts_shape(2, 2, 5),
+                             -INFINITY));
+    Node *l = in("l", DT_I64, ts_shape(1, 4));
+    out("i64", ir_pad(ts.g, ts.d, L, l, (const int64_t[]){0}, (const int64_t[]){1}, ts_shape(1, 6), -3));
+}
+
+static void test_pad_with_value_and_interior(void **state) {
+    fx.ihi = 200;
+    check_n3_and_n1(build_pad);
+}
+
+static void build_concat(void) {
+    Node *a = in("a", DT_F32, ts_shape(3, N, 2, 5)), *b = in("b", DT_F32, ts_shape(3, N, 3, 5));
+    Node *c = in("c", DT_F32, ts_shape(3, N, 1, 5));
+    out("mid", ir_concat(ts.g, ts.d, L, 3, (Node *[]){a, b, c}, 1));
+    out("last", ir_concat(ts.g, ts.d, L, 2, (Node *[]){a, a}, 2));
+    Node *p = in("p", DT_F64, ts_shape(2, 2, 3)), *q = in("q", DT_F64, ts_shape(2, 4, 3));
+    out("first", ir_concat(ts.g, ts.d, L, 2, (Node *[]){p, q}, 0));
+    Node *e = in("e", DT_F64, ts_shape(2, 0, 3));
+    out("with_empty", ir_concat(ts.g, ts.d, L, 3, (Node *[]){e, p, e}, 0));
+    Node *u = in("u", DT_U8, ts_shape(2, N, 3)), *v = in("v", DT_U8, ts_shape(2, N, 1));
+    out("u8", ir_concat(ts.g, ts.d, L, 2, (Node *[]){u, v}, 1));
+    /* IR_MAX_CONCAT inputs: the kernel's widest signature */
+    Node *xs[IR_MAX_CONCAT];
+    for (int k = 0; k < IR_MAX_CONCAT; k++)
+        xs[k] = in(arena_printf(ts.a, "x%d", k), DT_I64, ts_shape(2, N, 1 + k % 3));
+    out("many", ir_concat(ts.g, ts.d, L, IR_MAX_CONCAT, xs, 1));
+    Node *s = in("s", DT_I32, ts_shape(1, 4));
+    out("one", ir_concat(ts.g, ts.d, L, 1, &s, 0));
+}
+
+static void test_concat_axes_and_max_inputs(void **state) {
+    fx.ihi = 100;
+    check_n3_and_n1(build_concat);
+}
+
+/* Indices from -2 to 8 along dims of 5 to 7: some fall outside, which reads 0 (gather) or adds nothing
+   (scatter_add); repeated indices add up. */
+static void build_gather(void) {
+    Node *x = in("x", DT_F32, ts_shape(3, N, 7, 5)), *i = in("i", DT_I64, ts_shape(3, N, 4, 5));
+    out("ax1", ir_gather(ts.g, ts.d, L, x, i, 1));
+    Node *j = in("j", DT_I32, ts_shape(3, N, 7, 3));
+    out("ax2_i32", ir_gather(ts.g, ts.d, L, x, j, 2));
+    Node *k = in("k", DT_I64, ts_shape(3, N, 2, 2)); /* smaller than x in dims other than axis */
+    out("smaller", ir_gather(ts.g, ts.d, L, x, k, 2));
+    Node *y = in("y", DT_I64, ts_shape(2, 6, 4)), *yi = in("yi", DT_I32, ts_shape(2, 9, 4));
+    out("i64_ax0", ir_gather(ts.g, ts.d, L, y, yi, 0));
+    Node *u = in("u", DT_U8, ts_shape(1, 8)), *ui = in("ui", DT_I64, ts_shape(1, 11));
+    out("u8", ir_gather(ts.g, ts.d, L, u, ui, 0));
+    Node *f = in("f", DT_F64, ts_shape(2, N, 7)), *fi = in("fi", DT_I64, ts_shape(2, N, 1));
+    out("f64_pick", ir_gather(ts.g, ts.d, L, f, fi, 1)); /* the nll_loss pattern: one class per row */
+}
+
+static void test_gather_out_of_range_reads_zero(void **state) {
+    fx.ilo = -2;
+    fx.ihi = 8;
+    check_n3_and_n1(build_gather);
+}
+
+static void build_scatter_add(void) {
+    Node *i = in("i", DT_I64, ts_shape(3, N, 4, 5)), *s = in("s", DT_F32, ts_shape(3, N, 4, 5));
+    out("ax1", ir_scatter_add(ts.g, ts.d, L, i, s, 1, ts_shape(3, N, 7, 5)));
+    Node *j = in("j", DT_I32, ts_shape(3, N, 2, 9)), *t = in("t", DT_F64, ts_shape(3, N, 2, 9));
+    out("ax2_f64", ir_scatter_add(ts.g, ts.d, L, j, t, 2, ts_shape(3, N, 3, 6)));
+    Node *e = in("e", DT_I64, ts_shape(2, 13, 3)), *g = in("g", DT_I32, ts_shape(2, 13, 3));
+    out("i32_ax0", ir_scatter_add(ts.g, ts.d, L, e, g, 0, ts_shape(2, 6, 4))); /* the embedding pattern */
+    Node *u = in("u", DT_I64, ts_shape(1, 9)), *v = in("v", DT_U8, ts_shape(1, 9));
+    out("u8", ir_scatter_add(ts.g, ts.d, L, u, v, 0, ts_shape(1, 5)));
+    Node *w = in("w", DT_I64, ts_shape(1, 9)), *z = in("z", DT_I64, ts_shape(1, 9));
+    out("i64", ir_scatter_add(ts.g, ts.d, L, w, z, 0, ts_shape(1, 7)));
+}
+
+static void test_scatter_add_out_of_range_adds_nothing(void **state) {
+    fx.ilo = -2;
+    fx.ihi = 8;
+    check_n3_and_n1(build_scatter_add);
+}
+
+static void build_random(void) {
+    Node *seed = in("seed", DT_I64, ts_shape(0)), *step = in("step", DT_I64, ts_shape(0));
+    out("r0", ir_random(ts.g, ts.d, L, seed, step, ts_shape(3, N, 3, 7), 0));
+    out("r3", ir_random(ts.g, ts.d, L, seed, step, ts_shape(1, 5), 3));
+    out("r_scalar", ir_random(ts.g, ts.d, L, seed, step, ts_shape(0), 1));
+}
+
+/* The generated code and the interpreter draw the very same floats. */
+static void test_random_bit_for_bit(void **state) {
+    fx.ilo = 0;
+    fx.ihi = 1 << 30;
+    fx.tol = 0;
+    check_n3_and_n1(build_random);
+}
+
+/* ---- convolution and pooling, through runtime/kern_window.c */
+
+static Attr window_attr(int kh, int kw, int stride, int pad, int dilation) {
+    Attr a = {.window = {kh, kw}, .stride = {stride, stride}, .pad = {pad, pad}, .dilation = {dilation, dilation},
+              .groups = 1};
+    return a;
+}
+
+static Node *window(Op op, int nin, Node *const *ins, const Attr *a) {
+    return ir_window(ts.g, ts.d, L, op, nin, ins, a);
+}
+
+static void conv_case(DType t) {
+    Node *x = in("x", t, ts_shape(4, N, 3, 9, 8)), *w = in("w", t, ts_shape(4, 4, 3, 3, 3));
+    Attr a = window_attr(0, 0, 2, 1, 1);
+    Node *y = window(OP_CONV2D, 2, (Node *[]){x, w}, &a);
+    out("y", y);
+    Node *gy = in("gy", t, y->shape);
+    a.shape = x->shape;
+    out("gx", window(OP_CONV2D_BWD_INPUT, 2, (Node *[]){gy, w}, &a));
+    a.shape = w->shape;
+    out("gw", window(OP_CONV2D_BWD_WEIGHT, 2, (Node *[]){x, gy}, &a));
+    /* grouped and dilated */
+    Node *w2 = in("w2", t, ts_shape(4, 6, 1, 2, 3));
+    Node *x2 = in("x2", t, ts_shape(4, N, 3, 7, 9));
+    Attr g = window_attr(0, 0, 1, 0, 2);
+    g.groups = 3;
+    out("y2", window(OP_CONV2D, 2, (Node *[]){x2, w2}, &g));
+}
+
+static void build_conv_f32(void) {
+    conv_case(DT_F32);
+}
+
+static void build_conv_f64(void) {
+    conv_case(DT_F64);
+}
+
+static void test_conv2d_forward_and_backward_f32(void **state) {
+    fx.tol = 1e-4; /* sums of 27 products in f32 */
+    check_n3_and_n1(build_conv_f32);
+}
+
+static void test_conv2d_forward_and_backward_f64(void **state) {
+    check_n3_and_n1(build_conv_f64);
+}
+
+static void build_pool(void) {
+    Node *x = in("x", DT_F32, ts_shape(4, N, 2, 7, 9));
+    Attr m = window_attr(3, 2, 2, 1, 1);
+    m.ceil_mode = true;
+    Node *mp = window(OP_MAX_POOL2D, 1, &x, &m);
+    out("max", mp);
+    Node *gy = in("gy", DT_F32, mp->shape);
+    out("max_bwd", window(OP_MAX_POOL2D_BWD, 2, (Node *[]){x, gy}, &m));
+    Attr v = window_attr(2, 3, 2, 1, 1);
+    v.count_include_pad = true;
+    Node *ap = window(OP_AVG_POOL2D, 1, &x, &v);
+    out("avg", ap);
+    Node *gav = in("gav", DT_F32, ap->shape);
+    v.shape = x->shape;
+    out("avg_bwd", window(OP_AVG_POOL2D_BWD, 1, &gav, &v));
+    Attr ad = {.shape = ts_shape(4, N, 2, 3, 4)};
+    out("adaptive", window(OP_ADAPTIVE_AVG_POOL2D, 1, &x, &ad));
+    Node *gad = in("gad", DT_F32, ad.shape);
+    ad.shape = x->shape;
+    out("adaptive_bwd", window(OP_ADAPTIVE_AVG_POOL2D_BWD, 1, &gad, &ad));
+    Node *x64 = in("x64", DT_F64, ts_shape(4, N, 1, 6, 6));
+    Attr p = window_attr(2, 2, 2, 0, 1);
+    out("max_f64", window(OP_MAX_POOL2D, 1, &x64, &p));
+}
+
+static void test_pooling_forward_and_backward(void **state) {
+    check_n3_and_n1(build_pool);
+}
+
 /* ---------------------------------------------------------------- whole steps */
 
 /* A Linear + softmax cross-entropy forward with an SGD update: in place for w, at the end for b (it is
@@ -527,6 +820,8 @@ static void test_opt_level_0(void **state) {
     out("y", y);
     out("s", ir_reduce(ts.g, ts.d, L, OP_REDUCE_MEAN, y, 1, true));
     out("a", ir_argmax(ts.g, ts.d, L, y, 1, false));
+    out("cat", ir_concat(ts.g, ts.d, L, 2, (Node *[]){y, x}, 1)); /* a call-out */
+    out("iota", ir_iota(ts.g, L, DT_I64, ts_shape(2, N, 3), 1));
     run_check(N_BOUND);
 }
 
@@ -603,6 +898,20 @@ int main(void) {
         T(test_matmul_linear_forward_and_grads),
         T(test_matmul_batched_rank3),
         T(test_one_hot_out_of_range_is_zero),
+        T(test_argmin_axes_and_ties),
+        T(test_iota_every_dtype_and_axis),
+        T(test_matmul_broadcast_batch_dims_f32),
+        T(test_matmul_broadcast_batch_dims_f64),
+        T(test_matmul_batch_folded_into_m),
+        T(test_slice_strided_and_contiguous),
+        T(test_pad_with_value_and_interior),
+        T(test_concat_axes_and_max_inputs),
+        T(test_gather_out_of_range_reads_zero),
+        T(test_scatter_add_out_of_range_adds_nothing),
+        T(test_random_bit_for_bit),
+        T(test_conv2d_forward_and_backward_f32),
+        T(test_conv2d_forward_and_backward_f64),
+        T(test_pooling_forward_and_backward),
         T(test_sgd_step_updates_params),
         T(test_opt_level_0),
         T(test_batch_of_one),
