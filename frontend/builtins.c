@@ -8,18 +8,20 @@
 
 #define PARAMS(...) (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *)
 
-
-/* The tensor argument `what` of builtin `fn`, or NULL after an error. */
-static Node *tensor_arg(Eval *E, Value *v, const char *fn, const char *what, Loc loc) {
+/* The argument helpers that builtins_layers.c shares (fe.h says what each does). */
+Node *sema_tensor_arg(Eval *E, Value *v, const char *fn, const char *what, Loc loc) {
     Node *n = sema_is_tensor(v) ? sema_node(E, v, loc) : NULL;
     if (!n && !E->failed)
         sema_error(E, loc, "'%s' needs a tensor for '%s', got %s", fn, what, sema_kind_name(E, v));
     return n;
 }
 
-static bool bool_arg(Eval *E, Value *v, bool dflt, const char *fn, const char *what, Loc loc, bool *out) {
+/* Whether an optional argument was given: absent and `none` both mean the default. */
+bool sema_given(const Value *v) { return v && v->kind != V_NONE; }
+
+bool sema_bool_arg(Eval *E, Value *v, bool dflt, const char *fn, const char *what, Loc loc, bool *out) {
     *out = dflt;
-    if (!v)
+    if (!sema_given(v))
         return true;
     if (v->kind != V_BOOL) {
         sema_error(E, loc, "'%s' needs a bool for '%s', got %s", fn, what, sema_kind_name(E, v));
@@ -29,8 +31,7 @@ static bool bool_arg(Eval *E, Value *v, bool dflt, const char *fn, const char *w
     return true;
 }
 
-/* A dimension index, negative ones counting from the end. */
-static bool axis_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, int *out) {
+bool sema_axis_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, int *out) {
     if (v->kind != V_INT) {
         sema_error(E, loc, "'%s' needs an int axis, got %s", fn, sema_kind_name(E, v));
         return false;
@@ -49,7 +50,7 @@ static bool axis_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, i
 /* axis = INT or [INTS] into a bit mask; absent: every axis. */
 static bool axes_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, uint32_t *mask) {
     *mask = 0;
-    if (!v) {
+    if (!sema_given(v)) {
         *mask = x->shape.rank ? (uint32_t)((1u << x->shape.rank) - 1) : 0;
         return true;
     }
@@ -57,7 +58,7 @@ static bool axes_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, u
     int n = v->kind == V_LIST ? v->nitems : 1;
     for (int i = 0; i < n; i++) {
         int a;
-        if (!axis_of(E, items[i], x, fn, loc, &a))
+        if (!sema_axis_of(E, items[i], x, fn, loc, &a))
             return false;
         if (*mask & (1u << a)) {
             sema_error(E, loc, "'%s': axis %d given twice", fn, a);
@@ -97,13 +98,19 @@ static Value *unary(Eval *E, Value *x, Op op, const char *fn, Loc loc) {
             break;
         case OP_SIGMOID: r = 1 / (1 + exp(-v)); break;
         case OP_TANH: r = tanh(v); break;
+        case OP_ERF: r = erf(v); break;
+        case OP_RSQRT:
+            if (v <= 0)
+                return sema_error(E, loc, "rsqrt of %g, which is not positive", v);
+            r = 1 / sqrt(v);
+            break;
         default: LATHE_UNREACHABLE("not a unary builtin");
         }
         if (!isfinite(r))
             return sema_error(E, loc, "%s(%g) overflows", fn, v);
         return sema_float(E, r);
     }
-    Node *n = tensor_arg(E, x, fn, "x", loc);
+    Node *n = sema_tensor_arg(E, x, fn, "x", loc);
     if (!n)
         return NULL;
     if (op != OP_ABS && !ir_dtype_is_float(n->dtype)) /* the IR's rule: of these, only abs takes integers */
@@ -118,67 +125,70 @@ static Value *b_abs(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_ABS,
 static Value *b_relu(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_RELU, "relu", loc); }
 static Value *b_sigmoid(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_SIGMOID, "sigmoid", loc); }
 static Value *b_tanh(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_TANH, "tanh", loc); }
+static Value *b_erf(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_ERF, "erf", loc); }
+static Value *b_rsqrt(Eval *E, Value **a, Loc loc) { return unary(E, a[0], OP_RSQRT, "rsqrt", loc); }
 
 /* ---------------------------------------------------------------- reductions */
 
-/* min(x) = c - max(c - x), an order-reversing map that cannot overflow: c = 0 (negation) for floats, -1
-   for signed integers (-1 - x is ~x) and 255 for u8 (where -x would wrap and reorder). */
-static Node *min_of(Eval *E, Node *x, uint32_t mask, bool keepdim, Loc nloc) {
-    Node *c = x->dtype == DT_U8 ? ir_const(E->g, nloc, DT_U8, ir_shape_scalar(), UINT8_MAX)
-              : ir_dtype_is_int(x->dtype) ? ir_const(E->g, nloc, x->dtype, ir_shape_scalar(), -1) : NULL;
-    Node *flip = c ? ir_binary(E->g, E->d, nloc, OP_SUB, c, x) : ir_unary(E->g, E->d, nloc, OP_NEG, x);
-    Node *m = flip ? ir_reduce(E->g, E->d, nloc, OP_REDUCE_MAX, flip, mask, keepdim) : NULL;
-    if (!m)
-        return NULL;
-    return c ? ir_binary(E->g, E->d, nloc, OP_SUB, c, m) : ir_unary(E->g, E->d, nloc, OP_NEG, m);
-}
-
 static Value *reduce(Eval *E, Value **a, Op op, const char *fn, Loc loc) {
-    Node *x = tensor_arg(E, a[0], fn, "x", loc);
+    Node *x = sema_tensor_arg(E, a[0], fn, "x", loc);
     uint32_t mask;
     bool keepdim;
-    if (!x || !axes_of(E, a[1], x, fn, loc, &mask) || !bool_arg(E, a[2], false, fn, "keepdim", loc, &keepdim))
+    if (!x || !axes_of(E, a[1], x, fn, loc, &mask) || !sema_bool_arg(E, a[2], false, fn, "keepdim", loc, &keepdim))
         return NULL;
     if (op == OP_REDUCE_MEAN && !ir_dtype_is_float(x->dtype))
         return sema_error(E, loc, "'mean' needs a float tensor, got %s", sema_type_str(E, x->dtype, &x->shape));
-    Loc nloc = sema_node_loc(E, loc);
-    if (op == OP_REDUCE_MAX && strcmp(fn, "min") == 0)
-        return sema_made(E, min_of(E, x, mask, keepdim, nloc), loc);
-    return sema_made(E, ir_reduce(E->g, E->d, nloc, op, x, mask, keepdim), loc);
+    return sema_made(E, ir_reduce(E->g, E->d, sema_node_loc(E, loc), op, x, mask, keepdim), loc);
 }
 
 static Value *b_sum(Eval *E, Value **a, Loc loc) { return reduce(E, a, OP_REDUCE_SUM, "sum", loc); }
 static Value *b_mean(Eval *E, Value **a, Loc loc) { return reduce(E, a, OP_REDUCE_MEAN, "mean", loc); }
 
-/* max(x, axis, keepdim) reduces; max(a, b) with a tensor or two numbers is elementwise. */
+/* A second argument of max/min that is not an axis: a tensor, a float, or an int that is no axis of x
+   (max(log(p), -100) clamps; max(x, 1) reduces over axis 1, as torch.max). */
+static bool elementwise_operand(const Value *x, const Value *v) {
+    if (sema_is_tensor(v) || v->kind == V_FLOAT || (sema_is_number(x) && sema_is_number(v)))
+        return true;
+    if (v->kind != V_INT || x->kind != V_TENSOR)
+        return false;
+    int r = x->node->shape.rank;
+    return v->i < -r || v->i >= r;
+}
+
+/* max(x, axis, keepdim) reduces; max(a, b) with a tensor, a float or two numbers is elementwise. */
 static Value *max_min(Eval *E, Value **a, bool is_max, Loc loc) {
     const char *fn = is_max ? "max" : "min";
-    if (a[1] && !a[2] && (sema_is_tensor(a[1]) || (sema_is_number(a[0]) && sema_is_number(a[1])))) {
+    if (a[1] && !a[2] && elementwise_operand(a[0], a[1])) {
         if (sema_is_number(a[0]) && sema_is_number(a[1])) {
             bool first = is_max ? sema_num(a[0]) >= sema_num(a[1]) : sema_num(a[0]) <= sema_num(a[1]);
             return first ? a[0] : a[1];
         }
         return sema_elementwise(E, is_max ? OP_MAX : OP_MIN, fn, a[0], a[1], loc);
     }
-    return reduce(E, a, OP_REDUCE_MAX, fn, loc);
+    return reduce(E, a, is_max ? OP_REDUCE_MAX : OP_REDUCE_MIN, fn, loc);
 }
 
 static Value *b_max(Eval *E, Value **a, Loc loc) { return max_min(E, a, true, loc); }
 static Value *b_min(Eval *E, Value **a, Loc loc) { return max_min(E, a, false, loc); }
 
-static Value *b_argmax(Eval *E, Value **a, Loc loc) {
-    Node *x = tensor_arg(E, a[0], "argmax", "x", loc);
+static Value *arg_max_min(Eval *E, Value **a, bool is_max, Loc loc) {
+    const char *fn = is_max ? "argmax" : "argmin";
+    Node *x = sema_tensor_arg(E, a[0], fn, "x", loc);
     int axis;
     bool keepdim;
-    if (!x || !axis_of(E, a[1], x, "argmax", loc, &axis) || !bool_arg(E, a[2], false, "argmax", "keepdim", loc, &keepdim))
+    if (!x || !sema_axis_of(E, a[1], x, fn, loc, &axis) || !sema_bool_arg(E, a[2], false, fn, "keepdim", loc, &keepdim))
         return NULL;
-    return sema_made(E, ir_argmax(E->g, E->d, sema_node_loc(E, loc), x, axis, keepdim), loc);
+    Loc nloc = sema_node_loc(E, loc);
+    return sema_made(E, is_max ? ir_argmax(E->g, E->d, nloc, x, axis, keepdim) : ir_argmin(E->g, E->d, nloc, x, axis, keepdim), loc);
 }
+
+static Value *b_argmax(Eval *E, Value **a, Loc loc) { return arg_max_min(E, a, true, loc); }
+static Value *b_argmin(Eval *E, Value **a, Loc loc) { return arg_max_min(E, a, false, loc); }
 
 /* ---------------------------------------------------------------- shapes */
 
 static Value *b_reshape(Eval *E, Value **a, Loc loc) {
-    Node *x = tensor_arg(E, a[0], "reshape", "x", loc);
+    Node *x = sema_tensor_arg(E, a[0], "reshape", "x", loc);
     if (!x)
         return NULL;
     Value *s = a[1];
@@ -221,28 +231,60 @@ static Value *b_reshape(Eval *E, Value **a, Loc loc) {
     return sema_made(E, ir_reshape(E->g, E->d, sema_node_loc(E, loc), x, out), loc);
 }
 
+/* A permutation of x's axes from a list (negative axes count from the end). */
+static bool perm_of(Eval *E, Value *p, const Node *x, const char *fn, Loc loc, int *perm) {
+    uint32_t seen = 0;
+    if (p->kind != V_LIST || p->nitems != x->shape.rank) {
+        sema_error(E, loc, "'%s' needs a permutation of %d axes, got %s", fn, x->shape.rank, sema_kind_name(E, p));
+        return false;
+    }
+    for (int i = 0; i < p->nitems; i++) {
+        if (!sema_axis_of(E, p->items[i], x, fn, loc, &perm[i]))
+            return false;
+        if (seen & (1u << perm[i])) {
+            sema_error(E, loc, "'%s': axis %d appears twice in the permutation", fn, perm[i]);
+            return false;
+        }
+        seen |= 1u << perm[i];
+    }
+    return true;
+}
+
+/* transpose(x, d0, d1) swaps two axes (torch.transpose); transpose(x, [perm]) permutes them. */
 static Value *b_transpose(Eval *E, Value **a, Loc loc) {
-    Node *x = tensor_arg(E, a[0], "transpose", "x", loc);
+    Node *x = sema_tensor_arg(E, a[0], "transpose", "x", loc);
     if (!x)
         return NULL;
-    Value *p = a[1];
     int perm[IR_MAX_RANK] = {0};
-    uint32_t seen = 0;
-    if (p->kind != V_LIST || p->nitems != x->shape.rank)
-        return sema_error(E, loc, "'transpose' needs a permutation of %d axes, got %s", x->shape.rank,
-                          sema_kind_name(E, p));
-    for (int i = 0; i < p->nitems; i++) {
-        if (!axis_of(E, p->items[i], x, "transpose", loc, &perm[i]))
+    if (a[1]->kind == V_LIST) {
+        if (a[2])
+            return sema_error(E, loc, "'transpose' takes a permutation list or two axes, not both");
+        if (!perm_of(E, a[1], x, "transpose", loc, perm))
             return NULL;
-        if (seen & (1u << perm[i]))
-            return sema_error(E, loc, "'transpose': axis %d appears twice in the permutation", perm[i]);
-        seen |= 1u << perm[i];
+    } else {
+        int d0, d1;
+        if (!a[2])
+            return sema_error(E, loc, "'transpose' needs two axes (transpose(x, 0, 1)) or a permutation list");
+        if (!sema_axis_of(E, a[1], x, "transpose", loc, &d0) || !sema_axis_of(E, a[2], x, "transpose", loc, &d1))
+            return NULL;
+        for (int i = 0; i < x->shape.rank; i++)
+            perm[i] = i;
+        perm[d0] = d1;
+        perm[d1] = d0;
     }
     return sema_made(E, ir_transpose(E->g, E->d, sema_node_loc(E, loc), x, perm), loc);
 }
 
+static Value *b_permute(Eval *E, Value **a, Loc loc) {
+    Node *x = sema_tensor_arg(E, a[0], "permute", "x", loc);
+    int perm[IR_MAX_RANK] = {0};
+    if (!x || !perm_of(E, a[1], x, "permute", loc, perm))
+        return NULL;
+    return sema_made(E, ir_transpose(E->g, E->d, sema_node_loc(E, loc), x, perm), loc);
+}
+
 static Value *b_one_hot(Eval *E, Value **a, Loc loc) {
-    Node *x = tensor_arg(E, a[0], "one_hot", "x", loc);
+    Node *x = sema_tensor_arg(E, a[0], "one_hot", "x", loc);
     if (!x)
         return NULL;
     if (ir_dtype_is_float(x->dtype))
@@ -257,7 +299,7 @@ static Value *b_one_hot(Eval *E, Value **a, Loc loc) {
 }
 
 static Value *b_cast(Eval *E, Value **a, Loc loc) {
-    Node *x = tensor_arg(E, a[0], "cast", "x", loc);
+    Node *x = sema_tensor_arg(E, a[0], "cast", "x", loc);
     if (!x)
         return NULL;
     if (a[1]->kind != V_DTYPE)
@@ -268,7 +310,7 @@ static Value *b_cast(Eval *E, Value **a, Loc loc) {
 }
 
 static Value *b_where(Eval *E, Value **a, Loc loc) {
-    Node *c = tensor_arg(E, a[0], "where", "cond", loc);
+    Node *c = sema_tensor_arg(E, a[0], "where", "cond", loc);
     if (!c)
         return NULL;
     Node *x = sema_is_tensor(a[1]) ? sema_node(E, a[1], loc) : NULL;
@@ -296,9 +338,9 @@ static Value *b_where(Eval *E, Value **a, Loc loc) {
 }
 
 static Value *b_dim(Eval *E, Value **a, Loc loc) {
-    Node *x = tensor_arg(E, a[0], "dim", "x", loc);
+    Node *x = sema_tensor_arg(E, a[0], "dim", "x", loc);
     int i;
-    if (!x || !axis_of(E, a[1], x, "dim", loc, &i))
+    if (!x || !sema_axis_of(E, a[1], x, "dim", loc, &i))
         return NULL;
     return x->shape.dim[i] == IR_DIM_N ? sema_value(E, V_DIMN) : sema_int(E, x->shape.dim[i]);
 }
@@ -370,13 +412,18 @@ static const Builtin builtins[] = {
     {"relu", PARAMS("x"), 1, b_relu},
     {"sigmoid", PARAMS("x"), 1, b_sigmoid},
     {"tanh", PARAMS("x"), 1, b_tanh},
+    {"erf", PARAMS("x"), 1, b_erf},
+    {"rsqrt", PARAMS("x"), 1, b_rsqrt},
     {"sum", PARAMS("x", "axis", "keepdim"), 1, b_sum},
     {"mean", PARAMS("x", "axis", "keepdim"), 1, b_mean},
     {"max", PARAMS("x", "axis", "keepdim"), 1, b_max},
     {"min", PARAMS("x", "axis", "keepdim"), 1, b_min},
     {"argmax", PARAMS("x", "axis", "keepdim"), 2, b_argmax},
+    {"argmin", PARAMS("x", "axis", "keepdim"), 2, b_argmin},
     {"reshape", PARAMS("x", "shape"), 2, b_reshape},
-    {"transpose", PARAMS("x", "perm"), 2, b_transpose},
+    {"view", PARAMS("x", "shape"), 2, b_reshape},
+    {"transpose", PARAMS("x", "dim0", "dim1"), 2, b_transpose},
+    {"permute", PARAMS("x", "dims"), 2, b_permute},
     {"one_hot", PARAMS("x", "classes", "dtype"), 2, b_one_hot},
     {"cast", PARAMS("x", "dtype"), 2, b_cast},
     {"where", PARAMS("cond", "a", "b"), 3, b_where},
@@ -402,4 +449,6 @@ void sema_register_builtins(Eval *E, Scope *s) {
         sema_scope_set(E, s, ir_dtype_name((DType)t), v);
     }
     sema_scope_set(E, s, "N", sema_value(E, V_DIMN));
+    sema_scope_set(E, s, "training", sema_bool(E, false));
+    sema_register_layer_builtins(E, s);
 }

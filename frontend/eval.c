@@ -102,10 +102,37 @@ Value *sema_float(Eval *E, double f) {
     return v;
 }
 
-static Value *new_bool(Eval *E, bool b) {
+Value *sema_bool(Eval *E, bool b) {
     Value *v = sema_value(E, V_BOOL);
     v->b = b;
     return v;
+}
+
+Value *sema_none(Eval *E) { return sema_value(E, V_NONE); }
+
+Value *sema_list(Eval *E, int n) {
+    Value *v = sema_value(E, V_LIST);
+    v->items = arena_alloc(E->a, sizeof(Value *) * (size_t)(n + 1));
+    v->nitems = n;
+    return v;
+}
+
+bool sema_truth(Eval *E, Value *v, const char *what, Loc loc, bool *out) {
+    switch (v->kind) {
+    case V_NONE: *out = false; break;
+    case V_BOOL: *out = v->b; break;
+    case V_INT: *out = v->i != 0; break;
+    case V_FLOAT: *out = v->f != 0; break;
+    case V_STR: *out = v->s[0] != '\0'; break;
+    case V_LIST: *out = v->nitems > 0; break;
+    case V_TENSOR:
+    case V_PARAM:
+        sema_error(E, loc, "%s must be known at compile time (a bool, an int or none), got %s: use where(c, a, b) "
+                   "for a choice per element", what, sema_kind_name(E, v));
+        return false;
+    default: *out = true; break;
+    }
+    return true;
 }
 
 Value *sema_tensor(Eval *E, Node *n) {
@@ -245,12 +272,14 @@ Node *sema_node(Eval *E, Value *v, Loc loc) {
        would have a nameless parameter that no checkpoint holds. */
     if (!p->name) {
         sema_error(E, loc, "parameter '%s' belongs to a layer that is not a member of the model or of one of "
-                   "its layers (layers in lists are not supported)", p->member);
+                   "its layers (or of a list that is)", p->member);
         return NULL;
     }
     if (p->graph != E->g) {
+        /* buffers and frozen parameters get no gradient: PARAM nodes marked frozen */
+        Attr a = {.name = p->name, .frozen = p->buffer || p->frozen, .dtype = p->dtype, .shape = p->shape};
         p->graph = E->g;
-        p->node = ir_param(E->g, sema_node_loc(E, loc), p->name, p->dtype, p->shape);
+        p->node = ir_make(E->g, NULL, sema_node_loc(E, loc), OP_PARAM, 0, NULL, &a);
     }
     return p->node;
 }
@@ -299,6 +328,15 @@ Value *sema_elementwise(Eval *E, Op op, const char *what, Value *a, Value *b, Lo
     if (!ir_shape_broadcast(&x->shape, &y->shape, &out))
         return sema_error(E, loc, "shapes do not broadcast in '%s': %s and %s", what,
                           sema_type_str(E, x->dtype, &x->shape), sema_type_str(E, y->dtype, &y->shape));
+    /* products and quotients of scalar constants fold, powers of N included: dim(x, 0) * 49 is one
+       CONST 49 N^1, which later passes read as a number */
+    if ((op == OP_MUL || op == OP_DIV) && x->op == OP_CONST && y->op == OP_CONST && x->shape.rank == 0 &&
+        y->shape.rank == 0 && ir_dtype_is_float(x->dtype) && (op == OP_MUL || y->attr.value != 0)) {
+        double v = op == OP_MUL ? x->attr.value * y->attr.value : x->attr.value / y->attr.value;
+        int np = op == OP_MUL ? x->attr.npow + y->attr.npow : x->attr.npow - y->attr.npow;
+        if (isfinite(v))
+            return sema_tensor(E, ir_const_npow(E->g, sema_node_loc(E, loc), x->dtype, ir_shape_scalar(), v, np));
+    }
     return sema_made(E, ir_binary(E->g, E->d, sema_node_loc(E, loc), op, x, y), loc);
 }
 
@@ -310,8 +348,8 @@ static Value *matmul(Eval *E, Value *a, Value *b, Loc loc) {
         return sema_error(E, loc, "'@' needs two tensors, got %s and %s", x ? "a tensor" : sema_kind_name(E, a),
                           y ? "a tensor" : sema_kind_name(E, b));
     const char *tx = sema_type_str(E, x->dtype, &x->shape), *ty = sema_type_str(E, y->dtype, &y->shape);
-    if (x->shape.rank < 2 || x->shape.rank > 3 || y->shape.rank < 2 || y->shape.rank > 3)
-        return sema_error(E, loc, "matmul needs rank-2 or rank-3 tensors, got %s @ %s", tx, ty);
+    if (x->shape.rank < 2 || y->shape.rank < 2)
+        return sema_error(E, loc, "matmul needs tensors of rank 2 or more, got %s @ %s", tx, ty);
     if (x->dtype != y->dtype)
         return sema_error(E, loc, "dtype mismatch in matmul: %s @ %s", tx, ty);
     int64_t k1 = x->shape.dim[x->shape.rank - 1], k2 = y->shape.dim[y->shape.rank - 2];
@@ -359,12 +397,12 @@ static Value *fold_int(Eval *E, BinOp op, int64_t a, int64_t b, Loc loc) {
         }
         return sema_int(E, r);
     }
-    case B_EQ: return new_bool(E, a == b);
-    case B_NE: return new_bool(E, a != b);
-    case B_LT: return new_bool(E, a < b);
-    case B_LE: return new_bool(E, a <= b);
-    case B_GT: return new_bool(E, a > b);
-    case B_GE: return new_bool(E, a >= b);
+    case B_EQ: return sema_bool(E, a == b);
+    case B_NE: return sema_bool(E, a != b);
+    case B_LT: return sema_bool(E, a < b);
+    case B_LE: return sema_bool(E, a <= b);
+    case B_GT: return sema_bool(E, a > b);
+    case B_GE: return sema_bool(E, a >= b);
     default: return NULL; /* B_DIV: true division, in doubles */
     }
 overflow:
@@ -399,12 +437,12 @@ static Value *fold(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
             return sema_error(E, loc, "division by zero");
         r = pow(x, y);
         break;
-    case B_EQ: return new_bool(E, x == y);
-    case B_NE: return new_bool(E, x != y);
-    case B_LT: return new_bool(E, x < y);
-    case B_LE: return new_bool(E, x <= y);
-    case B_GT: return new_bool(E, x > y);
-    case B_GE: return new_bool(E, x >= y);
+    case B_EQ: return sema_bool(E, x == y);
+    case B_NE: return sema_bool(E, x != y);
+    case B_LT: return sema_bool(E, x < y);
+    case B_LE: return sema_bool(E, x <= y);
+    case B_GT: return sema_bool(E, x > y);
+    case B_GE: return sema_bool(E, x >= y);
     case B_MATMUL: return sema_error(E, loc, "'@' needs two tensors, got two numbers");
     default: LATHE_UNREACHABLE("unknown binary operator");
     }
@@ -415,12 +453,58 @@ static Value *fold(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
     return sema_float(E, r);
 }
 
+/* == between compile-time values, as Python's: values of different kinds differ (numbers compare by value,
+   none equals only none), lists compare item by item, layers by identity. */
+static bool values_equal(const Value *a, const Value *b) {
+    if (sema_is_number(a) && sema_is_number(b))
+        return sema_num(a) == sema_num(b);
+    if (a->kind != b->kind)
+        return false;
+    switch (a->kind) {
+    case V_NONE:
+    case V_DIMN: return true;
+    case V_BOOL: return a->b == b->b;
+    case V_STR: return strcmp(a->s, b->s) == 0;
+    case V_DTYPE: return a->dtype == b->dtype;
+    case V_LIST:
+        if (a->nitems != b->nitems)
+            return false;
+        for (int i = 0; i < a->nitems; i++)
+            if (!values_equal(a->items[i], b->items[i]))
+                return false;
+        return true;
+    case V_INSTANCE: return a->inst == b->inst;
+    case V_LAYER:
+    case V_FUNC: return a->decl == b->decl;
+    case V_BUILTIN: return a->builtin == b->builtin;
+    case V_INIT: return a->init.kind == b->init.kind && a->init.a == b->init.a && a->init.b == b->init.b;
+    default: return a == b;
+    }
+}
+
 static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
     static const Op ops[] = {
         [B_EQ] = OP_EQ, [B_NE] = OP_NE, [B_LT] = OP_LT, [B_LE] = OP_LE, [B_GT] = OP_GT, [B_GE] = OP_GE,
         [B_ADD] = OP_ADD, [B_SUB] = OP_SUB, [B_MUL] = OP_MUL, [B_DIV] = OP_DIV, [B_POW] = OP_POW,
     };
     const char *name = parse_binop_name(op);
+    if ((op == B_EQ || op == B_NE) && (a->kind == V_NONE || b->kind == V_NONE)) /* `weight != none` */
+        return sema_bool(E, (op == B_EQ) == values_equal(a, b));
+    if ((a->kind == V_DIMN || b->kind == V_DIMN) && op != B_EQ && op != B_NE && op != B_MATMUL && op != B_MOD) {
+        Value *other = a->kind == V_DIMN ? b : a;
+        if (sema_is_tensor(other) || sema_is_number(other) || other->kind == V_DIMN) {
+            /* N in arithmetic is a number known at run time: an f32 scalar N^1 (of a float tensor's dtype) */
+            if (!E->g)
+                return sema_error(E, loc, "the batch dimension N in '%s' outside forward: its value is known only "
+                                  "when a batch runs", name);
+            Node *like = sema_is_tensor(other) ? sema_node(E, other, loc) : NULL;
+            if (E->failed)
+                return NULL;
+            DType t = like && ir_dtype_is_float(like->dtype) ? like->dtype : DT_F32;
+            Value *n = sema_tensor(E, ir_const_npow(E->g, sema_node_loc(E, loc), t, ir_shape_scalar(), 1, 1));
+            return binary(E, op, a->kind == V_DIMN ? n : a, b->kind == V_DIMN ? n : b, loc);
+        }
+    }
     if (sema_is_tensor(a) || sema_is_tensor(b)) {
         if (op == B_MATMUL)
             return matmul(E, a, b, loc);
@@ -431,20 +515,9 @@ static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
     if (sema_is_number(a) && sema_is_number(b))
         return fold(E, op, a, b, loc);
     if (op == B_EQ || op == B_NE) {
-        bool eq;
-        if (a->kind == V_BOOL && b->kind == V_BOOL)
-            eq = a->b == b->b;
-        else if (a->kind == V_STR && b->kind == V_STR)
-            eq = strcmp(a->s, b->s) == 0;
-        else if (a->kind == V_DIMN && b->kind == V_DIMN)
-            eq = true;
-        else if ((a->kind == V_DIMN && sema_is_number(b)) || (b->kind == V_DIMN && sema_is_number(a)))
-            eq = false;
-        else
-            goto bad;
-        return new_bool(E, op == B_EQ ? eq : !eq);
+        bool eq = values_equal(a, b);
+        return sema_bool(E, op == B_EQ ? eq : !eq);
     }
-bad:
     return sema_error(E, loc, "cannot apply '%s' to %s and %s", name, sema_kind_name(E, a),
                       sema_kind_name(E, b));
 }
@@ -583,7 +656,73 @@ static void leave_call(Eval *E, Loc saved_site) {
     E->site = saved_site;
 }
 
-/* Runs a def or forward body in a fresh scope below parent: the call is inlined into the graph. */
+typedef enum { FLOW_NEXT, FLOW_RETURN, FLOW_ERROR } Flow;
+
+/* The values a `for` runs over: a list's items or a Sequential's children. */
+static bool iterable(Eval *E, Value *v, const char *what, Loc loc, Value ***items, int *n) {
+    if (v->kind == V_LIST) {
+        *items = v->items;
+        *n = v->nitems;
+        return true;
+    }
+    if (v->kind == V_INSTANCE && !v->inst->decl) {
+        *items = v->inst->children;
+        *n = v->inst->nchildren;
+        return true;
+    }
+    sema_error(E, loc, "%s needs a list (range(n), [a, b], a list of layers), got %s", what, sema_kind_name(E, v));
+    return false;
+}
+
+/* Runs statements in s. Conditions are compile-time values, so an `if` runs one branch and a `for`
+   unrolls: only the IR of the branches taken is built. */
+static Flow run(Eval *E, const Stmt *body, int n, Scope *s, const char *what, Value **result, Loc *ret_loc) {
+    for (int i = 0; i < n; i++) {
+        const Stmt *st = &body[i];
+        Value *v = sema_eval(E, st->value, s);
+        if (!v)
+            return FLOW_ERROR;
+        switch (st->kind) {
+        case S_ASSIGN: sema_scope_set(E, s, st->name, v); break;
+        case S_EXPR: break;
+        case S_RETURN:
+            if (i + 1 < n) {
+                sema_error(E, body[i + 1].loc, "statement after return in '%s'", what);
+                return FLOW_ERROR;
+            }
+            *result = v;
+            *ret_loc = st->loc;
+            return FLOW_RETURN;
+        case S_IF: {
+            bool c;
+            if (!sema_truth(E, v, "the condition of 'if'", st->value->loc, &c))
+                return FLOW_ERROR;
+            Flow f = c ? run(E, st->body, st->nbody, s, what, result, ret_loc)
+                       : run(E, st->orelse, st->norelse, s, what, result, ret_loc);
+            if (f != FLOW_NEXT)
+                return f;
+            break;
+        }
+        case S_FOR: {
+            Value **items;
+            int count;
+            if (!iterable(E, v, "'for'", st->value->loc, &items, &count))
+                return FLOW_ERROR;
+            for (int k = 0; k < count; k++) {
+                sema_scope_set(E, s, st->name, items[k]);
+                Flow f = run(E, st->body, st->nbody, s, what, result, ret_loc);
+                if (f != FLOW_NEXT)
+                    return f;
+            }
+            break;
+        }
+        }
+    }
+    return FLOW_NEXT;
+}
+
+/* Runs a def or forward body in a fresh scope below parent: the call is inlined into the graph. A def
+   that ends without a return gives none, as in Python; a forward must return. */
 static Value *call_func(Eval *E, const Func *f, Scope *parent, const char *what, Args *args, Loc loc) {
     Loc saved;
     if (!enter_call(E, loc, &saved))
@@ -592,27 +731,23 @@ static Value *call_func(Eval *E, const Func *f, Scope *parent, const char *what,
     Value *result = NULL;
     if (!bind_params(E, f->params, f->nparams, s, what, args, loc))
         goto out;
-    for (int i = 0; i < f->nbody; i++) {
-        const Stmt *st = &f->body[i];
-        Value *v = sema_eval(E, st->value, s);
-        if (!v)
-            goto out;
-        if (st->kind == S_ASSIGN) {
-            sema_scope_set(E, s, st->name, v);
-            continue;
-        }
-        if (i + 1 < f->nbody) {
-            sema_error(E, f->body[i + 1].loc, "statement after return in '%s'", what);
-            goto out;
-        }
-        if (f->ret) {
-            const char *ret = arena_printf(E->a, "return value of '%s'", what);
-            v = check_type(E, f->ret, v, s, ret, st->loc);
-        }
-        result = v;
+    Loc ret_loc = loc;
+    Flow flow = run(E, f->body, f->nbody, s, what, &result, &ret_loc);
+    if (flow == FLOW_ERROR) {
+        result = NULL;
         goto out;
     }
-    sema_error(E, f->loc, "'%s' ends without a return", what);
+    if (flow == FLOW_NEXT) {
+        if (f->ret || strcmp(f->name, "forward") == 0) {
+            sema_error(E, f->loc, "'%s' ends without a return", what);
+            goto out;
+        }
+        result = sema_none(E);
+    }
+    if (f->ret) {
+        const char *ret = arena_printf(E->a, "return value of '%s'", what);
+        result = check_type(E, f->ret, result, s, ret, ret_loc);
+    }
 out:
     leave_call(E, saved);
     return result;
@@ -623,6 +758,165 @@ out:
 static Value *created_in_forward(Eval *E, const char *type_name, Loc loc) {
     return sema_error(E, loc, "layer '%s' created inside forward: make it a member of the layer or model",
                       type_name);
+}
+
+/* A `param` or `buffer` member: its type and initialiser, evaluated in the instance's scope. */
+static Value *param_member(Eval *E, const Member *m, Scope *scope) {
+    ParamObj *p = arena_alloc(E->a, sizeof *p);
+    p->member = m->name;
+    p->loc = sema_node_loc(E, m->loc);
+    p->init = (InitSpec){INIT_ZEROS, 0, 0};
+    p->buffer = m->kind == M_BUFFER;
+    if (!sema_eval_type(E, m->type, scope, false, &p->dtype, &p->shape))
+        return NULL;
+    Value *init = m->init ? sema_eval(E, m->init, scope) : NULL;
+    if (init && init->kind != V_INIT)
+        return sema_error(E, m->init->loc, "'init' needs an initialiser such as uniform(a, b), got %s",
+                          sema_kind_name(E, init));
+    if (init)
+        p->init = init->init;
+    if (E->failed)
+        return NULL;
+    Value *v = sema_value(E, V_PARAM);
+    v->param = p;
+    return v;
+}
+
+/* The members that name a path (`freeze`, `init`) run after all the others, so that they may name any. */
+typedef struct Deferred {
+    const Member **m;
+    int n, cap;
+} Deferred;
+
+static bool run_members(Eval *E, Instance *inst, const Member *ms, int n, Deferred *later) {
+    for (int i = 0; i < n; i++) {
+        const Member *m = &ms[i];
+        Value *v = NULL;
+        switch (m->kind) {
+        case M_FORWARD: inst->forward = m->forward; continue;
+        case M_FREEZE:
+            if (inst->decl->kind != D_MODEL)
+                return sema_error(E, m->loc, "'freeze' is allowed only in a model body, not in layer '%s'",
+                                  inst->decl->name), false;
+            /* fall through */
+        case M_INIT:
+            if (later->n == later->cap) {
+                int cap = later->cap ? 2 * later->cap : 8;
+                later->m = arena_realloc(E->a, later->m, sizeof *later->m * later->cap, sizeof *later->m * cap);
+                later->cap = cap;
+            }
+            later->m[later->n++] = m;
+            continue;
+        case M_IF: {
+            bool c;
+            if (!(v = sema_eval(E, m->value, inst->scope)) ||
+                !sema_truth(E, v, "the condition of 'if'", m->value->loc, &c))
+                return false;
+            if (!(c ? run_members(E, inst, m->members, m->nmembers, later)
+                    : run_members(E, inst, m->orelse, m->norelse, later)))
+                return false;
+            continue;
+        }
+        case M_ASSIGN: v = sema_eval(E, m->value, inst->scope); break;
+        case M_PARAM:
+        case M_BUFFER: v = param_member(E, m, inst->scope); break;
+        }
+        if (!v)
+            return false;
+        sema_scope_set(E, inst->scope, m->name, v);
+        if (!sema_scope_get_local(inst->members, m->name))
+            sema_scope_set(E, inst->members, m->name, v);
+    }
+    return true;
+}
+
+static bool is_index(const char *s) {
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* The value at a member path (fc1.weight, layers.0, body) from inst; NULL after an error at the segment
+   that does not exist, with the closest name. */
+static Value *resolve_path(Eval *E, Instance *inst, const Member *m) {
+    Value *cur = NULL;
+    const char *at = inst->type_name;
+    for (int i = 0; i < m->npath; i++) {
+        const char *seg = m->path[i];
+        Instance *in = !cur ? inst : cur->kind == V_INSTANCE ? cur->inst : NULL;
+        Value *next = NULL;
+        if (in && in->decl) {
+            next = sema_scope_get_local(in->scope, seg);
+            if (!next)
+                return sema_error(E, m->path_locs[i], "'%s' has no member '%s'%s", at, seg,
+                                  sema_did_you_mean(E, sema_closest(seg, in->scope->names, in->scope->n)));
+        } else if (in || (cur && cur->kind == V_LIST)) {
+            Value **items = in ? in->children : cur->items;
+            int n = in ? in->nchildren : cur->nitems;
+            long k = is_index(seg) && strlen(seg) < 10 ? atol(seg) : -1;
+            if (k < 0 || k >= n)
+                return sema_error(E, m->path_locs[i], "'%s' has no member '%s' (it holds %d item%s: 0 to %d)", at,
+                                  seg, n, n == 1 ? "" : "s", n - 1);
+            next = items[k];
+        } else {
+            return sema_error(E, m->path_locs[i], "'%s' is %s, which has no member '%s'", at,
+                              sema_kind_name(E, cur), seg);
+        }
+        cur = next;
+        at = arena_printf(E->a, "%s%s%s", i ? at : "", i ? "." : "", seg);
+    }
+    return cur;
+}
+
+/* Freezes every parameter reachable from v; false when v holds none. */
+static bool freeze_all(Value *v) {
+    bool any = false;
+    if (v->kind == V_PARAM) {
+        v->param->frozen = true;
+        return true;
+    }
+    if (v->kind == V_LIST) {
+        for (int i = 0; i < v->nitems; i++)
+            any |= freeze_all(v->items[i]);
+    } else if (v->kind == V_INSTANCE) {
+        for (int i = 0; i < v->inst->nchildren; i++)
+            any |= freeze_all(v->inst->children[i]);
+        for (int i = 0; i < v->inst->scope->n; i++)
+            any |= freeze_all(v->inst->scope->values[i]);
+    }
+    return any;
+}
+
+static bool run_deferred(Eval *E, Instance *inst, const Deferred *later) {
+    for (int i = 0; i < later->n; i++) {
+        const Member *m = later->m[i];
+        const char *path = m->path[0];
+        for (int k = 1; k < m->npath; k++)
+            path = arena_printf(E->a, "%s.%s", path, m->path[k]);
+        Value *v = resolve_path(E, inst, m);
+        if (!v)
+            return false;
+        if (m->kind == M_FREEZE) {
+            if (!freeze_all(v))
+                return sema_error(E, m->path_locs[0], "'freeze %s': %s holds no parameter", path,
+                                  sema_kind_name(E, v)), false;
+            continue;
+        }
+        if (v->kind != V_PARAM)
+            return sema_error(E, m->path_locs[0], "'init %s' needs a parameter or a buffer, got %s", path,
+                              sema_kind_name(E, v)), false;
+        Value *init = sema_eval(E, m->init, inst->scope);
+        if (!init)
+            return false;
+        if (init->kind != V_INIT)
+            return sema_error(E, m->init->loc, "'init' needs an initialiser such as uniform(a, b), got %s",
+                              sema_kind_name(E, init)), false;
+        v->param->init = init->init;
+    }
+    return true;
 }
 
 static Value *instantiate(Eval *E, const Decl *decl, Args *args, Loc loc) {
@@ -636,44 +930,14 @@ static Value *instantiate(Eval *E, const Decl *decl, Args *args, Loc loc) {
     inst->loc = loc;
     inst->decl = decl;
     inst->scope = sema_scope_new(E, E->global);
+    inst->members = sema_scope_new(E, NULL);
     Value *result = NULL;
-    if (!bind_params(E, decl->params, decl->nparams, inst->scope, decl->name, args, loc))
-        goto out;
-    for (int i = 0; i < decl->nmembers; i++) {
-        const Member *m = &decl->members[i];
-        if (m->kind == M_FORWARD) {
-            inst->forward = m->forward;
-            continue;
-        }
-        Value *v;
-        if (m->kind == M_ASSIGN) {
-            v = sema_eval(E, m->value, inst->scope);
-        } else {
-            ParamObj *p = arena_alloc(E->a, sizeof *p);
-            p->member = m->name;
-            p->loc = sema_node_loc(E, m->loc);
-            p->init = (InitSpec){INIT_ZEROS, 0, 0};
-            v = NULL;
-            if (sema_eval_type(E, m->type, inst->scope, false, &p->dtype, &p->shape)) {
-                Value *init = m->init ? sema_eval(E, m->init, inst->scope) : NULL;
-                if (init && init->kind != V_INIT)
-                    sema_error(E, m->init->loc, "'init' needs an initialiser such as uniform(a, b), got %s",
-                               sema_kind_name(E, init));
-                else if (init)
-                    p->init = init->init;
-                if (!E->failed) {
-                    v = sema_value(E, V_PARAM);
-                    v->param = p;
-                }
-            }
-        }
-        if (!v)
-            goto out;
-        sema_scope_set(E, inst->scope, m->name, v);
+    Deferred later = {0};
+    if (bind_params(E, decl->params, decl->nparams, inst->scope, decl->name, args, loc) &&
+        run_members(E, inst, decl->members, decl->nmembers, &later) && run_deferred(E, inst, &later)) {
+        result = sema_value(E, V_INSTANCE);
+        result->inst = inst;
     }
-    result = sema_value(E, V_INSTANCE);
-    result->inst = inst;
-out:
     leave_call(E, saved);
     return result;
 }
@@ -689,10 +953,14 @@ static Value *sequential(Eval *E, Args *args, Loc loc) {
     inst->scope = sema_scope_new(E, E->global);
     inst->children = args->pos;
     inst->nchildren = args->npos;
-    for (int i = 0; i < args->npos; i++)
-        if (args->pos[i]->kind != V_INSTANCE)
-            return sema_error(E, loc, "Sequential takes layers, argument %d is %s", i + 1,
-                              sema_kind_name(E, args->pos[i]));
+    if (args->npos == 1 && args->pos[0]->kind == V_LIST) { /* Sequential(list) */
+        inst->children = args->pos[0]->items;
+        inst->nchildren = args->pos[0]->nitems;
+    }
+    for (int i = 0; i < inst->nchildren; i++)
+        if (inst->children[i]->kind != V_INSTANCE)
+            return sema_error(E, loc, "Sequential takes layers, %s %d is %s", inst->children != args->pos ?
+                              "item" : "argument", i + 1, sema_kind_name(E, inst->children[i]));
     Value *v = sema_value(E, V_INSTANCE);
     v->inst = inst;
     return v;
@@ -821,18 +1089,37 @@ static Value *attr(Eval *E, const Expr *e, Scope *s) {
     return sema_error(E, e->loc, "%s has no attribute '%s'", sema_kind_name(E, x), e->name);
 }
 
-static Value *subscript(Eval *E, const Expr *e, Scope *s) {
-    Value *x = sema_eval(E, e->lhs, s), *i = x ? sema_eval(E, e->rhs, s) : NULL;
-    if (!i)
+/* ---------------------------------------------------------------- logic and comprehensions */
+
+static Value *logic(Eval *E, const Expr *e, Scope *s) {
+    Value *a = sema_eval(E, e->lhs, s);
+    bool t;
+    const char *what = e->kind == E_NOT ? "the operand of 'not'" : e->kind == E_AND ? "the operand of 'and'"
+                                                                                      : "the operand of 'or'";
+    if (!a || !sema_truth(E, a, what, e->lhs->loc, &t))
         return NULL;
-    if (x->kind != V_LIST)
-        return sema_error(E, e->loc, "cannot index %s", sema_kind_name(E, x));
-    if (i->kind != V_INT)
-        return sema_error(E, e->rhs->loc, "a list index must be an int, got %s", sema_kind_name(E, i));
-    int64_t k = i->i < 0 ? i->i + x->nitems : i->i;
-    if (k < 0 || k >= x->nitems)
-        return sema_error(E, e->rhs->loc, "index %lld out of range for a list of %d", (long long)i->i, x->nitems);
-    return x->items[k];
+    if (e->kind == E_NOT)
+        return sema_bool(E, !t);
+    if (e->kind == E_AND ? !t : t) /* short-circuit: the right side is not evaluated */
+        return a;
+    Value *b = sema_eval(E, e->rhs, s);
+    return b && sema_truth(E, b, what, e->rhs->loc, &t) ? b : NULL;
+}
+
+static Value *comprehension(Eval *E, const Expr *e, Scope *s) {
+    Value *it = sema_eval(E, e->rhs, s);
+    Value **items;
+    int n;
+    if (!it || !iterable(E, it, "a list comprehension", e->rhs->loc, &items, &n))
+        return NULL;
+    Value *v = sema_list(E, n);
+    Scope *inner = sema_scope_new(E, s);
+    for (int i = 0; i < n; i++) {
+        sema_scope_set(E, inner, e->name, items[i]);
+        if (!(v->items[i] = sema_eval(E, e->lhs, inner)))
+            return NULL;
+    }
+    return v;
 }
 
 static Value *negate(Eval *E, const Expr *e, Scope *s) {
@@ -867,7 +1154,7 @@ Value *sema_eval(Eval *E, const Expr *e, Scope *s) {
     switch (e->kind) {
     case E_INT: v = sema_int(E, e->ival); break;
     case E_FLOAT: v = sema_float(E, e->fval); break;
-    case E_BOOL: v = new_bool(E, e->bval); break;
+    case E_BOOL: v = sema_bool(E, e->bval); break;
     case E_STR:
         v = sema_value(E, V_STR);
         v->s = e->name;
@@ -888,7 +1175,14 @@ Value *sema_eval(Eval *E, const Expr *e, Scope *s) {
     }
     case E_CALL: v = call(E, e, s); break;
     case E_ATTR: v = attr(E, e, s); break;
-    case E_INDEX: v = subscript(E, e, s); break;
+    case E_INDEX: v = sema_subscript(E, e, s); break;
+    case E_NONE: v = sema_none(E); break;
+    case E_NOT:
+    case E_AND:
+    case E_OR: v = logic(E, e, s); break;
+    case E_COMP: v = comprehension(E, e, s); break;
+    case E_SLICE:
+    case E_ELLIPSIS: v = sema_error(E, e->loc, "a slice or '...' is allowed only inside [...]"); break;
     }
     E->eval_depth--;
     return E->failed ? NULL : v;

@@ -41,7 +41,14 @@ typedef enum {
     E_BINARY, /* lhs op rhs */
     E_CALL,   /* lhs(items, keys[i] = items[i]) */
     E_ATTR,   /* lhs.name */
-    E_INDEX,  /* lhs[rhs] */
+    E_INDEX,  /* lhs[items, ...]; rhs is items[0] */
+    E_NONE,   /* none */
+    E_NOT,    /* not lhs */
+    E_AND,    /* lhs and rhs (Python's: the first falsy operand, else the last) */
+    E_OR,     /* lhs or rhs */
+    E_COMP,   /* [lhs for name in rhs] */
+    E_SLICE,  /* start:stop:step inside an index: items[0..2], each NULL when absent */
+    E_ELLIPSIS, /* ... inside an index */
 } ExprKind;
 
 typedef enum { B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_ADD, B_SUB, B_MUL, B_DIV, B_MATMUL, B_MOD, B_POW } BinOp;
@@ -79,14 +86,25 @@ typedef struct Param {
     Expr *dflt;     /* NULL: required */
 } Param;
 
-typedef enum { S_ASSIGN, S_RETURN } StmtKind;
+typedef enum {
+    S_ASSIGN, /* name = value */
+    S_RETURN, /* return value */
+    S_EXPR,   /* value (a call), its result dropped */
+    S_IF,     /* if value { body } else { orelse }; `else if` is an S_IF alone in orelse */
+    S_FOR,    /* for name in value { body } */
+} StmtKind;
 
-typedef struct Stmt {
+typedef struct Stmt Stmt;
+struct Stmt {
     StmtKind kind;
     Loc loc;
-    const char *name; /* S_ASSIGN */
-    Expr *value;
-} Stmt;
+    const char *name; /* S_ASSIGN; S_FOR: the loop variable */
+    Expr *value;      /* S_IF: the condition; S_FOR: the iterable */
+    Stmt *body;       /* S_IF, S_FOR */
+    int nbody;
+    Stmt *orelse;     /* S_IF */
+    int norelse;
+};
 
 /* A def or a forward. */
 typedef struct Func {
@@ -99,17 +117,33 @@ typedef struct Func {
     int nbody;
 } Func;
 
-typedef enum { M_PARAM, M_ASSIGN, M_FORWARD } MemberKind;
+typedef enum {
+    M_PARAM,   /* name = param TYPE (init EXPR)? */
+    M_BUFFER,  /* name = buffer TYPE (init EXPR)? */
+    M_ASSIGN,  /* name = EXPR */
+    M_FORWARD, /* forward(...) { ... } */
+    M_IF,      /* if value { members } else { orelse } */
+    M_FREEZE,  /* freeze path */
+    M_INIT,    /* init path = EXPR */
+} MemberKind;
 
-typedef struct Member {
+typedef struct Member Member;
+struct Member {
     MemberKind kind;
     Loc loc;
-    const char *name; /* M_PARAM, M_ASSIGN */
-    TypeExpr *type;   /* M_PARAM */
-    Expr *init;       /* M_PARAM: NULL means zeros */
-    Expr *value;      /* M_ASSIGN */
+    const char *name; /* M_PARAM, M_BUFFER, M_ASSIGN, M_FORWARD; NULL for the others */
+    TypeExpr *type;   /* M_PARAM, M_BUFFER */
+    Expr *init;       /* M_PARAM, M_BUFFER: NULL means zeros; M_INIT */
+    Expr *value;      /* M_ASSIGN; M_IF: the condition */
     Func *forward;    /* M_FORWARD */
-} Member;
+    Member *members;  /* M_IF: the members of each branch */
+    int nmembers;
+    Member *orelse;
+    int norelse;
+    const char **path; /* M_FREEZE, M_INIT: the segments of `fc1.weight` */
+    Loc *path_locs;
+    int npath;
+};
 
 typedef struct TrainEntry {
     const char *key;
@@ -171,6 +205,9 @@ typedef struct ParamObj {
     Loc loc;
     Graph *graph; /* the graph that node belongs to: one PARAM node per graph */
     Node *node;
+    bool buffer;  /* a `buffer` member: no gradient, saved in checkpoints, rewritten by update() */
+    bool frozen;  /* `freeze`: no gradient and no update */
+    Graph *updated; /* the graph whose step already updates this buffer */
 } ParamObj;
 
 struct Value {
@@ -204,6 +241,7 @@ struct Instance {
     Loc loc;                /* where it was created */
     const Decl *decl;       /* NULL for Sequential */
     Scope *scope;
+    Scope *members;         /* the names members set, in the order they were first set (state_dict order) */
     const Func *forward;    /* NULL: not callable (Sequential calls its children) */
     Value **children;       /* Sequential: the layers in order */
     int nchildren;
@@ -230,6 +268,12 @@ struct Eval {
     int call_depth, eval_depth;
     long steps;    /* evaluations so far, bounded by FE_MAX_EVAL_STEPS */
     Graph *g;      /* the graph being built, or NULL outside forward */
+    bool training; /* the graph being built is the train step (the name `training`) */
+    uint32_t streams; /* RANDOM nodes made in g so far: the next one's stream */
+    /* update(buffer, value) calls of the train graph, added as update outputs after the loss */
+    ParamObj **updates;
+    Node **update_values;
+    int nupdates, updates_cap;
     bool failed;
 };
 
@@ -242,6 +286,14 @@ struct Builtin {
     BuiltinFn fn;
 };
 void sema_register_builtins(Eval *E, Scope *s);
+void sema_register_layer_builtins(Eval *E, Scope *s); /* builtins_layers.c */
+/* Argument helpers of the builtins: an optional argument given (not absent, not none); the tensor argument
+   `what` of builtin fn; an axis of x (negative from the end); a bool with a default. false/NULL after an
+   error. */
+bool sema_given(const Value *v);
+Node *sema_tensor_arg(Eval *E, Value *v, const char *fn, const char *what, Loc loc);
+bool sema_axis_of(Eval *E, Value *v, const Node *x, const char *fn, Loc loc, int *out);
+bool sema_bool_arg(Eval *E, Value *v, bool dflt, const char *fn, const char *what, Loc loc, bool *out);
 
 Scope *sema_scope_new(Eval *E, Scope *parent);
 void sema_scope_set(Eval *E, Scope *s, const char *name, Value *v);   /* binds or rebinds in s */
@@ -266,6 +318,12 @@ Loc sema_node_loc(const Eval *E, Loc loc);
 void sema_note_library(Eval *E, Loc loc);
 
 Value *sema_eval(Eval *E, const Expr *e, Scope *s);
+/* Python's truth of a compile-time value (false for none, 0, empty lists); false after an error, with
+   what naming the construct for the message ("the condition of 'if'"). */
+bool sema_truth(Eval *E, Value *v, const char *what, Loc loc, bool *out);
+Value *sema_none(Eval *E);
+Value *sema_bool(Eval *E, bool b);
+Value *sema_list(Eval *E, int n); /* n items, to be filled */
 Value *sema_call(Eval *E, Value *callee, Args *args, Loc loc);
 /* The tensor a value stands for (a parameter becomes a PARAM node of E->g), or NULL when it is none. */
 Node *sema_node(Eval *E, Value *v, Loc loc);
@@ -278,6 +336,18 @@ Node *sema_const_like(Eval *E, const Node *like, Value *v, Loc loc);
 /* An elementwise binary op on two tensors or a tensor and a number (a rank-0 constant of the tensor's
    dtype); checks dtypes and broadcasting with a message naming both types. */
 Value *sema_elementwise(Eval *E, Op op, const char *what, Value *a, Value *b, Loc loc);
+/* What an index keeps of one dim: elements start, start + step, ... (size of them); index: an int index,
+   the dim is dropped. */
+typedef struct DimSel {
+    bool index;
+    int64_t start, step, size;
+} DimSel;
+/* lhs[items] of an E_INDEX (index.c): a list's item or slice, or a tensor's SLICE. */
+Value *sema_subscript(Eval *E, const Expr *e, Scope *s);
+/* Python's slice start:stop:step of x's dim d (each value NULL or none when absent); the N dim only whole. */
+bool sema_slice_dim(Eval *E, const Node *x, int d, Value *start, Value *stop, Value *step, Loc loc, DimSel *out);
+/* The SLICE (and the RESHAPE dropping indexed dims) that selects sel[0..rank) of x; x itself when whole. */
+Value *sema_select(Eval *E, Node *x, const DimSel *sel, Loc loc);
 /* Evaluates a tensor type's dims in s. false after an error. allow_n: N may appear. */
 bool sema_eval_type(Eval *E, const TypeExpr *t, Scope *s, bool allow_n, DType *dt, Shape *shape);
 /* Edit distance suggestion among the names visible from s: NULL when nothing is close. */

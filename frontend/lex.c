@@ -10,11 +10,12 @@
 
 static const char *const keywords[] = {
     "model", "layer", "def", "train", "param", "init", "forward", "return", "true", "false",
+    "if", "else", "for", "none", "and", "or", "not",
 };
 
 /* Longest first, so that "**" wins over "*". */
 static const char *const puncts[] = {
-    "==", "!=", "<=", ">=", "->", "**", "+", "-", "*", "/", "@", "%", "<", ">", "=",
+    "...", "==", "!=", "<=", ">=", "->", "**", "+", "-", "*", "/", "@", "%", "<", ">", "=",
     "(", ")", "[", "]", "{", "}", ",", ":", ".",
 };
 
@@ -57,18 +58,27 @@ static Token *push(Lexer *L, TokenKind k, const char *start, int len, Loc loc) {
 static bool is_ident_start(int c) { return isalpha(c) || c == '_'; }
 static bool is_ident_char(int c) { return isalnum(c) || c == '_'; }
 
+/* Whether the last token is a '.' right before the current character: then digits are a member name in a
+   path (layers.0.weight), an int that may be followed by another '.'. */
+static bool after_dot(const Lexer *L) {
+    const Token *t = L->n ? &L->toks[L->n - 1] : NULL;
+    return t && t->kind == TK_PUNCT && t->len == 1 && t->text[0] == '.' && t->text + 1 == L->p;
+}
+
 static bool number(Lexer *L) {
     Loc loc = here(L);
     const char *start = L->p, *q = L->p;
-    bool is_float = false;
+    bool is_float = false, member = after_dot(L);
     while (isdigit((unsigned char)*q))
         q++;
-    if (*q == '.' && isdigit((unsigned char)q[1])) {
+    if (member) {
+        /* a path segment: only digits */
+    } else if (*q == '.' && isdigit((unsigned char)q[1])) {
         is_float = true;
         for (q++; isdigit((unsigned char)*q);)
             q++;
     }
-    if (*q == 'e' || *q == 'E') {
+    if (!member && (*q == 'e' || *q == 'E')) {
         const char *e = q + 1;
         if (*e == '+' || *e == '-')
             e++;
@@ -78,7 +88,7 @@ static bool number(Lexer *L) {
                 q++;
         }
     }
-    if (is_ident_char((unsigned char)*q) || *q == '.') {
+    if (is_ident_char((unsigned char)*q) || (*q == '.' && !member)) {
         diag_error(L->d, loc, "invalid number literal '%.*s'", (int)(q - start + 1), start);
         return false;
     }

@@ -3,6 +3,7 @@
    predict, eval and train graphs by running forward (and the loss) in the evaluator, and checks the train
    block's recipe. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ typedef struct Lower {
     Program *p;
     const Decl *train;
     Value *model;
+    Node *logits; /* the forward's result in the graph being built */
     int params_cap;
 } Lower;
 
@@ -37,36 +39,92 @@ static void add_param(Lower *L, ParamObj *po) {
     }
     p->params[p->nparams++] = (ParamInfo){
         .name = po->name, .dtype = po->dtype, .shape = po->shape, .init = po->init,
-        .trainable = ir_dtype_is_float(po->dtype), /* autodiff gives integer parameters no gradient */
+        /* autodiff gives integer parameters no gradient */
+        .trainable = ir_dtype_is_float(po->dtype) && !po->frozen && !po->buffer,
+        .buffer = po->buffer,
         .loc = po->loc,
     };
 }
 
-/* As torch's state_dict: a module's own parameters first, then its children's under "member." (or "0.",
-   "1.", ... in a Sequential). An instance reachable twice is named once, at its first path. The tree's
-   depth is bounded by the evaluator's depth limits, which built it. */
+static void name_param(Lower *L, ParamObj *po, const char *prefix, const char *name) {
+    if (po->name)
+        return;
+    po->name = arena_printf(L->E.a, "%s%s", prefix, name);
+    add_param(L, po);
+}
+
+static void name_params(Lower *L, Instance *inst, const char *prefix);
+
+/* A member's value that holds layers: a layer, or a list of them (ModuleList: children "0.", "1.", ...). */
+static void name_value(Lower *L, Value *v, const char *prefix, const char *name) {
+    if (v->kind == V_INSTANCE) {
+        name_params(L, v->inst, arena_printf(L->E.a, "%s%s.", prefix, name));
+    } else if (v->kind == V_LIST) {
+        const char *p = arena_printf(L->E.a, "%s%s.", prefix, name);
+        for (int i = 0; i < v->nitems; i++) {
+            const char *k = arena_printf(L->E.a, "%d", i);
+            if (v->items[i]->kind == V_PARAM)
+                name_param(L, v->items[i]->param, p, k);
+            else
+                name_value(L, v->items[i], p, k);
+        }
+    }
+}
+
+/* As torch's state_dict: a module's own parameters first, then its buffers, then its children under
+   "member." (or "0.", "1.", ... in a Sequential or a list of layers). An instance reachable twice is named
+   once, at its first path. The tree's depth is bounded by the evaluator's depth limits, which built it. */
 static void name_params(Lower *L, Instance *inst, const char *prefix) {
     if (inst->named)
         return;
     inst->named = true;
+    /* the order members were declared in (a member may rebind a constructor parameter: Linear's bias), then
+       the constructor's arguments that no member replaced (a layer passed in) */
     Scope *s = inst->scope;
+    int n = 0;
+    const char **names = arena_alloc(L->E.a, sizeof *names * (size_t)(s->n + 1));
+    Value **values = arena_alloc(L->E.a, sizeof *values * (size_t)(s->n + 1));
+    for (int i = 0; inst->members && i < inst->members->n; i++) {
+        names[n] = inst->members->names[i];
+        values[n] = sema_scope_get_local(s, names[n]);
+        n++;
+    }
     for (int i = 0; i < s->n; i++) {
-        ParamObj *po = s->values[i]->kind == V_PARAM ? s->values[i]->param : NULL;
-        if (po && !po->name) {
-            po->name = arena_printf(L->E.a, "%s%s", prefix, s->names[i]);
-            add_param(L, po);
+        if (!inst->members || !sema_scope_get_local(inst->members, s->names[i])) {
+            names[n] = s->names[i];
+            values[n++] = s->values[i];
+        }
+    }
+    for (int buffers = 0; buffers < 2; buffers++) {
+        for (int i = 0; i < n; i++) {
+            ParamObj *po = values[i]->kind == V_PARAM ? values[i]->param : NULL;
+            if (po && po->buffer == buffers)
+                name_param(L, po, prefix, names[i]);
         }
     }
     for (int i = 0; i < inst->nchildren; i++)
         name_params(L, inst->children[i]->inst, arena_printf(L->E.a, "%s%d.", prefix, i));
-    for (int i = 0; i < s->n; i++)
-        if (s->values[i]->kind == V_INSTANCE)
-            name_params(L, s->values[i]->inst, arena_printf(L->E.a, "%s%s.", prefix, s->names[i]));
+    for (int i = 0; i < n; i++)
+        name_value(L, values[i], prefix, names[i]);
 }
 
 /* ---------------------------------------------------------------- the recipe */
 
-static RVal *rval(Lower *L, const Expr *e) {
+/* Whether e reads a name (other than a call's callee): not a constant then. */
+static bool mentions_names(const Expr *e) {
+    if (!e)
+        return false;
+    if (e->kind == E_IDENT)
+        return true;
+    if (mentions_names(e->kind == E_CALL ? NULL : e->lhs) || mentions_names(e->rhs))
+        return true;
+    for (int i = 0; i < e->nitems; i++)
+        if (mentions_names(e->items[i]))
+            return true;
+    return false;
+}
+
+static RVal *rval(Lower *L, const Expr *e, bool lenient) {
     Eval *E = &L->E;
     RVal *r = arena_alloc(E->a, sizeof *r);
     r->loc = e->loc;
@@ -85,12 +143,19 @@ static RVal *rval(Lower *L, const Expr *e) {
         r->items = arena_alloc(E->a, sizeof *r->items * (size_t)(e->nitems + 1));
         r->keys = arena_alloc(E->a, sizeof *r->keys * (size_t)(e->nitems + 1));
         for (int i = 0; i < e->nitems; i++) {
-            if (!(r->items[i] = rval(L, e->items[i])))
+            if (!(r->items[i] = rval(L, e->items[i], lenient)))
                 return NULL;
             r->keys[i] = e->kind == E_CALL ? e->keys[i] : NULL;
         }
         return r;
     default: break;
+    }
+    /* An argument of the loss may compute on logits or label (logits[:, 0]): the graphs evaluate it; the
+       recipe keeps a placeholder. */
+    if (lenient && mentions_names(e)) {
+        r->kind = RV_IDENT;
+        r->str = "(expression)";
+        return r;
     }
     /* Anything else is a constant expression: a literal, or 1 / 255 that becomes a number. */
     Value *v = sema_eval(E, e, E->global);
@@ -141,20 +206,124 @@ static int positional(const RVal *call) {
     return n;
 }
 
+/* A data source: idx(images, labels, scale = 1), text(file, context = T, stride = T) or csv(file, header =
+   true, label_column = -1, regression = false). The positional arguments are file names. */
+static bool check_source(Lower *L, const char *key, const RVal *v) {
+    Eval *E = &L->E;
+    static const struct {
+        const char *name, *usage;
+        int nfiles, nkw;
+        const char *kw[4];
+    } kinds[] = {
+        {"idx", "idx(images, labels, scale = NUMBER)", 2, 1, {"scale"}},
+        {"text", "text(file, context = INT, stride = INT)", 1, 2, {"context", "stride"}},
+        {"csv", "csv(file, header = BOOL, label_column = INT, regression = BOOL)", 1, 3,
+         {"header", "label_column", "regression"}},
+    };
+    int k = 0;
+    while (k < 3 && (v->kind != RV_CALL || strcmp(v->str, kinds[k].name) != 0))
+        k++;
+    if (k == 3)
+        return sema_error(E, v->loc, "'%s' must be idx(images, labels, scale = NUMBER), text(file, context = INT) or "
+                          "csv(file)", key), false;
+    if (positional(v) != kinds[k].nfiles)
+        return sema_error(E, v->loc, "'%s' must be %s", key, kinds[k].usage), false;
+    if (!check_keywords(L, v, kinds[k].kw, kinds[k].nkw))
+        return false;
+    for (int i = 0; i < kinds[k].nfiles; i++)
+        if (rval_arg(v, NULL, i)->kind != RV_STR)
+            return sema_error(E, rval_arg(v, NULL, i)->loc, "%s needs file names as strings", v->str), false;
+    const RVal *a;
+    if ((a = rval_arg(v, "scale", -1)) && !is_num(a))
+        return sema_error(E, a->loc, "idx's scale must be a number"), false;
+    if (k == 1) {
+        if (!(a = rval_arg(v, "context", -1)))
+            return sema_error(E, v->loc, "text needs the context length: text(file, context = INT)"), false;
+        if (!is_int(a) || a->num < 1 || a->num > (1 << 24))
+            return sema_error(E, a->loc, "text's context must be an int >= 1"), false;
+        if ((a = rval_arg(v, "stride", -1)) && (!is_int(a) || a->num < 1 || a->num > (1 << 30)))
+            return sema_error(E, a->loc, "text's stride must be an int >= 1"), false;
+    }
+    if ((a = rval_arg(v, "header", -1)) && a->kind != RV_BOOL)
+        return sema_error(E, a->loc, "csv's header must be true or false"), false;
+    if ((a = rval_arg(v, "regression", -1)) && a->kind != RV_BOOL)
+        return sema_error(E, a->loc, "csv's regression must be true or false"), false;
+    if ((a = rval_arg(v, "label_column", -1)) && (!is_int(a) || fabs(a->num) > (1 << 24)))
+        return sema_error(E, a->loc, "csv's label_column must be an int (negative from the end)"), false;
+    return true;
+}
+
+/* SGD(lr, momentum = 0, dampening = 0, nesterov = false, weight_decay = 0), as torch.optim.SGD. */
+static bool check_sgd(Lower *L, const RVal *v) {
+    Eval *E = &L->E;
+    static const char *const kw[] = {"lr", "momentum", "dampening", "nesterov", "weight_decay"};
+    if (v->kind != RV_CALL || strcmp(v->str, "SGD") != 0)
+        return sema_error(E, v->loc, "unknown optimizer: 'optimizer' must be SGD(lr = NUMBER)"), false;
+    if (!check_keywords(L, v, kw, 5))
+        return false;
+    const RVal *lr = rval_arg(v, "lr", 0);
+    if (positional(v) > 1 || !is_num(lr) || lr->num <= 0)
+        return sema_error(E, lr ? lr->loc : v->loc, "SGD needs a learning rate lr > 0"), false;
+    static const char *const nums[] = {"momentum", "dampening", "weight_decay"};
+    for (int i = 0; i < 3; i++) {
+        const RVal *a = rval_arg(v, nums[i], -1);
+        if (a && (!is_num(a) || a->num < 0))
+            return sema_error(E, a->loc, "SGD's %s must be a number >= 0", nums[i]), false;
+    }
+    const RVal *nesterov = rval_arg(v, "nesterov", -1), *m = rval_arg(v, "momentum", -1),
+               *damp = rval_arg(v, "dampening", -1);
+    if (nesterov && nesterov->kind != RV_BOOL)
+        return sema_error(E, nesterov->loc, "SGD's nesterov must be true or false"), false;
+    if (nesterov && nesterov->num && (!m || m->num <= 0 || (damp && damp->num != 0)))
+        return sema_error(E, nesterov->loc, "SGD with nesterov = true needs momentum > 0 and dampening = 0"), false;
+    return true;
+}
+
+/* The type of the INPUT "label", from the `data` source: idx -> i64[N], text -> i64[N, context], csv ->
+   i64[N] (a class) or f32[N, 1] with regression = true. */
+static void label_type(const Program *p, DType *t, Shape *s) {
+    const RVal *data = program_recipe(p, "data");
+    *t = DT_I64;
+    *s = ir_shape(1, (int64_t[]){IR_DIM_N});
+    if (!data)
+        return;
+    const RVal *a;
+    if (!strcmp(data->str, "text") && (a = rval_arg(data, "context", -1)))
+        *s = ir_shape(2, (int64_t[]){IR_DIM_N, (int64_t)a->num});
+    if (!strcmp(data->str, "csv") && (a = rval_arg(data, "regression", -1)) && a->num) {
+        *t = DT_F32;
+        *s = ir_shape(2, (int64_t[]){IR_DIM_N, 1});
+    }
+}
+
+/* The data source fixes what the batch input holds: text gives token ids i64[N, context], csv the features
+   f32[N, F]; forward must take that. */
+static bool check_input_type(Lower *L) {
+    const Program *p = L->p;
+    const RVal *data = program_recipe(p, "data");
+    const Node *x = p->ninputs > 1 ? ir_find_leaf(p->predict, OP_INPUT, p->input_names[0]) : NULL;
+    if (!data || !x)
+        return true;
+    const char *got = sema_type_str(&L->E, x->dtype, &x->shape), *want = NULL;
+    if (!strcmp(data->str, "text")) {
+        Shape s = ir_shape(2, (int64_t[]){IR_DIM_N, (int64_t)rval_arg(data, "context", -1)->num});
+        if (x->dtype != DT_I64 || !ir_shape_eq(&x->shape, &s))
+            want = sema_type_str(&L->E, DT_I64, &s);
+    } else if (!strcmp(data->str, "csv")) {
+        if (x->dtype != DT_F32 || x->shape.rank != 2 || x->shape.dim[0] != IR_DIM_N || x->shape.dim[1] == IR_DIM_N)
+            want = "f32[N,FEATURES]";
+    }
+    if (want)
+        return sema_error(&L->E, data->loc, "%s gives '%s' as %s, but forward takes %s", data->str,
+                          p->input_names[0], want, got), false;
+    return true;
+}
+
 static bool check_entry(Lower *L, const char *key, const RVal *v) {
     Eval *E = &L->E;
     if (!strcmp(key, "data") || !strcmp(key, "test")) {
-        static const char *const kw[] = {"scale"};
-        if (v->kind != RV_CALL || strcmp(v->str, "idx") != 0 || positional(v) != 2)
-            return sema_error(E, v->loc, "'%s' must be idx(images, labels, scale = NUMBER)", key), false;
-        if (!check_keywords(L, v, kw, 1))
+        if (!check_source(L, key, v))
             return false;
-        for (int i = 0; i < 2; i++)
-            if (rval_arg(v, NULL, i)->kind != RV_STR)
-                return sema_error(E, rval_arg(v, NULL, i)->loc, "idx needs file names as strings"), false;
-        const RVal *scale = rval_arg(v, "scale", -1);
-        if (scale && !is_num(scale))
-            return sema_error(E, scale->loc, "idx's scale must be a number"), false;
     } else if (!strcmp(key, "classes")) {
         if (v->kind != RV_LIST)
             return sema_error(E, v->loc, "'classes' must be a list of strings"), false;
@@ -174,14 +343,8 @@ static bool check_entry(Lower *L, const char *key, const RVal *v) {
         if (v->kind != RV_BOOL)
             return sema_error(E, v->loc, "'shuffle' must be true or false"), false;
     } else if (!strcmp(key, "optimizer")) {
-        static const char *const kw[] = {"lr"};
-        if (v->kind != RV_CALL || strcmp(v->str, "SGD") != 0)
-            return sema_error(E, v->loc, "unknown optimizer: 'optimizer' must be SGD(lr = NUMBER)"), false;
-        if (!check_keywords(L, v, kw, 1))
+        if (!check_sgd(L, v))
             return false;
-        const RVal *lr = rval_arg(v, "lr", 0);
-        if (positional(v) > 1 || !is_num(lr) || lr->num <= 0)
-            return sema_error(E, lr ? lr->loc : v->loc, "SGD needs a learning rate lr > 0"), false;
     } else if (!strcmp(key, "loss")) {
         if (v->kind != RV_CALL)
             return sema_error(E, v->loc, "'loss' must be a call such as cross_entropy(logits, label)"), false;
@@ -214,7 +377,7 @@ static bool recipe(Lower *L) {
             sema_error(&L->E, e->loc, "unknown train setting '%s'%s", e->key, sema_did_you_mean(&L->E, close));
             return false;
         }
-        RVal *v = rval(L, e->value);
+        RVal *v = rval(L, e->value, !strcmp(e->key, "loss"));
         if (!v || !check_entry(L, e->key, v))
             return false;
         p->recipe[p->nrecipe++] = (RecipeEntry){e->key, v, e->loc};
@@ -252,6 +415,7 @@ static Node *build_forward(Lower *L, Graph *g) {
     Node *n = sema_node(E, v, f->loc);
     if (!n && !E->failed)
         sema_error(E, f->loc, "forward of '%s' must return a tensor, got %s", inst->type_name, sema_kind_name(E, v));
+    L->logits = n;
     return n;
 }
 
@@ -276,8 +440,10 @@ static bool build_loss(Lower *L, Graph *g) {
     if (!logits)
         return false;
     const TrainEntry *loss = entry(L->train, "loss");
-    Shape labels = ir_shape(1, (int64_t[]){IR_DIM_N});
-    Node *label = ir_input(g, loss->loc, "label", DT_I64, labels);
+    DType lt;
+    Shape labels;
+    label_type(L->p, &lt, &labels);
+    Node *label = ir_input(g, loss->loc, "label", lt, labels);
     Scope *s = sema_scope_new(E, E->global);
     sema_scope_set(E, s, "logits", sema_tensor(E, logits));
     sema_scope_set(E, s, "label", sema_tensor(E, label));
@@ -313,9 +479,15 @@ static bool build_loss(Lower *L, Graph *g) {
     return true;
 }
 
+/* The train graph runs forward with training = true (dropout on, batch statistics, buffer updates); eval
+   and predict with training = false. */
 static Graph *graph(Lower *L, const char *name) {
     Eval *E = &L->E;
     Graph *g = ir_graph_new(E->a, name);
+    E->training = !strcmp(name, "train");
+    E->streams = 0;
+    E->nupdates = 0;
+    sema_scope_set(E, E->global, "training", sema_bool(E, E->training));
     if (!strcmp(name, "predict")) {
         Node *logits = build_forward(L, g);
         if (!logits)
@@ -324,9 +496,14 @@ static Graph *graph(Lower *L, const char *name) {
     } else if (!build_loss(L, g)) {
         return NULL;
     }
+    /* the buffers' new values come after the loss and the metrics among the outputs */
+    for (int i = 0; i < E->nupdates; i++)
+        ir_add_output(g, E->updates[i]->name, E->update_values[i], true);
     E->g = NULL;
-    if (!strcmp(name, "train"))
+    if (E->training) {
         g->optimizer = program_recipe(L->p, "optimizer");
+        L->p->train_logits = L->logits;
+    }
     return ir_verify(g, E->d) ? g : NULL;
 }
 
@@ -421,9 +598,12 @@ Program *fe_compile(Arena *a, Diag *d, const char *file, const char *text) {
     const Func *f = L.model->inst->forward;
     p->input_names = arena_alloc(a, sizeof *p->input_names * (size_t)(f->nparams + 1));
     /* the other INPUTs of the graphs: the targets here, the learning rate in the optimizer pass */
-    static const char *const reserved[][2] = {{"label", "the targets"}, {"lr", "the optimizer's learning rate"}};
+    static const char *const reserved[][2] = {
+        {"label", "the targets"}, {"lr", "the optimizer's learning rate"},
+        {"seed", "the run's random seed"}, {"step", "the step count"},
+    };
     for (int i = 0; i < f->nparams; i++) {
-        for (int j = 0; j < 2; j++) {
+        for (int j = 0; j < 4; j++) {
             if (!strcmp(f->params[i].name, reserved[j][0])) {
                 sema_error(E, f->params[i].loc, "forward's parameter cannot be called '%s': it names %s",
                            reserved[j][0], reserved[j][1]);
@@ -433,7 +613,7 @@ Program *fe_compile(Arena *a, Diag *d, const char *file, const char *text) {
         p->input_names[p->ninputs++] = f->params[i].name;
     }
     p->input_names[p->ninputs++] = "label";
-    if (!(p->predict = graph(&L, "predict")) || !recipe(&L) || !(p->eval = graph(&L, "eval")) ||
+    if (!(p->predict = graph(&L, "predict")) || !recipe(&L) || !check_input_type(&L) || !(p->eval = graph(&L, "eval")) ||
         !(p->train = graph(&L, "train")))
         return NULL;
     return p;

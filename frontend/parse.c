@@ -116,7 +116,53 @@ static bool call_args(Parser *P, Expr *call) {
     return expect(P, ")", " to close the argument list");
 }
 
-/* primary := INT | FLOAT | STR | "true" | "false" | IDENT | "(" expr ")" | "[" (expr ("," expr)* ","?)? "]" */
+/* The contextual keyword `in` (an identifier elsewhere: a parameter may be called in). */
+static bool expect_in(Parser *P) {
+    if (P->tok->kind == TK_IDENT && strcmp(P->tok->str, "in") == 0) {
+        P->tok++;
+        return true;
+    }
+    return fail(P, P->tok->loc, "expected 'in' after the loop variable, found %s", tok_desc(P, P->tok));
+}
+
+/* "[" item "for" IDENT "in" expr "]", with the "[" and the item parsed */
+static Expr *comprehension(Parser *P, Expr *item, Loc loc) {
+    Expr *e = new_expr(P, E_COMP, loc);
+    e->lhs = item;
+    P->tok++; /* for */
+    if (!(e->name = ident(P, "a loop variable after 'for'")) || !expect_in(P) || !(e->rhs = expr(P)) ||
+        !expect(P, "]", " to close the list comprehension"))
+        return NULL;
+    return bounded(P, bounded(P, e, item), e->rhs);
+}
+
+/* index_item := "..." | expr? ":" expr? (":" expr?)? | expr */
+static Expr *index_item(Parser *P) {
+    Token *t = P->tok;
+    if (consume(P, "..."))
+        return new_expr(P, E_ELLIPSIS, t->loc);
+    Expr *start = NULL;
+    if (!lex_is(t, ":") && !(start = expr(P)))
+        return NULL;
+    if (!consume(P, ":"))
+        return start;
+    Expr *e = new_expr(P, E_SLICE, start ? start->loc : t->loc);
+    e->items = arena_alloc(P->a, sizeof *e->items * 3);
+    e->nitems = 3;
+    e->items[0] = start;
+    for (int k = 1; k < 3; k++) {
+        if (k == 2 && !consume(P, ":"))
+            break;
+        if (!lex_is(P->tok, ":") && !lex_is(P->tok, ",") && !lex_is(P->tok, "]") && !(e->items[k] = expr(P)))
+            return NULL;
+    }
+    for (int k = 0; k < 3 && e; k++)
+        e = bounded(P, e, e->items[k]);
+    return e;
+}
+
+/* primary := INT | FLOAT | STR | "true" | "false" | "none" | IDENT | "(" expr ")"
+             | "[" (expr ("," expr)* ","?)? "]" | "[" expr "for" IDENT "in" expr "]" */
 static Expr *primary(Parser *P) {
     Token *t = P->tok;
     switch (t->kind) {
@@ -146,6 +192,8 @@ static Expr *primary(Parser *P) {
     }
     default: break;
     }
+    if (consume(P, "none"))
+        return new_expr(P, E_NONE, t->loc);
     if (lex_is(t, "true") || lex_is(t, "false")) {
         Expr *e = new_expr(P, E_BOOL, t->loc);
         e->bval = lex_is(t, "true");
@@ -164,6 +212,8 @@ static Expr *primary(Parser *P) {
             Expr *item = expr(P);
             if (!item)
                 return NULL;
+            if (e->nitems == 0 && lex_is(P->tok, "for"))
+                return comprehension(P, item, t->loc);
             *APPEND(P, e->items, e->nitems) = item;
             if (!consume(P, ","))
                 break;
@@ -178,7 +228,7 @@ static Expr *primary(Parser *P) {
     return NULL;
 }
 
-/* postfix := primary ("(" args ")" | "." IDENT | "[" expr "]")* */
+/* postfix := primary ("(" args ")" | "." IDENT | "[" index_item ("," index_item)* ","? "]")* */
 static Expr *postfix(Parser *P) {
     Expr *e = primary(P);
     while (e) {
@@ -202,9 +252,20 @@ static Expr *postfix(Parser *P) {
         } else if (consume(P, "[")) {
             Expr *index = new_expr(P, E_INDEX, t->loc);
             index->lhs = e;
-            if (!(index->rhs = expr(P)) || !expect(P, "]", " to close the index"))
+            do {
+                Expr *item = index_item(P);
+                if (!item)
+                    return NULL;
+                if (index->nitems == IR_MAX_RANK + 1) /* more than any tensor's rank, plus an ellipsis */
+                    return fail(P, item->loc, "more than %d indices", IR_MAX_RANK + 1), NULL;
+                *APPEND(P, index->items, index->nitems) = item;
+            } while (consume(P, ",") && !lex_is(P->tok, "]"));
+            if (!expect(P, "]", " to close the index"))
                 return NULL;
-            if (!(e = bounded(P, bounded(P, index, e), index->rhs)))
+            index->rhs = index->items[0];
+            for (int i = 0; i < index->nitems && index; i++)
+                index = bounded(P, index, index->items[i]);
+            if (!(e = bounded(P, index, e)))
                 return NULL;
         } else {
             break;
@@ -311,13 +372,11 @@ static Expr *add(Parser *P) {
     }
 }
 
-/* expr := add (("==" | "!=" | "<" | "<=" | ">" | ">=") add)* */
-static Expr *expr(Parser *P) {
+/* comparison := add (("==" | "!=" | "<" | "<=" | ">" | ">=") add)* */
+static Expr *comparison(Parser *P) {
     static const struct { const char *s; BinOp op; } cmp[] = {
         {"==", B_EQ}, {"!=", B_NE}, {"<", B_LT}, {"<=", B_LE}, {">", B_GT}, {">=", B_GE},
     };
-    if (P->failed)
-        return NULL;
     Expr *e = add(P);
     for (;;) {
         Token *t = P->tok;
@@ -331,6 +390,52 @@ static Expr *expr(Parser *P) {
             return e;
         e = binary(P, cmp[i].op, t->loc, e, add(P));
     }
+}
+
+/* not := "not" not | comparison */
+static Expr *not_expr(Parser *P) {
+    Token *t = P->tok;
+    if (!consume(P, "not"))
+        return comparison(P);
+    if (++P->depth > FE_MAX_EXPR_DEPTH) {
+        fail(P, t->loc, "expression nested too deeply (more than %d levels)", FE_MAX_EXPR_DEPTH);
+        return NULL;
+    }
+    Expr *x = not_expr(P), *e = NULL;
+    P->depth--;
+    if (x) {
+        e = new_expr(P, E_NOT, t->loc);
+        e->lhs = x;
+        e = bounded(P, e, x);
+    }
+    return e;
+}
+
+static Expr *logical(Parser *P, ExprKind k, Loc loc, Expr *lhs, Expr *rhs) {
+    if (!lhs || !rhs)
+        return NULL;
+    Expr *e = new_expr(P, k, loc);
+    e->lhs = lhs;
+    e->rhs = rhs;
+    return bounded(P, bounded(P, e, lhs), rhs);
+}
+
+/* and := not ("and" not)* */
+static Expr *and_expr(Parser *P) {
+    Expr *e = not_expr(P);
+    for (Token *t = P->tok; e && consume(P, "and"); t = P->tok)
+        e = logical(P, E_AND, t->loc, e, not_expr(P));
+    return e;
+}
+
+/* expr := and ("or" and)* */
+static Expr *expr(Parser *P) {
+    if (P->failed)
+        return NULL;
+    Expr *e = and_expr(P);
+    for (Token *t = P->tok; e && consume(P, "or"); t = P->tok)
+        e = logical(P, E_OR, t->loc, e, and_expr(P));
+    return e;
 }
 
 /* type := DTYPE "[" (expr ("," expr)*)? "]"      (scalar: "int" | "float" | "bool" where allow_scalar) */
@@ -401,29 +506,72 @@ static bool params(Parser *P, Param **out, int *n) {
     return expect(P, ")", " to close the parameter list");
 }
 
-/* block := "{" stmt* "}"     stmt := IDENT "=" expr | "return" expr */
-static bool block(Parser *P, Func *f) {
-    if (!expect(P, "{", " to open the body"))
+static bool stmts(Parser *P, Stmt **out, int *n);
+
+/* if := "if" expr block ("else" (if | block))?      ("if" consumed) */
+static bool if_stmt(Parser *P, Stmt *s) {
+    s->kind = S_IF;
+    if (!(s->value = expr(P)) || !stmts(P, &s->body, &s->nbody))
         return false;
-    while (!consume(P, "}")) {
-        Stmt s = {.loc = P->tok->loc};
-        if (!room(P, f->nbody, "statements in one body"))
-            return false;
-        if (consume(P, "return")) {
-            s.kind = S_RETURN;
-        } else {
-            s.kind = S_ASSIGN;
-            if (P->tok->kind == TK_EOF)
-                return fail(P, P->tok->loc, "expected '}' to close the body, found end of file");
-            if (!(s.name = ident(P, "a statement")) || !expect(P, "=", " after the name"))
-                return false;
-        }
-        if (!(s.value = expr(P)))
-            return false;
-        *APPEND(P, f->body, f->nbody) = s;
+    if (!consume(P, "else"))
+        return true;
+    if (lex_is(P->tok, "if")) {
+        Stmt *elif = APPEND(P, s->orelse, s->norelse);
+        *elif = (Stmt){.loc = P->tok->loc};
+        P->tok++;
+        return if_stmt(P, elif);
     }
+    return stmts(P, &s->orelse, &s->norelse);
+}
+
+/* stmt := IDENT "=" expr | "return" expr | if | "for" IDENT "in" expr block | expr (a call) */
+static bool stmt(Parser *P, Stmt *s) {
+    if (consume(P, "return")) {
+        s->kind = S_RETURN;
+        return (s->value = expr(P)) != NULL;
+    }
+    if (consume(P, "if"))
+        return if_stmt(P, s);
+    if (consume(P, "for")) {
+        s->kind = S_FOR;
+        return (s->name = ident(P, "a loop variable after 'for'")) && expect_in(P) && (s->value = expr(P)) &&
+               stmts(P, &s->body, &s->nbody);
+    }
+    if (P->tok->kind == TK_IDENT && lex_is(P->tok + 1, "=")) {
+        s->kind = S_ASSIGN;
+        s->name = P->tok->str;
+        P->tok += 2;
+        return (s->value = expr(P)) != NULL;
+    }
+    if (P->tok->kind == TK_EOF)
+        return fail(P, P->tok->loc, "expected '}' to close the body, found end of file");
+    if (P->tok->kind != TK_IDENT && !lex_is(P->tok, "("))
+        return fail(P, P->tok->loc, "expected a statement, found %s", tok_desc(P, P->tok));
+    s->kind = S_EXPR;
+    if (!(s->value = expr(P)))
+        return false;
+    if (s->value->kind != E_CALL)
+        return fail(P, s->loc, "a statement must be an assignment, a call, 'return', 'if' or 'for'");
     return true;
 }
+
+/* block := "{" stmt* "}" */
+static bool stmts(Parser *P, Stmt **out, int *n) {
+    if (!expect(P, "{", " to open the body"))
+        return false;
+    if (++P->depth > FE_MAX_EXPR_DEPTH)
+        return fail(P, P->tok->loc, "blocks nested too deeply (more than %d levels)", FE_MAX_EXPR_DEPTH);
+    while (!consume(P, "}")) {
+        Stmt s = {.loc = P->tok->loc};
+        if (!room(P, *n, "statements in one body") || !stmt(P, &s))
+            return false;
+        *APPEND(P, *out, *n) = s;
+    }
+    P->depth--;
+    return true;
+}
+
+static bool block(Parser *P, Func *f) { return stmts(P, &f->body, &f->nbody); }
 
 /* func := "(" params? ")" ("->" type)? block   (after the name) */
 static Func *func(Parser *P, const char *name, Loc loc) {
@@ -437,50 +585,100 @@ static Func *func(Parser *P, const char *name, Loc loc) {
     return block(P, f) ? f : NULL;
 }
 
-/* member := IDENT "=" "param" type ("init" expr)? | IDENT "=" expr | "forward" func */
-static bool members(Parser *P, Decl *d) {
-    if (!expect(P, "{", " to open the body"))
-        return false;
-    while (!consume(P, "}")) {
-        Member m = {.loc = P->tok->loc};
-        if (!room(P, d->nmembers, "members in one declaration"))
-            return false;
-        if (consume(P, "forward")) {
-            m.kind = M_FORWARD;
-            m.name = "forward";
-            if (!(m.forward = func(P, "forward", m.loc)))
-                return false;
-        } else {
-            if (P->tok->kind == TK_EOF)
-                return fail(P, P->tok->loc, "expected '}' to close '%s', found end of file", d->name);
-            if (!(m.name = ident(P, "a member name")) || !expect(P, "=", " after the member name"))
-                return false;
-            if (consume(P, "param")) {
-                m.kind = M_PARAM;
-                if (!(m.type = type(P, false)))
-                    return false;
-                if (consume(P, "init") && !(m.init = expr(P)))
-                    return false;
-            } else {
-                m.kind = M_ASSIGN;
-                if (!(m.value = expr(P)))
-                    return false;
-            }
-        }
-        for (int i = 0; i < d->nmembers; i++) {
-            if (strcmp(d->members[i].name, m.name) == 0) {
-                fail(P, m.loc, "duplicate member '%s' in '%s'", m.name, d->name);
-                diag_note(P->d, d->members[i].loc, "'%s' first defined here", m.name);
-                return false;
-            }
-        }
-        for (int i = 0; i < d->nparams; i++)
-            if (strcmp(d->params[i].name, m.name) == 0)
-                return fail(P, m.loc, "member '%s' has the name of a parameter of '%s'", m.name, d->name);
-        *APPEND(P, d->members, d->nmembers) = m;
-    }
+/* The contextual keywords of members: `buffer` and `freeze` stay usable as names elsewhere. */
+static bool at_word(const Parser *P, const char *w) { return P->tok->kind == TK_IDENT && strcmp(P->tok->str, w) == 0; }
+
+/* path := IDENT ("." (IDENT | INT))* */
+static bool path(Parser *P, Member *m) {
+    do {
+        Token *t = P->tok;
+        if (t->kind != TK_IDENT && t->kind != TK_INT)
+            return fail(P, t->loc, "expected a member name in the path, found %s", tok_desc(P, t));
+        P->tok++;
+        if (m->npath == IR_MAX_RANK * 8)
+            return fail(P, t->loc, "path too long");
+        m->path_locs = grow(P, m->path_locs, m->npath, sizeof *m->path_locs);
+        m->path_locs[m->npath] = t->loc;
+        *APPEND(P, m->path, m->npath) = t->str;
+    } while (consume(P, "."));
     return true;
 }
+
+static bool member_list(Parser *P, Decl *d, Member **out, int *n);
+
+/* member := IDENT "=" ("param" | "buffer") type ("init" expr)? | IDENT "=" expr | "forward" func
+           | "if" expr "{" member* "}" ("else" ("if" ... | "{" member* "}"))? | "freeze" path
+           | "init" path "=" expr */
+static bool member(Parser *P, Decl *d, Member *m) {
+    if (consume(P, "forward")) {
+        m->kind = M_FORWARD;
+        m->name = "forward";
+        return (m->forward = func(P, "forward", m->loc)) != NULL;
+    }
+    if (consume(P, "if")) {
+        m->kind = M_IF;
+        if (!(m->value = expr(P)) || !member_list(P, d, &m->members, &m->nmembers))
+            return false;
+        if (!consume(P, "else"))
+            return true;
+        if (lex_is(P->tok, "if")) {
+            Member *elif = APPEND(P, m->orelse, m->norelse);
+            *elif = (Member){.loc = P->tok->loc};
+            return member(P, d, elif);
+        }
+        return member_list(P, d, &m->orelse, &m->norelse);
+    }
+    if (consume(P, "init")) {
+        m->kind = M_INIT;
+        return path(P, m) && expect(P, "=", " after the path") && (m->init = expr(P)) != NULL;
+    }
+    if (at_word(P, "freeze") && P->tok[1].kind == TK_IDENT) {
+        P->tok++;
+        m->kind = M_FREEZE;
+        return path(P, m);
+    }
+    if (P->tok->kind == TK_EOF)
+        return fail(P, P->tok->loc, "expected '}' to close '%s', found end of file", d->name);
+    if (!(m->name = ident(P, "a member name")) || !expect(P, "=", " after the member name"))
+        return false;
+    bool buffer = at_word(P, "buffer") && P->tok[1].kind == TK_IDENT && lex_is(P->tok + 2, "[");
+    if (consume(P, "param") || buffer) {
+        m->kind = buffer ? M_BUFFER : M_PARAM;
+        P->tok += buffer;
+        if (!(m->type = type(P, false)))
+            return false;
+        if (consume(P, "init") && !(m->init = expr(P)))
+            return false;
+        return true;
+    }
+    m->kind = M_ASSIGN;
+    return (m->value = expr(P)) != NULL;
+}
+
+/* "{" member* "}": names unique within one list */
+static bool member_list(Parser *P, Decl *d, Member **out, int *n) {
+    if (!expect(P, "{", " to open the body"))
+        return false;
+    if (++P->depth > FE_MAX_EXPR_DEPTH)
+        return fail(P, P->tok->loc, "blocks nested too deeply (more than %d levels)", FE_MAX_EXPR_DEPTH);
+    while (!consume(P, "}")) {
+        Member m = {.loc = P->tok->loc};
+        if (!room(P, *n, "members in one declaration") || !member(P, d, &m))
+            return false;
+        for (int i = 0; m.name && i < *n; i++) {
+            if ((*out)[i].name && strcmp((*out)[i].name, m.name) == 0) {
+                fail(P, m.loc, "duplicate member '%s' in '%s'", m.name, d->name);
+                diag_note(P->d, (*out)[i].loc, "'%s' first defined here", m.name);
+                return false;
+            }
+        }
+        *APPEND(P, *out, *n) = m;
+    }
+    P->depth--;
+    return true;
+}
+
+static bool members(Parser *P, Decl *d) { return member_list(P, d, &d->members, &d->nmembers); }
 
 /* train := "train" IDENT "{" (IDENT "=" expr)* "}" */
 static bool train(Parser *P, Decl *d) {

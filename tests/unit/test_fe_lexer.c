@@ -83,6 +83,19 @@ static void test_lex_keywords_vs_identifiers(void **state) {
     assert_int_equal(t[6].kind, TK_IDENT);
 }
 
+/* After a '.', digits are a path segment (layers.0.weight), not the start of a float. */
+static void test_lex_digits_after_dot_are_a_member(void **state) {
+    int n;
+    Token *t = lex("layers.0.weight 1.5 x[...]", &n);
+    assert_non_null(t);
+    assert_int_equal(t[2].kind, TK_INT);
+    assert_int_equal(t[2].ival, 0);
+    assert_true(lex_is(&t[3], "."));
+    assert_int_equal(t[4].kind, TK_IDENT);
+    assert_int_equal(t[5].kind, TK_FLOAT);
+    assert_true(lex_is(&t[8], "..."));
+}
+
 static void test_lex_unexpected_character_location(void **state) {
     int n;
     assert_null(lex("x = 1\ny = $", &n));
@@ -121,6 +134,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_lex_longest_punctuator_wins, ts_setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_lex_comments_and_newlines_are_whitespace, ts_setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_lex_keywords_vs_identifiers, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_lex_digits_after_dot_are_a_member, ts_setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_lex_unexpected_character_location, ts_setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_lex_unterminated_string_at_its_quote, ts_setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_lex_integer_too_large, ts_setup, ts_teardown),

@@ -194,6 +194,92 @@ static void test_parse_keyword_count_is_bounded(void **state) {
     assert_non_null(strstr(diag_first_message(ts.d), "more than 4096 keyword arguments"));
 }
 
+static void test_parse_logic_binds_looser_than_comparison(void **state) {
+    Expr *e = parse_expr("not a == b and c or d");
+    assert_int_equal(e->kind, E_OR);
+    assert_int_equal(e->lhs->kind, E_AND);
+    assert_int_equal(e->lhs->lhs->kind, E_NOT);
+    assert_int_equal(e->lhs->lhs->lhs->op, B_EQ);
+    assert_string_equal(e->rhs->name, "d");
+    assert_int_equal(parse_expr("none")->kind, E_NONE);
+}
+
+static void test_parse_comprehension(void **state) {
+    Expr *e = parse_expr("[f(i) for i in range(3)]");
+    assert_int_equal(e->kind, E_COMP);
+    assert_string_equal(e->name, "i");
+    assert_int_equal(e->lhs->kind, E_CALL);
+    assert_int_equal(e->rhs->kind, E_CALL);
+}
+
+static void test_parse_index_items_slices_and_ellipsis(void **state) {
+    Expr *e = parse_expr("x[..., 1:, ::2, -1]");
+    assert_int_equal(e->kind, E_INDEX);
+    assert_int_equal(e->nitems, 4);
+    assert_int_equal(e->items[0]->kind, E_ELLIPSIS);
+    Expr *s = e->items[1];
+    assert_int_equal(s->kind, E_SLICE);
+    assert_int_equal(s->items[0]->ival, 1);
+    assert_null(s->items[1]);
+    assert_null(s->items[2]);
+    s = e->items[2];
+    assert_null(s->items[0]);
+    assert_null(s->items[1]);
+    assert_int_equal(s->items[2]->ival, 2);
+    assert_int_equal(e->items[3]->kind, E_NEG);
+    assert_ptr_equal(e->rhs, e->items[0]);
+}
+
+static void test_parse_if_else_if_for_and_call_statements(void **state) {
+    Module *m = parse("def f(x) {\n  if a { x = 1 } else if b { x = 2 } else { x = 3 }\n"
+                      "  for i in xs { g(i) }\n  return x\n}");
+    assert_non_null(m);
+    Func *f = m->decls[0].func;
+    assert_int_equal(f->nbody, 3);
+    Stmt *s = &f->body[0];
+    assert_int_equal(s->kind, S_IF);
+    assert_int_equal(s->nbody, 1);
+    assert_int_equal(s->norelse, 1);
+    assert_int_equal(s->orelse[0].kind, S_IF);
+    assert_int_equal(s->orelse[0].norelse, 1);
+    assert_int_equal(s->orelse[0].orelse[0].kind, S_ASSIGN);
+    s = &f->body[1];
+    assert_int_equal(s->kind, S_FOR);
+    assert_string_equal(s->name, "i");
+    assert_int_equal(s->body[0].kind, S_EXPR);
+    assert_int_equal(s->body[0].loc.line, 3);
+}
+
+/* `buffer` and `freeze` are keywords only where a member starts; `in` only after a loop variable. */
+static void test_parse_member_forms_and_paths(void **state) {
+    Module *m = parse("model M {\n  b = buffer i64[] init zeros()\n  buffer = 3\n  freeze layers.0.weight\n"
+                      "  init fc.bias = ones()\n  if k { c = 1 } else { c = 2 }\n  forward(in) { return in }\n}");
+    assert_non_null(m);
+    Decl *d = &m->decls[0];
+    assert_int_equal(d->nmembers, 6);
+    assert_int_equal(d->members[0].kind, M_BUFFER);
+    assert_int_equal(d->members[0].type->dtype, DT_I64);
+    assert_int_equal(d->members[1].kind, M_ASSIGN);
+    assert_string_equal(d->members[1].name, "buffer");
+    Member *fr = &d->members[2];
+    assert_int_equal(fr->kind, M_FREEZE);
+    assert_int_equal(fr->npath, 3);
+    assert_string_equal(fr->path[1], "0");
+    assert_string_equal(fr->path[2], "weight");
+    assert_int_equal(fr->path_locs[2].col, 19);
+    assert_int_equal(d->members[3].kind, M_INIT);
+    assert_int_equal(d->members[3].npath, 2);
+    assert_int_equal(d->members[4].kind, M_IF);
+    assert_int_equal(d->members[4].nmembers, 1);
+    assert_int_equal(d->members[4].norelse, 1);
+}
+
+static void test_parse_expression_statement_must_be_a_call(void **state) {
+    assert_null(parse("def f(x) {\n  x + 1\n  return x\n}"));
+    assert_non_null(strstr(diag_first_message(ts.d), "a statement must be an assignment, a call"));
+    assert_int_equal(diag_first_loc(ts.d).line, 2);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
@@ -213,6 +299,12 @@ int main(void) {
         T(test_parse_duplicate_member),
         T(test_parse_duplicate_keyword_after_positionals),
         T(test_parse_keyword_count_is_bounded),
+        T(test_parse_logic_binds_looser_than_comparison),
+        T(test_parse_comprehension),
+        T(test_parse_index_items_slices_and_ellipsis),
+        T(test_parse_if_else_if_for_and_call_statements),
+        T(test_parse_member_forms_and_paths),
+        T(test_parse_expression_statement_must_be_a_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
