@@ -1,8 +1,9 @@
 /* autodiff.c: reverse-mode differentiation of the train graph. The gradient of the "loss" output flows
    back through one vector-Jacobian rule per primitive (vjp below), each building IR at the forward node's
-   location; every trainable PARAM gets an output "grad.NAME". Constants are folded as they are built
-   (a gradient of 1 multiplies nothing, a broadcast constant stays a constant) because every node emitted
-   here runs once per training step. */
+   location; every trainable PARAM gets an output "grad.NAME". Frozen PARAMs (buffers too) get none, and
+   update outputs already in the graph (a buffer's new running statistics) are left as they are: only
+   "loss" is differentiated. Constants are folded as they are built (a gradient of 1 multiplies nothing, a
+   broadcast constant stays a constant) because every node emitted here runs once per training step. */
 #include "passes.h"
 
 #include <assert.h>
@@ -147,6 +148,25 @@ static Node *matmul(AD *ad, Loc loc, Node *a, Node *b, bool ta, bool tb) {
     return check(ad, ir_matmul(ad->g, ad->d, loc, a, b, ta, tb));
 }
 
+/* A window op's backward node: op over inputs with the forward node's attributes and the result shape s. */
+static Node *window_bwd(AD *ad, Loc loc, Op op, const Node *fwd, int ninputs, Node *const *inputs, Shape s) {
+    for (int i = 0; i < ninputs; i++)
+        if (!inputs[i])
+            return NULL;
+    Attr a = fwd->attr;
+    a.shape = s;
+    return check(ad, ir_window(ad->g, ad->d, loc, op, ninputs, inputs, &a));
+}
+
+/* y[i] = x[start + i step]; a slice of a constant is that constant in the slice's shape */
+static Node *slice_of(AD *ad, Loc loc, Node *x, const int64_t *start, const int64_t *step, Shape s) {
+    if (!x)
+        return NULL;
+    if (x->op == OP_CONST)
+        return cst(ad, loc, x->dtype, s, x->attr.value, x->attr.npow);
+    return check(ad, ir_slice(ad->g, ad->d, loc, x, start, step, s));
+}
+
 /* ---------------------------------------------------------------- gradient bookkeeping */
 
 /* Adds contribution c (of x's shape, or one that sums to it) to the gradient of x. */
@@ -217,6 +237,16 @@ static void vjp(AD *ad, Node *n, Node *gy) {
         accumulate(ad, loc, x,
                    binary(ad, loc, OP_MUL, gy,
                           binary(ad, loc, OP_MUL, n, binary(ad, loc, OP_SUB, scalar(ad, loc, t, 1), n))));
+        break;
+    case OP_ERF: { /* dx = gy * 2/sqrt(pi) * exp(-x^2) */
+        Node *e = unary(ad, loc, OP_EXP, unary(ad, loc, OP_NEG, binary(ad, loc, OP_MUL, x, x)));
+        accumulate(ad, loc, x, binary(ad, loc, OP_MUL, scale(ad, loc, gy, 1.1283791670955126, 0), e));
+        break;
+    }
+    case OP_RSQRT: /* y = x^(-1/2): dx = gy * (-1/2) x^(-3/2) = -0.5 gy y^3 */
+        accumulate(ad, loc, x,
+                   binary(ad, loc, OP_MUL, scale(ad, loc, gy, -0.5, 0),
+                          binary(ad, loc, OP_MUL, binary(ad, loc, OP_MUL, n, n), n)));
         break;
     case OP_TANH: /* dx = gy * (1 - y^2) */
         accumulate(ad, loc, x,
@@ -320,17 +350,38 @@ static void vjp(AD *ad, Node *n, Node *gy) {
         accumulate(ad, loc, x, broadcast_to(ad, loc, g, x->shape));
         break;
     }
+    case OP_REDUCE_MIN: { /* as reduce_max: dx = gy at every position equal to the min, else 0 */
+        Node *mask = check(ad, ir_binary(ad->g, ad->d, loc, OP_EQ, x, as_keepdim(ad, loc, n, n)));
+        Node *g = select3(ad, loc, mask, as_keepdim(ad, loc, n, gy), scalar(ad, loc, t, 0));
+        accumulate(ad, loc, x, broadcast_to(ad, loc, g, x->shape));
+        break;
+    }
     case OP_MATMUL: {
         /* Y = A B with A, B the logical operands; the stored a is A^T when ta, the stored b is B^T when tb.
            dA = gy B^T, dB = A^T gy; for the stored operands:
              ta=0: da = gy B^T      = matmul(gy, b, tb=!tb)      ta=1: da = B gy^T = matmul(b, gy, ta=tb, tb=1)
              tb=0: db = A^T gy      = matmul(a, gy, ta=!ta)      tb=1: db = gy^T A = matmul(gy, a, ta=1, tb=ta)
-           so no transpose is ever materialized. */
+           so no transpose is ever materialized. With batch dims, each product has the broadcast batch
+           shape and accumulate sums it back over the batch dims that broadcasting added or stretched. */
         bool ta = n->attr.transpose_a, tb = n->attr.transpose_b;
         if (needs(ad, x))
             accumulate(ad, loc, x, ta ? matmul(ad, loc, b, gy, tb, true) : matmul(ad, loc, gy, b, false, !tb));
-        if (needs(ad, b))
-            accumulate(ad, loc, b, tb ? matmul(ad, loc, gy, x, true, ta) : matmul(ad, loc, x, gy, !ta, false));
+        if (needs(ad, b)) {
+            Node *a = x;
+            if (b->shape.rank == 2 && x->shape.rank > 2 && !ta && gy->op != OP_CONST) {
+                /* a shared 2-D b (a Linear weight on [..., in]): its gradient sums over every batch
+                   element, which is one product when the batch dims fold into the rows of a and gy */
+                Shape sa = x->shape;
+                int64_t rows = ir_shape_numel_per_n(&sa) / sa.dim[sa.rank - 1];
+                if (!ir_shape_has_n(&sa) && rows > 0) {
+                    int64_t da[] = {rows, sa.dim[sa.rank - 1]};
+                    int64_t dg[] = {rows, gy->shape.dim[gy->shape.rank - 1]};
+                    a = reshape_to(ad, loc, x, ir_shape(2, da));
+                    gy = reshape_to(ad, loc, gy, ir_shape(2, dg));
+                }
+            }
+            accumulate(ad, loc, b, tb ? matmul(ad, loc, gy, a, true, ta) : matmul(ad, loc, a, gy, !ta, false));
+        }
         break;
     }
     case OP_RESHAPE: /* dx = reshape(gy) back */
@@ -349,6 +400,62 @@ static void vjp(AD *ad, Node *n, Node *gy) {
     case OP_BROADCAST: /* dx = gy summed back to x's shape */
         accumulate(ad, loc, x, gy);
         break;
+    case OP_CONV2D: { /* the two adjoints of the convolution, each one kernel with conv2d's attributes */
+        Node *in[2] = {gy, b};
+        if (needs(ad, x))
+            accumulate(ad, loc, x, window_bwd(ad, loc, OP_CONV2D_BWD_INPUT, n, 2, in, x->shape));
+        in[0] = x;
+        in[1] = gy;
+        if (needs(ad, b))
+            accumulate(ad, loc, b, window_bwd(ad, loc, OP_CONV2D_BWD_WEIGHT, n, 2, in, b->shape));
+        break;
+    }
+    case OP_MAX_POOL2D: { /* dx: each gy added at its window's first maximum, found again from x */
+        Node *in[2] = {x, gy};
+        accumulate(ad, loc, x, window_bwd(ad, loc, OP_MAX_POOL2D_BWD, n, 2, in, x->shape));
+        break;
+    }
+    case OP_AVG_POOL2D:            /* dx: each gy spread evenly over its window */
+    case OP_ADAPTIVE_AVG_POOL2D: {
+        Op bwd = n->op == OP_AVG_POOL2D ? OP_AVG_POOL2D_BWD : OP_ADAPTIVE_AVG_POOL2D_BWD;
+        accumulate(ad, loc, x, window_bwd(ad, loc, bwd, n, 1, &gy, x->shape));
+        break;
+    }
+    case OP_SLICE: /* y[i] = x[start + i step]: dx = gy at start + i step, 0 elsewhere: a pad */
+        accumulate(ad, loc, x,
+                   check(ad, ir_pad(ad->g, ad->d, loc, gy, n->attr.start, n->attr.step, x->shape, 0)));
+        break;
+    case OP_PAD: /* y[start + i step] = x[i]: dx = the slice of gy that x landed in */
+        accumulate(ad, loc, x, slice_of(ad, loc, gy, n->attr.start, n->attr.step, x->shape));
+        break;
+    case OP_CONCAT: { /* dx_k = gy's slice along axis where x_k sits */
+        int64_t start[IR_MAX_RANK] = {0}, step[IR_MAX_RANK];
+        for (int i = 0; i < IR_MAX_RANK; i++)
+            step[i] = 1;
+        int axis = n->attr.axis;
+        for (int k = 0; k < n->ninputs; k++) {
+            Node *xk = n->inputs[k];
+            if (needs(ad, xk))
+                accumulate(ad, loc, xk, slice_of(ad, loc, gy, start, step, xk->shape));
+            assert(xk->shape.dim[axis] >= 0 && "concat never joins along N");
+            start[axis] += xk->shape.dim[axis];
+        }
+        break;
+    }
+    case OP_GATHER: /* y[..i..] = x[..index[..i..]..]: dx = scatter_add(index, gy), repeated indices adding */
+        accumulate(ad, loc, x,
+                   check(ad, ir_scatter_add(ad->g, ad->d, loc, b, gy, n->attr.axis, x->shape)));
+        break;
+    case OP_SCATTER_ADD: /* y[..index[..i..]..] += src[..i..]: dsrc = gather(gy, index); index: none */
+        if (needs(ad, b))
+            accumulate(ad, loc, b, check(ad, ir_gather(ad->g, ad->d, loc, gy, x, n->attr.axis)));
+        break;
+    case OP_CONV2D_BWD_INPUT: case OP_CONV2D_BWD_WEIGHT: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
+    case OP_ADAPTIVE_AVG_POOL2D_BWD:
+        diag_error(ad->d, loc, "autodiff: second derivatives are not supported (%s on the gradient path)",
+                   ir_op_name(n->op));
+        ad->failed = true;
+        break;
     default:
         diag_error(ad->d, loc, "autodiff: no gradient rule for %s", ir_op_name(n->op));
         ad->failed = true;
@@ -356,13 +463,16 @@ static void vjp(AD *ad, Node *n, Node *gy) {
     }
 }
 
-/* Whether gradients flow from n to its inputs at all. Comparisons, argmax, one-hot and casts to or from
-   integers are piecewise constant: they stop the gradient. */
+/* Whether gradients flow from n to its inputs at all. Comparisons, argmax, argmin, one-hot and casts to or
+   from integers are piecewise constant, and iota and random numbers depend on nothing differentiable: they
+   stop the gradient. The backward ops of the window primitives pass it, so that one met on a gradient path
+   reaches vjp and is reported there. */
 static bool passes_gradient(const Node *n) {
     if (!ir_dtype_is_float(n->dtype))
         return false;
     switch (n->op) {
-    case OP_INPUT: case OP_STATE: case OP_CONST: case OP_PARAM: case OP_ARGMAX: case OP_ONE_HOT:
+    case OP_INPUT: case OP_STATE: case OP_CONST: case OP_PARAM: case OP_ARGMAX: case OP_ARGMIN:
+    case OP_ONE_HOT: case OP_IOTA: case OP_RANDOM:
         return false;
     case OP_CAST:
         return ir_dtype_is_float(n->inputs[0]->dtype);

@@ -14,7 +14,12 @@
    into its output arg when a kernel computes it and nothing else outputs it; otherwise the entry copies it
    at the end. An update output's value is computed in place into its PARAM or STATE when that is safe (an
    elementwise kernel, and every other reader of the parameter, through reshapes too, comes before it);
-   otherwise it lives in the arena and the entry copies it into the parameter at the very end. */
+   otherwise it lives in the arena and the entry copies it into the parameter at the very end; buffers (frozen
+   PARAMs such as BatchNorm's running_mean) are updated the same way.
+
+   The arena is never cleared: a buffer holds whatever the previous user of its bytes left. Every kernel
+   therefore writes every element of its result, the accumulating ones included (scatter_add, pad, the
+   pooling and convolution backward ops fill their output before they add into it). */
 #include "passes.h"
 
 #include <assert.h>

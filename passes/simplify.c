@@ -1,8 +1,10 @@
 /* simplify.c: local rewrites that leave fewer nodes for the later passes: a transpose of the last two dims
    feeding a matmul becomes the matmul's transpose flag (x @ w.T is one BLAS call, not a copy and a call),
-   a transpose of a matmul becomes the matmul with swapped operands, chains of transposes and of reshapes
-   collapse, and identities (x*1, x+0, x-0, x/1, a reshape or broadcast to the same shape) disappear. Nodes are rewritten in place or replaced by earlier ones, so the order stays
-   topological; what becomes unused is left for dce. */
+   a transpose of a matmul becomes the matmul with swapped operands, chains of transposes, reshapes, slices
+   and pads collapse, elementwise ops read a broadcast's input directly, and identities (x*1, x+0, x-0,
+   x/1, a reshape or broadcast to the same shape, a slice or pad that moves nothing, a concat of one tensor)
+   disappear. Nodes are rewritten in place or replaced by earlier ones, so the order stays topological;
+   what becomes unused is left for dce. */
 #include "passes.h"
 
 #include <assert.h>
@@ -80,6 +82,27 @@ static bool fold_transposed_matmul(Simp *s, Node *n) {
     return true;
 }
 
+/* Elementwise ops broadcast their operands themselves, so an operand that is a broadcast whose input
+   gives the same result shape reads its input directly (no materialized copy; autodiff makes these from
+   the gradients of sums). */
+static void fold_broadcast_operands(Simp *s, Node *n) {
+    for (int i = 0; i < n->ninputs; i++) {
+        Node *b = n->inputs[i];
+        if (b->op != OP_BROADCAST)
+            continue;
+        Shape r = b->inputs[0]->shape, t;
+        for (int j = 0; j < n->ninputs; j++) {
+            if (j == i)
+                continue;
+            if (!ir_shape_broadcast(&r, &n->inputs[j]->shape, &t))
+                LATHE_UNREACHABLE("simplify: the operands of an elementwise op do not broadcast");
+            r = t;
+        }
+        if (ir_shape_eq(&r, &n->shape))
+            set_input(s, n, i, b->inputs[0]);
+    }
+}
+
 /* x op c is x when c is the op's identity and x already has the result's type */
 static Node *identity_operand(const Node *n) {
     if (n->ninputs != 2)
@@ -92,6 +115,32 @@ static Node *identity_operand(const Node *n) {
     if (commutes && ir_is_const(a, unit) && ir_shape_eq(&b->shape, &n->shape) && b->dtype == n->dtype)
         return b;
     return NULL;
+}
+
+/* A slice or pad that starts at 0 with step 1 in every dim and keeps the shape moves nothing. */
+static bool is_identity_window(const Node *n) {
+    const Node *x = n->inputs[0];
+    if (!ir_shape_eq(&x->shape, &n->shape) || x->dtype != n->dtype)
+        return false;
+    for (int i = 0; i < n->shape.rank; i++)
+        if (n->attr.start[i] != 0 || n->attr.step[i] != 1)
+            return false;
+    return true;
+}
+
+/* A slice of a slice is one slice: y[i] = m[s2 + i t2] = x[s1 + (s2 + i t2) t1]. A pad of a pad with the
+   same value is one pad: y[s2 + (s1 + i t1) t2] = x[i], the value elsewhere. (Autodiff's concat and pad
+   gradients make such chains.) */
+static void compose_windows(Simp *s, Node *n) {
+    Node *m = n->inputs[0];
+    if (m->op != n->op || (n->op == OP_PAD && m->attr.value != n->attr.value))
+        return;
+    for (int i = 0; i < n->shape.rank; i++) {
+        int64_t s1 = m->attr.start[i], t1 = m->attr.step[i], s2 = n->attr.start[i], t2 = n->attr.step[i];
+        n->attr.start[i] = n->op == OP_SLICE ? s1 + s2 * t1 : s2 + s1 * t2;
+        n->attr.step[i] = t1 * t2;
+    }
+    set_input(s, n, 0, m->inputs[0]);
 }
 
 /* Rewrites n in place; returns the earlier node that replaces it, or NULL when n stays. */
@@ -122,8 +171,16 @@ static Node *simplify_node(Simp *s, Node *n) {
     case OP_BROADCAST:
         return ir_shape_eq(&n->inputs[0]->shape, &n->shape) ? n->inputs[0] : NULL;
     case OP_MUL: case OP_ADD: case OP_SUB: case OP_DIV:
+        fold_broadcast_operands(s, n);
         return identity_operand(n);
+    case OP_SLICE: case OP_PAD:
+        compose_windows(s, n);
+        return is_identity_window(n) ? n->inputs[0] : NULL;
+    case OP_CONCAT:
+        return n->ninputs == 1 ? n->inputs[0] : NULL;
     default:
+        if (ir_op_kind(n->op) == K_BINARY || ir_op_kind(n->op) == K_COMPARE || n->op == OP_SELECT)
+            fold_broadcast_operands(s, n);
         return NULL;
     }
 }

@@ -242,6 +242,42 @@ static void test_update_not_in_place_when_also_output(void **state) {
     assert_int_equal(ns->mem.kind, MEM_ARENA);
 }
 
+/* a concat reads many inputs at once: all of them stay live until it, and its result meets none of them */
+static void test_concat_inputs_live_until_concat(void **state) {
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 3));
+    Node *xs[6];
+    for (int i = 0; i < 6; i++)
+        xs[i] = un(i % 2 ? OP_EXP : OP_TANH, i ? xs[i - 1] : x);
+    Node *c = ir_concat(g, ts.d, L, 6, xs, 1);
+    assert_non_null(c);
+    int64_t start[] = {0, 2}, step[] = {1, 3};
+    Node *sl = ir_slice(g, ts.d, L, c, start, step, ts_shape(2, N, 6));
+    Node *pd = ir_pad(g, ts.d, L, un(OP_NEG, sl), start, step, ts_shape(2, N, 18), 0);
+    ir_add_output(g, "y", ir_reduce(g, ts.d, L, OP_REDUCE_SUM, bin(OP_ADD, pd, c), 3, false), false);
+    plan();
+    check_no_overlap(g);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(last_use(g, xs[i]) >= c->id, true);
+}
+
+/* a buffer (a frozen PARAM, BatchNorm's running_mean) updated by the train graph: in place, as a parameter */
+static void test_buffer_update_in_place(void **state) {
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 4));
+    Node *rm = ir_param(g, L, "bn.running_mean", DT_F32, ts_shape(1, 4));
+    rm->attr.frozen = true;
+    Node *m = ir_reduce(g, ts.d, L, OP_REDUCE_MEAN, x, 1, false);
+    Node *nrm = bin(OP_ADD, bin(OP_MUL, rm, ir_const(g, L, DT_F32, ts_shape(0), 0.9)),
+                    bin(OP_MUL, m, ir_const(g, L, DT_F32, ts_shape(0), 0.1)));
+    ir_add_output(g, "loss", ir_reduce(g, ts.d, L, OP_REDUCE_SUM, bin(OP_SUB, x, m), 3, false), false);
+    ir_add_output(g, "bn.running_mean", nrm, true);
+    plan();
+    assert_int_equal(nrm->mem.kind, MEM_ARG);
+    assert_int_equal(nrm->mem.arg, arg_index("bn.running_mean", ARG_PARAM));
+    check_no_overlap(g);
+}
+
 static void test_two_n_dims_is_a_diagnostic(void **state) {
     Graph *g = ts.g;
     Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 3));
@@ -294,6 +330,8 @@ int main(void) {
         T(test_update_not_in_place_when_read_through_reshape),
         T(test_update_not_in_place_when_not_elementwise),
         T(test_update_not_in_place_when_also_output),
+        T(test_concat_inputs_live_until_concat),
+        T(test_buffer_update_in_place),
         T(test_two_n_dims_is_a_diagnostic),
         T(test_buffer_past_int64_bytes_is_a_diagnostic),
         T(test_arena_past_2_56_bytes_is_a_diagnostic),

@@ -1,6 +1,6 @@
-/* test_passes_simplify.c: pass_simplify's rewrites (transposes into matmul flags, transpose and reshape
-   chains, identities), each checked for its shape of the graph and for unchanged values through the
-   interpreter. */
+/* test_passes_simplify.c: pass_simplify's rewrites (transposes into matmul flags, transpose, reshape, slice
+   and pad chains, broadcasts read through, identities), each checked for its shape of the graph and for
+   unchanged values through the interpreter. */
 #include "support.h"
 
 #include <math.h>
@@ -223,6 +223,103 @@ static void test_mul_by_one_that_broadcasts_stays(void **s) {
     assert_int_equal(count_op(OP_MUL), 1);
 }
 
+/* ---------------------------------------------------------------- slice, pad, concat */
+
+static Node *slice(Node *x, const int64_t *start, const int64_t *step, Shape sh) {
+    Node *y = ir_slice(ts.g, ts.d, L, x, start, step, sh);
+    assert_non_null(y);
+    return y;
+}
+
+static Node *pad(Node *x, const int64_t *start, const int64_t *step, Shape sh, double v) {
+    Node *y = ir_pad(ts.g, ts.d, L, x, start, step, sh, v);
+    assert_non_null(y);
+    return y;
+}
+
+static void test_slice_of_slice_composes(void **s) {
+    (void)s;
+    Node *x = param("x", ts_shape(2, N, 20));
+    Node *a = slice(x, (int64_t[]){0, 1}, (int64_t[]){1, 2}, ts_shape(2, N, 9)); /* 1, 3, ..., 17 */
+    Node *b = slice(a, (int64_t[]){0, 2}, (int64_t[]){1, 3}, ts_shape(2, N, 3)); /* a[2, 5, 8]: 5, 11, 17 */
+    ir_add_output(ts.g, "y", b, false);
+    simplify_keeps_values();
+    assert_ptr_equal(b->inputs[0], x);
+    assert_int_equal(b->attr.start[1], 5);
+    assert_int_equal(b->attr.step[1], 6);
+    assert_int_equal(b->attr.start[0], 0);
+    assert_int_equal(b->attr.step[0], 1);
+}
+
+static void test_pad_of_pad_same_value_composes(void **s) {
+    (void)s;
+    Node *x = param("x", ts_shape(2, N, 3));
+    Node *a = pad(x, (int64_t[]){0, 1}, (int64_t[]){1, 2}, ts_shape(2, N, 7), 0.5); /* x at 1, 3, 5 */
+    Node *b = pad(a, (int64_t[]){0, 2}, (int64_t[]){1, 1}, ts_shape(2, N, 10), 0.5);
+    ir_add_output(ts.g, "y", b, false);
+    simplify_keeps_values();
+    assert_ptr_equal(b->inputs[0], x);
+    assert_int_equal(b->attr.start[1], 3);
+    assert_int_equal(b->attr.step[1], 2);
+}
+
+static void test_pad_of_pad_other_value_stays(void **s) {
+    (void)s;
+    Node *x = param("x", ts_shape(2, N, 3));
+    Node *a = pad(x, (int64_t[]){0, 1}, (int64_t[]){1, 1}, ts_shape(2, N, 5), 0);
+    Node *b = pad(a, (int64_t[]){0, 1}, (int64_t[]){1, 1}, ts_shape(2, N, 6), 1);
+    ir_add_output(ts.g, "y", b, false);
+    simplify_keeps_values();
+    assert_ptr_equal(b->inputs[0], a);
+    assert_int_equal(count_op(OP_PAD), 2);
+}
+
+static void test_whole_slice_pad_and_single_concat_disappear(void **s) {
+    (void)s;
+    Node *x = param("x", ts_shape(3, N, 2, 3));
+    int64_t zero[] = {0, 0, 0}, one[] = {1, 1, 1};
+    Node *a = slice(x, zero, one, x->shape);
+    Node *b = pad(a, zero, one, x->shape, 7);
+    Node *c = ir_concat(ts.g, ts.d, L, 1, &b, 2);
+    assert_non_null(c);
+    Node *e = ir_unary(ts.g, ts.d, L, OP_EXP, c);
+    ir_add_output(ts.g, "y", e, false);
+    simplify_keeps_values();
+    assert_ptr_equal(e->inputs[0], x);
+    assert_int_equal(count_op(OP_SLICE) + count_op(OP_PAD) + count_op(OP_CONCAT), 0);
+}
+
+/* a slice with step 1 from 0 that drops the end is not the whole tensor */
+static void test_prefix_slice_stays(void **s) {
+    (void)s;
+    Node *x = param("x", ts_shape(2, N, 5));
+    Node *a = slice(x, (int64_t[]){0, 0}, (int64_t[]){1, 1}, ts_shape(2, N, 4));
+    ir_add_output(ts.g, "y", a, false);
+    simplify_keeps_values();
+    assert_ptr_equal(ts.g->outputs[0].value, a);
+}
+
+/* a broadcast feeding an elementwise op that broadcasts anyway is read through; one that makes the
+   result's shape stays */
+static void test_broadcast_operand_of_elementwise_folds(void **s) {
+    (void)s;
+    Node *x = param("x", ts_shape(2, N, 1));
+    Node *y = param("y", ts_shape(2, N, 4));
+    Node *c = param("c", ts_shape(0));
+    Node *bx = ir_broadcast(ts.g, ts.d, L, x, ts_shape(2, N, 4));
+    Node *m = ir_binary(ts.g, ts.d, L, OP_MUL, bx, y);
+    Node *bc = ir_broadcast(ts.g, ts.d, L, c, ts_shape(2, N, 4));
+    Node *a = ir_binary(ts.g, ts.d, L, OP_ADD, bc, c); /* the broadcast makes the shape: it stays */
+    Node *gt = ir_binary(ts.g, ts.d, L, OP_GT, y, bx);
+    Node *sel = ir_select(ts.g, ts.d, L, gt, m, a);
+    ir_add_output(ts.g, "y", sel, false);
+    simplify_keeps_values();
+    assert_ptr_equal(m->inputs[0], x);
+    assert_ptr_equal(gt->inputs[1], x);
+    assert_ptr_equal(a->inputs[0], bc);
+    assert_int_equal(count_op(OP_BROADCAST), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_transpose_folds_into_matmul_transpose_b, setup, ts_teardown),
@@ -236,6 +333,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reshape_back_to_same_shape_disappears, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_mul_by_one_and_add_zero_disappear, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_mul_by_one_that_broadcasts_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_slice_of_slice_composes, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pad_of_pad_same_value_composes, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pad_of_pad_other_value_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_whole_slice_pad_and_single_concat_disappear, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_prefix_slice_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_broadcast_operand_of_elementwise_folds, setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
