@@ -55,9 +55,13 @@ static int64_t buffer_bytes(const Node *n) {
     return bytes;
 }
 
-/* Updating param in place by v is safe when nothing reads the old value after v: every other reader of the
-   param's buffer precedes v, and no output reads it at the end. */
+/* Updating param in place by elementwise v is safe when v reads param (if at all) at the very index it
+   writes, not through a reshape that broadcasts, and nothing reads the old value after v: every other
+   reader of the param's buffer precedes v, and no output reads it at the end. */
 static bool inplace_safe(const Graph *g, const Node *param, const Node *v) {
+    for (int k = 0; k < v->ninputs; k++)
+        if (buffer_owner(v->inputs[k]) == param && !ir_shape_eq(&v->inputs[k]->shape, &v->shape))
+            return false;
     for (int i = 0; i < g->nnodes; i++) {
         const Node *u = g->nodes[i];
         if (u == v || u->op == OP_RESHAPE)
