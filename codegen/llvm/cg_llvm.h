@@ -20,6 +20,9 @@ typedef struct CgCtx {
     int opt_level;
     LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr; /* t_ptr: i8* */
     Diag *d;
+    /* kernels already emitted, by what their code depends on (see kernel_key in module.c): identical nodes
+       (the blocks of a ResNet stage, BatchNorm's arithmetic) share one function */
+    struct KernelCache *kcache;
 } CgCtx;
 
 /* Creates the target machine for the host triple and a fresh context and module; false on error (reported). */

@@ -969,6 +969,8 @@ LLVMValueRef cg_llvm_kernel(CgCtx *c, const Node *nd, bool noalias) {
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, ps, np, false));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     cg_llvm_function_attrs(c, fn);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
     if (noalias) {
         unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
         for (int i = 0; i < np - 1; i++)

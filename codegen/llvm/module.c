@@ -92,7 +92,118 @@ bool cg_llvm_ctx_init(CgCtx *c, const CgOptions *o, const char *module_name, Dia
     return true;
 }
 
+/* ---------------------------------------------------------------- the kernel cache
+   A kernel's code depends on its op, dtypes and shapes, its attributes, the values of the constants it
+   folds, and whether its output may alias an input; nothing else. Nodes that agree on all of that call one
+   function: a ResNet's blocks of one stage repeat the same few dozen kernels, and LLVM's optimization time
+   grows with the number of functions. */
+typedef struct KernelCache {
+    char **keys;
+    LLVMValueRef *fns;
+    int n, cap; /* open addressing over cap (a power of two) slots */
+} KernelCache;
+
+static uint64_t key_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The key of nd's kernel, malloc'd: the printed node's op, attributes and type without its id, operands
+   and location, then each input's type and folded constant value, then the aliasing flag. */
+static char *kernel_key(const Node *nd, bool noalias) {
+    char *buf = NULL, *text = NULL;
+    size_t len = 0, tlen = 0;
+    FILE *f = open_memstream(&buf, &len), *t = open_memstream(&text, &tlen);
+    if (!f || !t) {
+        fprintf(stderr, "lathe: out of memory\n");
+        exit(1);
+    }
+    ir_print_node(t, nd);
+    fclose(t);
+    const char *attrs = strstr(text, " {"), *type = strstr(text, " : ");
+    char tb[256];
+    fprintf(f, "%s|%s|", ir_op_name(nd->op), ir_type_str(nd->dtype, &nd->shape, tb, sizeof tb));
+    if (nd->op == OP_CONST)
+        fprintf(f, "%.17g^%d|", nd->attr.value, nd->attr.npow);
+    if (attrs && (!type || attrs < type))
+        fwrite(attrs, 1, (size_t)((type ? type : attrs + strlen(attrs)) - attrs), f);
+    for (int k = 0; k < nd->ninputs; k++) {
+        const Node *in = nd->inputs[k];
+        fprintf(f, "|%s", ir_type_str(in->dtype, &in->shape, tb, sizeof tb));
+        if (in->op == OP_CONST)
+            fprintf(f, "=%.17g^%d", in->attr.value, in->attr.npow);
+    }
+    fprintf(f, "|%d", noalias);
+    fclose(f);
+    free(text);
+    return buf;
+}
+
+/* The cached kernel for nd, emitting it on a miss; NULL after an error. */
+static LLVMValueRef cached_kernel(CgCtx *c, const Node *nd, bool noalias) {
+    KernelCache *kc = c->kcache;
+    if (!kc) {
+        kc = c->kcache = calloc(1, sizeof *kc);
+        if (!kc) {
+            fprintf(stderr, "lathe: out of memory\n");
+            exit(1);
+        }
+    }
+    if (2 * (kc->n + 1) > kc->cap) {
+        KernelCache grown = {.cap = kc->cap ? 2 * kc->cap : 256, .n = kc->n};
+        grown.keys = calloc((size_t)grown.cap, sizeof *grown.keys);
+        grown.fns = calloc((size_t)grown.cap, sizeof *grown.fns);
+        if (!grown.keys || !grown.fns) {
+            fprintf(stderr, "lathe: out of memory\n");
+            exit(1);
+        }
+        for (int i = 0; i < kc->cap; i++) {
+            if (!kc->keys[i])
+                continue;
+            size_t j = key_hash(kc->keys[i]) & (size_t)(grown.cap - 1);
+            while (grown.keys[j])
+                j = (j + 1) & (size_t)(grown.cap - 1);
+            grown.keys[j] = kc->keys[i];
+            grown.fns[j] = kc->fns[i];
+        }
+        free(kc->keys);
+        free(kc->fns);
+        *kc = grown;
+    }
+    char *key = kernel_key(nd, noalias);
+    size_t j = key_hash(key) & (size_t)(kc->cap - 1);
+    while (kc->keys[j]) {
+        if (strcmp(kc->keys[j], key) == 0) {
+            free(key);
+            return kc->fns[j];
+        }
+        j = (j + 1) & (size_t)(kc->cap - 1);
+    }
+    LLVMValueRef fn = cg_llvm_kernel(c, nd, noalias);
+    if (!fn) {
+        free(key);
+        return NULL;
+    }
+    kc->keys[j] = key;
+    kc->fns[j] = fn;
+    kc->n++;
+    return fn;
+}
+
+static void kernel_cache_free(KernelCache *kc) {
+    if (!kc)
+        return;
+    for (int i = 0; i < kc->cap; i++)
+        free(kc->keys[i]);
+    free(kc->keys);
+    free(kc->fns);
+    free(kc);
+}
+
 void cg_llvm_ctx_dispose(CgCtx *c) {
+    kernel_cache_free(c->kcache);
     if (c->b)
         LLVMDisposeBuilder(c->b);
     if (c->mod)
@@ -223,7 +334,7 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
         for (int k = 0; k < nd->ninputs; k++)
             if (same_buffer(nd, nd->inputs[k]))
                 noalias = false;
-        LLVMValueRef kfn = cg_llvm_kernel(c, nd, noalias);
+        LLVMValueRef kfn = cached_kernel(c, nd, noalias);
         if (!kfn) {
             free(e.addr);
             return false;

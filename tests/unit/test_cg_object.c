@@ -213,8 +213,35 @@ static void test_elementwise_kernel_is_vectorized(void **state) {
     free(text);
 }
 
+/* Kernels that would compute the same code are emitted once; a different constant or shape is another. */
+static int count_substr(const char *s, const char *sub) {
+    int n = 0;
+    for (const char *p = strstr(s, sub); p; p = strstr(p + 1, sub))
+        n++;
+    return n;
+}
+
+static void test_identical_kernels_share_one_function(void **state) {
+    Graph *g = ir_graph_new(ts.a, "predict");
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 64));
+    Node *y = ir_input(g, L, "y", DT_F32, ts_shape(2, N, 64));
+    Node *two = ir_const(g, L, DT_F32, ts_shape(0), 2), *three = ir_const(g, L, DT_F32, ts_shape(0), 3);
+    ir_add_output(g, "a", ir_binary(g, ts.d, L, OP_MUL, x, two), false);
+    ir_add_output(g, "b", ir_binary(g, ts.d, L, OP_MUL, y, two), false); /* same code as a */
+    ir_add_output(g, "c", ir_binary(g, ts.d, L, OP_MUL, y, three), false);
+    ir_add_output(g, "d", ir_unary(g, ts.d, L, OP_EXP, ir_input(g, L, "z", DT_F32, ts_shape(2, N, 65))), false);
+    assert_true(pass_memplan(g, ts.d));
+    CgOptions o = {.cpu = NULL, .opt_level = 0};
+    char *text = cg_llvm_graph_asm(g, &o, ts.d);
+    assert_non_null(text);
+    assert_int_equal(count_substr(text, "_mul:"), 2); /* one for a and b, one for c */
+    assert_int_equal(count_substr(text, "_exp:"), 1);
+    free(text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_object_is_elf_with_entries_and_manifest),
         T(test_object_for_generic_cpu),
@@ -223,6 +250,7 @@ int main(void) {
         T(test_recipe_string_not_utf8_is_a_diagnostic),
         T(test_source_name_not_utf8_is_kept),
         T(test_elementwise_kernel_is_vectorized),
+        T(test_identical_kernels_share_one_function),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
