@@ -1,6 +1,7 @@
 /* kern_window.c: the convolution and pooling kernels of lathe_kern.h (lathe_k_conv2d_f32 ...), f32 and f64.
-   Convolution is im2col + GEMM through OpenBLAS, per sample and group, with a scratch buffer kept per thread;
-   pooling is direct loops. ir/interp_window.c is the reference they are tested against.
+   Convolution is im2col + GEMM through OpenBLAS, one GEMM per chunk of samples and group, with a scratch
+   buffer kept per thread; pooling is direct loops, with straight-line fast paths for the common windows.
+   ir/interp_window.c is the reference they are tested against; bench/conv_kernels.sh times them.
    The typed half of the file is written once over KW_T and compiled once per dtype: the untyped half at the
    top includes this very file again with KW_T defined (a template by the preprocessor). */
 #ifndef KW_T
@@ -108,13 +109,6 @@ static bool kw_out_is_input(const int64_t *desc, int64_t n, int i)
     return kw_dims(desc, KW_OUT, n, a) && kw_dims(desc, i, n, b) && memcmp(a, b, sizeof a) == 0;
 }
 
-/* A 1x1 convolution with stride 1 and no padding reads x as its own im2col matrix. */
-static bool kw_pointwise(const KGeo *g)
-{
-    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 && g->oh == g->h &&
-           g->ow == g->w;
-}
-
 /* ---------------------------------------------------------------- scratch
    The im2col matrix lives in a buffer kept per thread between calls, grown as needed and freed when its
    thread ends (through a pthread key's destructor; the main thread's stays reachable from its TLS). */
@@ -146,22 +140,51 @@ static void *kw_scratch_get(size_t size)
 }
 
 /* How a convolution runs: nothing to compute (a zero dim: the result is the zeros it starts from), GEMMs
-   on x itself (pointwise), GEMMs on an im2col matrix in *cols, or direct loops when the GEMM is past BLAS's
-   int dims or no scratch can be had. */
-typedef enum { KW_EMPTY, KW_DIRECT, KW_POINTWISE, KW_IM2COL } KPlan;
+   over chunks of samples on im2col matrices in scratch, or direct loops when a GEMM is past BLAS's int dims
+   or no scratch can be had. */
+typedef enum { KW_EMPTY, KW_DIRECT, KW_IM2COL } KPlanKind;
 
-static KPlan kw_conv_plan(const KGeo *g, size_t elsize, void **cols)
+typedef struct KPlan {
+    KPlanKind kind;
+    int64_t cg, og, k, ohw; /* channels in and out of a group, the GEMMs' inner dim, the output plane */
+    int64_t chunk;          /* samples per GEMM */
+    void *cols;             /* scratch: cols [k, chunk ohw], then mat [og, chunk ohw] */
+} KPlan;
+
+/* Samples per chunk: enough for a GEMM of KW_CHUNK_COLS columns (OpenBLAS's threads split a GEMM of a
+   few thousand columns well; one of a sample's few hundred columns they spin on, and past a few thousand
+   the columns of the chunk fall out of cache), within KW_SCRATCH_BUDGET bytes of scratch (one sample takes
+   what it needs). A GEMM with fewer than KW_CHUNK_MIN_K products per element is bound by memory, not
+   arithmetic: it runs per sample, since the copies of a chunk would cost more than they buy. Measured with
+   bench/conv_kernels.sh. */
+#ifndef KW_CHUNK_COLS /* -D overrides them: to measure others, or to run the tests through many chunks */
+#define KW_CHUNK_COLS 2048
+#endif
+#ifndef KW_CHUNK_MIN_K
+#define KW_CHUNK_MIN_K 64
+#endif
+#define KW_SCRATCH_BUDGET ((int64_t)32 << 20)
+
+static KPlan kw_conv_plan(const KGeo *g, size_t elsize)
 {
-    int64_t k = g->c / g->groups * g->kh * g->kw, ohw = g->oh * g->ow, og = g->o / g->groups, bytes;
-    if (g->n == 0 || k == 0 || ohw == 0 || og == 0)
-        return KW_EMPTY;
-    if (k > INT_MAX || ohw > INT_MAX || og > INT_MAX || __builtin_mul_overflow(k, ohw, &bytes) ||
-        __builtin_mul_overflow(bytes, (int64_t)elsize, &bytes) || (uint64_t)bytes > SIZE_MAX)
-        return KW_DIRECT;
-    if (kw_pointwise(g))
-        return KW_POINTWISE;
-    *cols = kw_scratch_get((size_t)bytes);
-    return *cols ? KW_IM2COL : KW_DIRECT;
+    KPlan p = {.kind = KW_EMPTY, .cg = g->c / g->groups, .og = g->o / g->groups, .ohw = g->oh * g->ow};
+    int64_t per_sample; /* bytes of cols and mat of one sample */
+    p.k = p.cg * g->kh * g->kw;
+    if (g->n == 0 || p.k == 0 || p.ohw == 0 || p.og == 0)
+        return p;
+    p.kind = KW_DIRECT;
+    if (p.k > INT_MAX || p.ohw > INT_MAX || p.og > INT_MAX ||
+        __builtin_mul_overflow(p.k + p.og, p.ohw, &per_sample) ||
+        __builtin_mul_overflow(per_sample, (int64_t)elsize, &per_sample) || (uint64_t)per_sample > SIZE_MAX)
+        return p;
+    p.chunk = p.k < KW_CHUNK_MIN_K ? 1 : (KW_CHUNK_COLS + p.ohw - 1) / p.ohw;
+    if (p.chunk > KW_SCRATCH_BUDGET / per_sample)
+        p.chunk = KW_SCRATCH_BUDGET / per_sample;
+    p.chunk = p.chunk < 1 ? 1 : p.chunk > g->n ? g->n : p.chunk;
+    p.cols = kw_scratch_get((size_t)(per_sample * p.chunk));
+    if (p.cols)
+        p.kind = KW_IM2COL;
+    return p;
 }
 
 /* Zeros over the output, as far as its shape can be read. */
@@ -223,6 +246,28 @@ static void kw_taps(int64_t start, int64_t k, int64_t d, int64_t h, int64_t *t0,
     *t1 = b;
 }
 
+/* Stride 1 with as many output columns as input columns (a "same" convolution): the cells of a tap, row
+   after row, are one run of x (src = dst + a constant), so im2col copies each tap with one memcpy and
+   col2im adds it with one loop, fixing up the few columns of each row that read padding. */
+static bool kw_flat_taps(const KGeo *g)
+{
+    return g->sh == 1 && g->sw == 1 && g->ow == g->w;
+}
+
+/* The max pooling geometries with fast paths (kw_max2x2_plane_, kw_max3x3s2_plane_): 2x2 stride 2 without
+   padding with every window inside x, and 3x3 stride 2 padding 1; dilation 1 both. */
+static bool kw_max2x2(const KGeo *g)
+{
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 && g->dh == 1 &&
+           g->dw == 1 && 2 * g->oh <= g->h && 2 * g->ow <= g->w;
+}
+
+static bool kw_max3x3s2(const KGeo *g)
+{
+    return g->kh == 3 && g->kw == 3 && g->sh == 2 && g->sw == 2 && g->ph == 1 && g->pw == 1 && g->dh == 1 &&
+           g->dw == 1;
+}
+
 #define KW_CHUNK 64 /* output columns that max pooling handles at once, on the stack */
 
 #define KW_CAT2(a, b) a##b
@@ -247,58 +292,111 @@ static void kw_taps(int64_t start, int64_t k, int64_t d, int64_t h, int64_t *t0,
 
 #else /* ---------------------------------------------------------------- the typed half, over KW_T */
 
-/* x's plane of one sample and group (cg channels) into cols [cg kh kw, oh ow]: row (c, kh, kw) holds the
-   cells that tap (kh, kw) of channel c reads at every output position, zeros where it reads padding. */
-static void KW_FN(kw_im2col_)(const KGeo *g, const KW_T *x, KW_T *cols)
+/* x's plane of one sample and group (cg channels) into cols [cg kh kw, ld]: row (c, kh, kw) holds, in its
+   first oh ow columns, the cells that tap (kh, kw) of channel c reads at every output position, zeros where it
+   reads padding. ld > oh ow when the columns of several samples sit side by side. */
+static void KW_FN(kw_im2col_)(const KGeo *g, const KW_T *restrict x, KW_T *restrict cols, int64_t ld)
 {
     int64_t cg = g->c / g->groups, ohw = g->oh * g->ow;
+    bool flat = kw_flat_taps(g);
     for (int64_t c = 0; c < cg; c++)
         for (int64_t kh = 0; kh < g->kh; kh++)
             for (int64_t kw = 0; kw < g->kw; kw++) {
-                KW_T *row = cols + ((c * g->kh + kh) * g->kw + kw) * ohw;
-                int64_t iw0 = kw * g->dw - g->pw, ow0, ow1; /* columns ow0..ow1-1 read inside x */
+                KW_T *row = cols + ((c * g->kh + kh) * g->kw + kw) * ld;
+                const KW_T *xc = x + c * g->h * g->w;
+                /* output rows oh0..oh1-1 and columns ow0..ow1-1 read inside x */
+                int64_t ih0 = kh * g->dh - g->ph, iw0 = kw * g->dw - g->pw, oh0, oh1, ow0, ow1;
+                kw_taps(ih0, g->oh, g->sh, g->h, &oh0, &oh1);
                 kw_taps(iw0, g->ow, g->sw, g->w, &ow0, &ow1);
-                for (int64_t oh = 0; oh < g->oh; oh++) {
+                if (ow0 >= ow1)
+                    oh1 = oh0;
+                memset(row, 0, sizeof(KW_T) * (size_t)(oh0 * g->ow));
+                memset(row + oh1 * g->ow, 0, sizeof(KW_T) * (size_t)(ohw - oh1 * g->ow));
+                if (flat && oh0 < oh1) {
+                    int64_t d0 = oh0 * g->ow + ow0, d1 = (oh1 - 1) * g->ow + ow1;
+                    memcpy(row + d0, xc + d0 + ih0 * g->w + iw0, sizeof(KW_T) * (size_t)(d1 - d0));
+                }
+                for (int64_t oh = oh0; oh < oh1; oh++) {
                     KW_T *r = row + oh * g->ow;
-                    int64_t ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) {
-                        memset(r, 0, sizeof(KW_T) * (size_t)g->ow);
-                        continue;
-                    }
-                    const KW_T *xr = x + (c * g->h + ih) * g->w;
+                    const KW_T *xr = xc + (oh * g->sh + ih0) * g->w + iw0;
                     for (int64_t ow = 0; ow < ow0; ow++)
                         r[ow] = 0;
-                    if (g->sw == 1 && ow1 > ow0)
-                        memcpy(r + ow0, xr + iw0 + ow0, sizeof(KW_T) * (size_t)(ow1 - ow0));
-                    else
-                        for (int64_t ow = ow0; ow < ow1; ow++)
-                            r[ow] = xr[iw0 + ow * g->sw];
                     for (int64_t ow = ow1; ow < g->ow; ow++)
                         r[ow] = 0;
+                    if (flat)
+                        continue;
+                    if (g->sw == 1)
+                        memcpy(r + ow0, xr + ow0, sizeof(KW_T) * (size_t)(ow1 - ow0));
+                    else
+                        for (int64_t ow = ow0; ow < ow1; ow++)
+                            r[ow] = xr[ow * g->sw];
                 }
             }
 }
 
-/* The adjoint of im2col: every cell of cols added into the x cell it was read from (padding dropped). */
-static void KW_FN(kw_col2im_)(const KGeo *g, const KW_T *cols, KW_T *gx)
+/* a[i] += b[i] for i < n. The main loop's count is a multiple of 8, and a and b are restrict: so gcc -O2
+   (whose cost model vectorises no loop that needs a scalar epilogue or an aliasing check) vectorises it. */
+static void KW_FN(kw_add_)(KW_T *restrict a, const KW_T *restrict b, int64_t n)
 {
-    int64_t cg = g->c / g->groups, ohw = g->oh * g->ow;
+    int64_t nv = n & ~(int64_t)7, i;
+    for (i = 0; i < nv; i++)
+        a[i] += b[i];
+    for (; i < n; i++)
+        a[i] += b[i];
+}
+
+/* The adjoint of im2col: every cell of cols added into the x cell it was read from (padding dropped). The
+   flat path adds a tap's whole run, after zeroing the cells of cols that read padding (cols is scratch). */
+static void KW_FN(kw_col2im_)(const KGeo *g, KW_T *restrict cols, int64_t ld, KW_T *restrict gx)
+{
+    int64_t cg = g->c / g->groups;
+    bool flat = kw_flat_taps(g);
     for (int64_t c = 0; c < cg; c++)
         for (int64_t kh = 0; kh < g->kh; kh++)
             for (int64_t kw = 0; kw < g->kw; kw++) {
-                const KW_T *row = cols + ((c * g->kh + kh) * g->kw + kw) * ohw;
-                int64_t iw0 = kw * g->dw - g->pw, ow0, ow1;
+                KW_T *row = cols + ((c * g->kh + kh) * g->kw + kw) * ld, *gc = gx + c * g->h * g->w;
+                int64_t ih0 = kh * g->dh - g->ph, iw0 = kw * g->dw - g->pw, oh0, oh1, ow0, ow1;
+                kw_taps(ih0, g->oh, g->sh, g->h, &oh0, &oh1);
                 kw_taps(iw0, g->ow, g->sw, g->w, &ow0, &ow1);
-                for (int64_t oh = 0; oh < g->oh; oh++) {
-                    int64_t ih = oh * g->sh - g->ph + kh * g->dh;
-                    if (ih < 0 || ih >= g->h)
-                        continue;
-                    const KW_T *r = row + oh * g->ow;
-                    KW_T *xr = gx + (c * g->h + ih) * g->w;
-                    for (int64_t ow = ow0; ow < ow1; ow++)
-                        xr[iw0 + ow * g->sw] += r[ow];
+                if (ow0 >= ow1)
+                    continue;
+                for (int64_t oh = oh0; oh < oh1; oh++) {
+                    KW_T *r = row + oh * g->ow, *xr = gc + (oh * g->sh + ih0) * g->w + iw0;
+                    if (flat) {
+                        for (int64_t ow = 0; ow < ow0; ow++)
+                            r[ow] = 0;
+                        for (int64_t ow = ow1; ow < g->ow; ow++)
+                            r[ow] = 0;
+                    } else if (g->sw == 1) {
+                        KW_FN(kw_add_)(xr + ow0, r + ow0, ow1 - ow0);
+                    } else {
+                        for (int64_t ow = ow0; ow < ow1; ow++)
+                            xr[ow * g->sw] += r[ow];
+                    }
+                }
+                if (flat && oh0 < oh1) {
+                    int64_t d0 = oh0 * g->ow + ow0, d1 = (oh1 - 1) * g->ow + ow1;
+                    KW_FN(kw_add_)(gc + d0 + ih0 * g->w + iw0, row + d0, d1 - d0);
                 }
             }
+}
+
+/* The [og, ohw] planes of group grp of samples s0 .. s0+ns-1 of an NCHW tensor t with o channels into the
+   matrix m [og, ns ohw], whose row holds one channel of every sample side by side; kw_scatter_ the reverse. */
+static void KW_FN(kw_gather_)(const KGeo *g, const KW_T *t, KW_T *m, int64_t s0, int64_t ns, int64_t grp)
+{
+    int64_t og = g->o / g->groups, ohw = g->oh * g->ow;
+    for (int64_t s = 0; s < ns; s++)
+        for (int64_t o = 0; o < og; o++)
+            memcpy(m + (o * ns + s) * ohw, t + ((s0 + s) * g->o + grp * og + o) * ohw, sizeof(KW_T) * (size_t)ohw);
+}
+
+static void KW_FN(kw_scatter_)(const KGeo *g, const KW_T *m, KW_T *t, int64_t s0, int64_t ns, int64_t grp)
+{
+    int64_t og = g->o / g->groups, ohw = g->oh * g->ow;
+    for (int64_t s = 0; s < ns; s++)
+        for (int64_t o = 0; o < og; o++)
+            memcpy(t + ((s0 + s) * g->o + grp * og + o) * ohw, m + (o * ns + s) * ohw, sizeof(KW_T) * (size_t)ohw);
 }
 
 /* The convolution's sum of products as direct loops, for a GEMM past BLAS's int dims or no scratch: the
@@ -334,80 +432,106 @@ static void KW_FN(kw_conv_direct_)(const KGeo *g, int which, KW_T *out, const KW
                 }
 }
 
-/* (x [N,C,H,W], w [O,C/groups,KH,KW]) -> y [N,O,OH,OW]: per sample and group, y_g = w_g @ im2col(x_g). */
+/* The GEMMs of the convolutions below run over chunks of plan->chunk samples at once, with the columns of
+   every sample of the chunk side by side (cols [k, chunk ohw]): one large GEMM keeps OpenBLAS's threads busy
+   where a GEMM per sample left them spinning. The chunk's slices of y or gy move between NCHW and the
+   matrix [og, chunk ohw] (mat) by copies, which cost little beside the GEMM. */
+
+/* (x [N,C,H,W], w [O,C/groups,KH,KW]) -> y [N,O,OH,OW]: per chunk and group, y_g = w_g @ im2col(x_g). */
 void KW_FN(lathe_k_conv2d_)(void *out, const void *const *in, int64_t n, const int64_t *desc)
 {
     KGeo g;
-    void *cols = NULL;
+    KPlan p = {0};
     KW_T *y = out;
     const KW_T *x = in[0], *w = in[1];
-    KPlan plan = kw_geometry(desc, n, 0, KW_OUT, 1, &g) ? kw_conv_plan(&g, sizeof(KW_T), &cols) : KW_EMPTY;
-    if (plan != KW_POINTWISE && plan != KW_IM2COL) { /* the GEMMs below write every element of y */
+    if (kw_geometry(desc, n, 0, KW_OUT, 1, &g))
+        p = kw_conv_plan(&g, sizeof(KW_T));
+    if (p.kind != KW_IM2COL) { /* the GEMMs below write every element of y */
         kw_zero_out(out, desc, n, sizeof(KW_T));
-        if (plan == KW_DIRECT)
+        if (p.kind == KW_DIRECT)
             KW_FN(kw_conv_direct_)(&g, 0, y, x, w);
         return;
     }
-    int cg = (int)(g.c / g.groups), og = (int)(g.o / g.groups), ohw = (int)(g.oh * g.ow);
-    int k = (int)(cg * g.kh * g.kw);
-    for (int64_t s = 0; s < g.n; s++)
+    KW_T *cols = p.cols, *mat = (KW_T *)p.cols + p.k * p.chunk * p.ohw;
+    for (int64_t s0 = 0; s0 < g.n; s0 += p.chunk) {
+        int64_t ns = g.n - s0 < p.chunk ? g.n - s0 : p.chunk;
+        int ld = (int)(ns * p.ohw);
         for (int64_t grp = 0; grp < g.groups; grp++) {
-            const KW_T *xg = x + (s * g.c + grp * cg) * g.h * g.w;
-            if (plan == KW_IM2COL)
-                KW_FN(kw_im2col_)(&g, xg, cols);
-            KW_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, og, ohw, k, 1, w + grp * og * k, k,
-                    plan == KW_IM2COL ? cols : xg, ohw, 0, y + (s * g.o + grp * og) * ohw, ohw);
+            for (int64_t s = 0; s < ns; s++)
+                KW_FN(kw_im2col_)(&g, x + ((s0 + s) * g.c + grp * p.cg) * g.h * g.w, cols + s * p.ohw, ld);
+            /* one sample: the GEMM writes y's planes in place */
+            KW_T *c = ns == 1 ? y + (s0 * g.o + grp * p.og) * p.ohw : mat;
+            KW_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p.og, ld, (int)p.k, 1, w + grp * p.og * p.k,
+                    (int)p.k, cols, ld, 0, c, ld);
+            if (ns > 1)
+                KW_FN(kw_scatter_)(&g, mat, y, s0, ns, grp);
         }
+    }
 }
 
-/* (gy [N,O,OH,OW], w) -> gx [N,C,H,W]: per sample and group, gx_g += col2im(w_g^T @ gy_g). */
+/* (gy [N,O,OH,OW], w) -> gx [N,C,H,W]: per chunk and group, gx_g += col2im(w_g^T @ gy_g). */
 void KW_FN(lathe_k_conv2d_bwd_input_)(void *out, const void *const *in, int64_t n, const int64_t *desc)
 {
     KGeo g;
-    void *cols = NULL;
+    KPlan p = {0};
     KW_T *gx = out;
     const KW_T *gy = in[0], *w = in[1];
     kw_zero_out(out, desc, n, sizeof(KW_T));
-    KPlan plan = kw_geometry(desc, n, KW_OUT, 0, 1, &g) ? kw_conv_plan(&g, sizeof(KW_T), &cols) : KW_EMPTY;
-    if (plan == KW_DIRECT)
+    if (kw_geometry(desc, n, KW_OUT, 0, 1, &g))
+        p = kw_conv_plan(&g, sizeof(KW_T));
+    if (p.kind == KW_DIRECT)
         KW_FN(kw_conv_direct_)(&g, 1, gx, gy, w);
-    if (plan != KW_POINTWISE && plan != KW_IM2COL)
+    if (p.kind != KW_IM2COL)
         return;
-    int cg = (int)(g.c / g.groups), og = (int)(g.o / g.groups), ohw = (int)(g.oh * g.ow);
-    int k = (int)(cg * g.kh * g.kw);
-    for (int64_t s = 0; s < g.n; s++)
+    KW_T *cols = p.cols, *mat = (KW_T *)p.cols + p.k * p.chunk * p.ohw;
+    for (int64_t s0 = 0; s0 < g.n; s0 += p.chunk) {
+        int64_t ns = g.n - s0 < p.chunk ? g.n - s0 : p.chunk;
+        int ld = (int)(ns * p.ohw);
         for (int64_t grp = 0; grp < g.groups; grp++) {
-            KW_T *gxg = gx + (s * g.c + grp * cg) * g.h * g.w;
-            KW_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, k, ohw, og, 1, w + grp * og * k, k,
-                    gy + (s * g.o + grp * og) * ohw, ohw, 0, plan == KW_IM2COL ? cols : gxg, ohw);
-            if (plan == KW_IM2COL)
-                KW_FN(kw_col2im_)(&g, cols, gxg);
+            const KW_T *b = gy + (s0 * g.o + grp * p.og) * p.ohw;
+            if (ns > 1) {
+                KW_FN(kw_gather_)(&g, gy, mat, s0, ns, grp);
+                b = mat;
+            }
+            KW_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p.k, ld, (int)p.og, 1, w + grp * p.og * p.k,
+                    (int)p.k, b, ld, 0, cols, ld);
+            for (int64_t s = 0; s < ns; s++)
+                KW_FN(kw_col2im_)(&g, cols + s * p.ohw, ld, gx + ((s0 + s) * g.c + grp * p.cg) * g.h * g.w);
         }
+    }
 }
 
-/* (x [N,C,H,W], gy [N,O,OH,OW]) -> gw [O,C/groups,KH,KW]: gw_g = the sum over samples of gy_g @ im2col(x_g)^T. */
+/* (x [N,C,H,W], gy [N,O,OH,OW]) -> gw [O,C/groups,KH,KW]: gw_g = the sum over chunks of
+   gy_g @ im2col(x_g)^T, accumulated by the GEMM (beta 1). */
 void KW_FN(lathe_k_conv2d_bwd_weight_)(void *out, const void *const *in, int64_t n, const int64_t *desc)
 {
     KGeo g;
-    void *cols = NULL;
+    KPlan p = {0};
     KW_T *gw = out;
     const KW_T *x = in[0], *gy = in[1];
     kw_zero_out(out, desc, n, sizeof(KW_T));
-    KPlan plan = kw_geometry(desc, n, 0, 1, KW_OUT, &g) ? kw_conv_plan(&g, sizeof(KW_T), &cols) : KW_EMPTY;
-    if (plan == KW_DIRECT)
+    if (kw_geometry(desc, n, 0, 1, KW_OUT, &g))
+        p = kw_conv_plan(&g, sizeof(KW_T));
+    if (p.kind == KW_DIRECT)
         KW_FN(kw_conv_direct_)(&g, 2, gw, x, gy);
-    if (plan != KW_POINTWISE && plan != KW_IM2COL)
+    if (p.kind != KW_IM2COL)
         return;
-    int cg = (int)(g.c / g.groups), og = (int)(g.o / g.groups), ohw = (int)(g.oh * g.ow);
-    int k = (int)(cg * g.kh * g.kw);
-    for (int64_t s = 0; s < g.n; s++)
+    KW_T *cols = p.cols, *mat = (KW_T *)p.cols + p.k * p.chunk * p.ohw;
+    for (int64_t s0 = 0; s0 < g.n; s0 += p.chunk) {
+        int64_t ns = g.n - s0 < p.chunk ? g.n - s0 : p.chunk;
+        int ld = (int)(ns * p.ohw);
         for (int64_t grp = 0; grp < g.groups; grp++) {
-            const KW_T *xg = x + (s * g.c + grp * cg) * g.h * g.w;
-            if (plan == KW_IM2COL)
-                KW_FN(kw_im2col_)(&g, xg, cols);
-            KW_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, og, k, ohw, 1, gy + (s * g.o + grp * og) * ohw, ohw,
-                    plan == KW_IM2COL ? cols : xg, ohw, 1, gw + grp * og * k, k);
+            for (int64_t s = 0; s < ns; s++)
+                KW_FN(kw_im2col_)(&g, x + ((s0 + s) * g.c + grp * p.cg) * g.h * g.w, cols + s * p.ohw, ld);
+            const KW_T *a = gy + (s0 * g.o + grp * p.og) * p.ohw;
+            if (ns > 1) {
+                KW_FN(kw_gather_)(&g, gy, mat, s0, ns, grp);
+                a = mat;
+            }
+            KW_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.og, (int)p.k, ld, 1, a, ld, cols, ld, 1,
+                    gw + grp * p.og * p.k, (int)p.k);
         }
+    }
 }
 
 /* Max pooling over one plane x [h, w] (padding -inf): forward (y given) writes each window's maximum,
@@ -467,6 +591,120 @@ static void KW_FN(kw_max_plane_)(const KGeo *g, const KW_T *x, KW_T *y, const KW
     }
 }
 
+/* Window (oh, ow) of max pooling on plane x, one at a time: its maximum as kw_max_plane_ computes it, and in
+   *first the index in x of its first maximum (-1 for a window without cells). For the cells at the edges of
+   the fast paths below, and for their windows that hold a NaN. */
+static KW_T KW_FN(kw_max_window_)(const KGeo *g, const KW_T *x, int64_t oh, int64_t ow, int64_t *first)
+{
+    int64_t h0 = oh * g->sh - g->ph, w0 = ow * g->sw - g->pw, kh0, kh1, kw0, kw1;
+    kw_taps(h0, g->kh, g->dh, g->h, &kh0, &kh1);
+    kw_taps(w0, g->kw, g->dw, g->w, &kw0, &kw1);
+    KW_T m = -INFINITY;
+    bool nan = false;
+    for (int64_t kh = kh0; kh < kh1; kh++)
+        for (int64_t kw = kw0; kw < kw1; kw++) {
+            KW_T v = x[(h0 + kh * g->dh) * g->w + w0 + kw * g->dw];
+            m = v > m ? v : m;
+            nan |= v != v;
+        }
+    m = nan ? (KW_T)NAN : m;
+    *first = -1;
+    for (int64_t kh = kh0; kh < kh1 && *first < 0; kh++)
+        for (int64_t kw = kw0; kw < kw1; kw++) {
+            int64_t i = (h0 + kh * g->dh) * g->w + w0 + kw * g->dw;
+            if (x[i] == m || (nan && x[i] != x[i])) {
+                *first = i;
+                break;
+            }
+        }
+    return m;
+}
+
+/* The common 2x2 window with stride 2 and no padding, every window inside x (so none overlaps another):
+   straight-line code per window. The maximum comes out of the same selects in the same order as in
+   kw_max_plane_ (so that +-0 ties give the same sign); a NaN anywhere gives NaN. Backward writes every cell
+   of gx: gy at the window's first maximum (+0 for a -0: kw_max_plane_ adds into zeros), zeros elsewhere;
+   a window with a NaN (rare: a branch that predicts well) goes through kw_max_window_. */
+/* The maximum of a 2x2 window a b / c d. */
+static inline KW_T KW_FN(kw_max4_)(KW_T a, KW_T b, KW_T c, KW_T d)
+{
+    KW_T m = b > a ? b : a;
+    m = c > m ? c : m;
+    m = d > m ? d : m;
+    return __builtin_isunordered(a, b) | __builtin_isunordered(c, d) ? (KW_T)NAN : m;
+}
+
+static void KW_FN(kw_max2x2_plane_)(const KGeo *g, const KW_T *restrict x, KW_T *restrict y,
+                                    const KW_T *restrict gy, KW_T *restrict gx)
+{
+    for (int64_t oh = 0; oh < g->oh; oh++) {
+        const KW_T *r0 = x + 2 * oh * g->w, *r1 = r0 + g->w;
+        if (y) {
+            /* two loops, the first over a multiple of 8 windows: gcc -O2 vectorises only such */
+            int64_t nv = g->ow & ~(int64_t)7, ow;
+            for (ow = 0; ow < nv; ow++)
+                y[oh * g->ow + ow] = KW_FN(kw_max4_)(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
+            for (; ow < g->ow; ow++)
+                y[oh * g->ow + ow] = KW_FN(kw_max4_)(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
+            continue;
+        }
+        for (int64_t ow = 0; ow < g->ow; ow++) {
+            KW_T a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            /* strict comparisons in row-major order keep the first maximum; at is its offset in the window,
+               chosen by arithmetic on masks: gcc branched on ?: (a coin flip on real data) */
+            int64_t at = 0, gt = -(int64_t)(b > a);
+            KW_T m = b > a ? b : a;
+            at += (1 - at) & gt;
+            gt = -(int64_t)(c > m);
+            m = c > m ? c : m;
+            at += (g->w - at) & gt;
+            gt = -(int64_t)(d > m);
+            at += (g->w + 1 - at) & gt;
+            KW_T *q0 = gx + 2 * oh * g->w + 2 * ow, *q1 = q0 + g->w;
+            q0[0] = q0[1] = q1[0] = q1[1] = 0;
+            if (__builtin_expect(__builtin_isunordered(a, b) | __builtin_isunordered(c, d), 0)) {
+                KW_FN(kw_max_window_)(g, x, oh, ow, &at);
+                at -= 2 * oh * g->w + 2 * ow;
+            }
+            q0[at] = gy[oh * g->ow + ow] + (KW_T)0;
+        }
+        for (int64_t iw = 2 * g->ow; iw < g->w; iw++) /* columns in no window: the last one of an odd w */
+            gx[2 * oh * g->w + iw] = gx[(2 * oh + 1) * g->w + iw] = 0;
+    }
+    if (gx && g->h > 2 * g->oh) /* rows in no window */
+        memset(gx + 2 * g->oh * g->w, 0, sizeof(KW_T) * (size_t)(g->w * (g->h - 2 * g->oh)));
+}
+
+/* The 3x3 window with stride 2 and padding 1 (ResNet's stem): straight-line code for the windows with
+   every column inside x, one at a time for the others. Forward only: backward's windows overlap. */
+static void KW_FN(kw_max3x3s2_plane_)(const KGeo *g, const KW_T *x, KW_T *y)
+{
+    int64_t first;
+    for (int64_t oh = 0; oh < g->oh; oh++) {
+        int64_t h0 = 2 * oh - 1, kh0, kh1;
+        kw_taps(h0, 3, 1, g->h, &kh0, &kh1);
+        /* windows ow in [lo, hi) read columns 2 ow - 1 .. 2 ow + 1, all inside x */
+        int64_t lo = 1, hi = (g->w - 2) / 2 + 1;
+        hi = hi > g->ow ? g->ow : hi < lo ? lo : hi;
+        for (int64_t ow = 0; ow < g->ow; ow++) {
+            if (ow < lo || ow >= hi || kh0 >= kh1) {
+                y[oh * g->ow + ow] = KW_FN(kw_max_window_)(g, x, oh, ow, &first);
+                continue;
+            }
+            const KW_T *r = x + (h0 + kh0) * g->w + 2 * ow - 1;
+            KW_T m = r[0];
+            int nan = 0;
+            for (int64_t kh = kh0; kh < kh1; kh++, r += g->w) {
+                m = r[0] > m ? r[0] : m;
+                m = r[1] > m ? r[1] : m;
+                m = r[2] > m ? r[2] : m;
+                nan |= __builtin_isunordered(r[0], r[1]) | (r[2] != r[2]);
+            }
+            y[oh * g->ow + ow] = nan ? (KW_T)NAN : m;
+        }
+    }
+}
+
 /* x [N,C,H,W] -> y [N,C,OH,OW], the maximum of each window. */
 void KW_FN(lathe_k_max_pool2d_)(void *out, const void *const *in, int64_t n, const int64_t *desc)
 {
@@ -476,8 +714,16 @@ void KW_FN(lathe_k_max_pool2d_)(void *out, const void *const *in, int64_t n, con
         kw_zero_out(out, desc, n, sizeof(KW_T));
         return;
     }
-    for (int64_t p = 0; p < g.n * g.c; p++)
-        KW_FN(kw_max_plane_)(&g, x + p * g.h * g.w, (KW_T *)out + p * g.oh * g.ow, NULL, NULL);
+    for (int64_t p = 0; p < g.n * g.c; p++) {
+        const KW_T *xp = x + p * g.h * g.w;
+        KW_T *yp = (KW_T *)out + p * g.oh * g.ow;
+        if (kw_max2x2(&g))
+            KW_FN(kw_max2x2_plane_)(&g, xp, yp, NULL, NULL);
+        else if (kw_max3x3s2(&g))
+            KW_FN(kw_max3x3s2_plane_)(&g, xp, yp);
+        else
+            KW_FN(kw_max_plane_)(&g, xp, yp, NULL, NULL);
+    }
 }
 
 /* (x, gy) -> gx: each gy added at its window's first maximum in x. */
@@ -485,11 +731,21 @@ void KW_FN(lathe_k_max_pool2d_bwd_)(void *out, const void *const *in, int64_t n,
 {
     KGeo g;
     const KW_T *x = in[0], *gy = in[1];
-    kw_zero_out(out, desc, n, sizeof(KW_T));
-    if (!kw_geometry(desc, n, 0, 1, -2, &g) || !kw_out_is_input(desc, n, 0))
+    if (!kw_geometry(desc, n, 0, 1, -2, &g) || !kw_out_is_input(desc, n, 0)) {
+        kw_zero_out(out, desc, n, sizeof(KW_T));
         return;
-    for (int64_t p = 0; p < g.n * g.c; p++)
-        KW_FN(kw_max_plane_)(&g, x + p * g.h * g.w, NULL, gy + p * g.oh * g.ow, (KW_T *)out + p * g.h * g.w);
+    }
+    bool fast = kw_max2x2(&g); /* writes every cell of gx */
+    if (!fast)
+        kw_zero_out(out, desc, n, sizeof(KW_T));
+    for (int64_t p = 0; p < g.n * g.c; p++) {
+        const KW_T *xp = x + p * g.h * g.w, *gyp = gy + p * g.oh * g.ow;
+        KW_T *gxp = (KW_T *)out + p * g.h * g.w;
+        if (fast)
+            KW_FN(kw_max2x2_plane_)(&g, xp, NULL, gyp, gxp);
+        else
+            KW_FN(kw_max_plane_)(&g, xp, NULL, gyp, gxp);
+    }
 }
 
 /* Average pooling, plain or adaptive, forward: each window's sum / its divisor. */

@@ -263,6 +263,15 @@ static void test_conv2d_kernels_rectangular_window_uneven_pad(void **state)
     check_conv((ConvCfg){2, 2, 4, 3, 3, 3, 3, 2, 3, 4, 3, 1, 2, 1}, 12); /* rows that read only padding */
 }
 
+/* Enough products per output (72) and samples for the kernels' GEMMs over chunks of samples
+   (kern_window.c: KW_CHUNK_COLS columns): 576 positions a sample make chunks of 4 samples, 6 then 4 + 2, and
+   400 chunks of 6, 7 then 6 + 1, with 2 groups. */
+static void test_conv2d_kernels_chunks_of_samples(void **state)
+{
+    check_conv((ConvCfg){6, 8, 24, 24, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 13);
+    check_conv((ConvCfg){7, 16, 20, 20, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2}, 14);
+}
+
 /* 1 2 3 / 4 5 6 / 7 8 9 convolved with a 2x2 of ones: the sums of the four 2x2 squares. */
 static void test_conv2d_reference_by_hand(void **state)
 {
@@ -440,6 +449,25 @@ static void test_max_pool2d_bwd_routes_to_first_max(void **state)
     }
 }
 
+/* 2x2 windows away from the plane's origin with a tie, all -inf, and NaNs, on a plane of odd width (its last
+   column in no window): each gy goes to its window's first maximum (the first NaN), the rest of gx is 0; the
+   forward gives the maxima and NaN. */
+static void test_max_pool2d_2x2_first_max_nan_odd_width(void **state)
+{
+    PoolCfg f = {1, 1, 4, 5, 2, 2, 2, 2, 0, 0, 1, 1, false, false};
+    double x[] = {1, 2, 7, 7, 9, 0, 3, 7, 1, 9, -INFINITY, -INFINITY, 4, NAN, 9, -INFINITY, -INFINITY, NAN, 5, 9};
+    double gy[] = {1, 2, 3, 4};
+    double want[] = {0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 4, 0, 0, 0, 0, 0, 0};
+    Call fwd = {OP_MAX_POOL2D, pool_attr(f), 1, nchw(1, 1, 2, 2), {nchw(1, 1, 4, 5)}};
+    Call bwd = {OP_MAX_POOL2D_BWD, pool_attr(f), 2, nchw(1, 1, 4, 5), {nchw(1, 1, 4, 5), nchw(1, 1, 2, 2)}};
+    expect_close("reference", ref_run(&bwd, (double *[]){x, gy}), want, 20, 0);
+    for (int f32 = 0; f32 < 2; f32++) {
+        expect_close("kernel", kern_run(&bwd, (double *[]){x, gy}, f32), want, 20, 0);
+        double *y = kern_run(&fwd, (double *[]){x}, f32);
+        assert_true(y[0] == 3 && y[1] == 7 && y[2] == -INFINITY && isnan(y[3]));
+    }
+}
+
 /* ---------------------------------------------------------------- through the IR */
 
 /* conv2d then max_pool2d built with ir_window (the shape rule computes the shapes, N in them) and run by
@@ -526,6 +554,7 @@ int main(void)
         T(test_conv2d_kernels_depthwise),
         T(test_conv2d_kernels_pointwise),
         T(test_conv2d_kernels_rectangular_window_uneven_pad),
+        T(test_conv2d_kernels_chunks_of_samples),
         T(test_conv2d_reference_by_hand),
         T(test_max_pool2d_kernels_2x2_stride2),
         T(test_max_pool2d_kernels_pad_ceil_mode),
@@ -536,6 +565,7 @@ int main(void)
         T(test_max_pool2d_reference_ceil_mode_last_window),
         T(test_adaptive_avg_pool2d_reference_windows),
         T(test_max_pool2d_bwd_routes_to_first_max),
+        T(test_max_pool2d_2x2_first_max_nan_odd_width),
         T(test_window_ops_through_ir_interp_match_kernels),
         T(test_conv2d_kernels_inconsistent_desc_write_zeros),
         T(test_window_kernels_empty_batch),
