@@ -147,7 +147,11 @@ static Value *b_mean(Eval *E, Value **a, Loc loc) { return reduce(E, a, OP_REDUC
 /* A second argument of max/min that is not an axis: a tensor, a float, or an int that is no axis of x
    (max(log(p), -100) clamps; max(x, 1) reduces over axis 1, as torch.max). */
 static bool elementwise_operand(const Value *x, const Value *v) {
-    if (sema_is_tensor(v) || v->kind == V_FLOAT || (sema_is_number(x) && sema_is_number(v)))
+    if (sema_is_number(x) && sema_is_number(v))
+        return true;
+    if (!sema_is_tensor(x) && !sema_is_tensor(v)) /* max([1, 2], 1.5): no operand to broadcast against */
+        return false;
+    if (sema_is_tensor(v) || v->kind == V_FLOAT)
         return true;
     if (v->kind != V_INT || x->kind != V_TENSOR)
         return false;

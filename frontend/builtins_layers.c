@@ -519,6 +519,8 @@ static Value *b_range(Eval *E, Value **a, Loc loc) {
     if (count > FE_MAX_RANGE)
         return sema_error(E, loc, "'range' of more than %d numbers", FE_MAX_RANGE);
     int n = count > 0 ? (int)count : 0;
+    if (!sema_charge(E, n, loc)) /* a range in a loop is made again every time round */
+        return NULL;
     Value *v = sema_list(E, n);
     for (int i = 0; i < n; i++)
         v->items[i] = sema_int(E, start + (int64_t)i * step);

@@ -482,6 +482,19 @@ static bool values_equal(const Value *a, const Value *b) {
     }
 }
 
+/* Whether a == b would compare the batch dimension N (known only when a batch runs) with a number, also
+   inside lists (shape(x) == [3, 4]): the answer would depend on the batch, but `if` is staged away. */
+static bool compares_n_with_number(const Value *a, const Value *b) {
+    if ((a->kind == V_DIMN && sema_is_number(b)) || (b->kind == V_DIMN && sema_is_number(a)))
+        return true;
+    if (a->kind != V_LIST || b->kind != V_LIST || a->nitems != b->nitems)
+        return false;
+    for (int i = 0; i < a->nitems; i++)
+        if (compares_n_with_number(a->items[i], b->items[i]))
+            return true;
+    return false;
+}
+
 static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
     static const Op ops[] = {
         [B_EQ] = OP_EQ, [B_NE] = OP_NE, [B_LT] = OP_LT, [B_LE] = OP_LE, [B_GT] = OP_GT, [B_GE] = OP_GE,
@@ -490,6 +503,11 @@ static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
     const char *name = parse_binop_name(op);
     if ((op == B_EQ || op == B_NE) && (a->kind == V_NONE || b->kind == V_NONE)) /* `weight != none` */
         return sema_bool(E, (op == B_EQ) == values_equal(a, b));
+    if ((op == B_EQ || op == B_NE) && compares_n_with_number(a, b))
+        return sema_error(E, loc, "'%s' between the batch dimension N and a number: N is known only when a batch "
+                          "runs, and compile-time values cannot depend on it", name);
+    if (a->kind == V_DIMN && op == B_DIV && sema_is_number(b) && sema_num(b) == 0) /* as 1 / 0 */
+        return sema_error(E, loc, "division by zero");
     if ((a->kind == V_DIMN || b->kind == V_DIMN) && op != B_EQ && op != B_NE && op != B_MATMUL && op != B_MOD) {
         Value *other = a->kind == V_DIMN ? b : a;
         if (sema_is_tensor(other) || sema_is_number(other) || other->kind == V_DIMN) {
@@ -709,6 +727,8 @@ static Flow run(Eval *E, const Stmt *body, int n, Scope *s, const char *what, Va
             if (!iterable(E, v, "'for'", st->value->loc, &items, &count))
                 return FLOW_ERROR;
             for (int k = 0; k < count; k++) {
+                if (!sema_charge(E, 1, st->value->loc)) /* an empty body still takes a step */
+                    return FLOW_ERROR;
                 sema_scope_set(E, s, st->name, items[k]);
                 Flow f = run(E, st->body, st->nbody, s, what, result, ret_loc);
                 if (f != FLOW_NEXT)
@@ -793,7 +813,12 @@ static bool run_members(Eval *E, Instance *inst, const Member *ms, int n, Deferr
         const Member *m = &ms[i];
         Value *v = NULL;
         switch (m->kind) {
-        case M_FORWARD: inst->forward = m->forward; continue;
+        case M_FORWARD:
+            /* one inside an `if` and one outside would otherwise replace each other silently */
+            if (inst->forward)
+                return sema_error(E, m->loc, "'%s' has a second 'forward'", inst->decl->name), false;
+            inst->forward = m->forward;
+            continue;
         case M_FREEZE:
             if (inst->decl->kind != D_MODEL)
                 return sema_error(E, m->loc, "'freeze' is allowed only in a model body, not in layer '%s'",
@@ -1140,15 +1165,27 @@ static Value *negate(Eval *E, const Expr *e, Scope *s) {
     return sema_error(E, e->loc, "cannot negate %s", sema_kind_name(E, x));
 }
 
+bool sema_charge(Eval *E, long n, Loc loc) {
+    if (E->failed)
+        return false;
+    if (n > FE_MAX_EVAL_STEPS - E->steps) {
+        E->steps = FE_MAX_EVAL_STEPS + 1L;
+        sema_error(E, loc, "the model takes more than %d evaluation steps: do calls or loops multiply "
+                   "(a def or layer that calls the next one several times, nested loops)?", FE_MAX_EVAL_STEPS);
+        return false;
+    }
+    E->steps += n;
+    return true;
+}
+
 Value *sema_eval(Eval *E, const Expr *e, Scope *s) {
     if (E->failed)
         return NULL;
     if (E->eval_depth >= FE_MAX_EVAL_DEPTH)
         return sema_error(E, e->loc, "expression nested too deeply (more than %d levels across calls)",
                           FE_MAX_EVAL_DEPTH);
-    if (++E->steps > FE_MAX_EVAL_STEPS)
-        return sema_error(E, e->loc, "the model takes more than %d evaluation steps: do calls multiply "
-                          "(a def or layer that calls the next one several times)?", FE_MAX_EVAL_STEPS);
+    if (!sema_charge(E, 1, e->loc))
+        return NULL;
     E->eval_depth++;
     Value *v = NULL;
     switch (e->kind) {

@@ -10,9 +10,11 @@
 #define FE_MAX_CALL_DEPTH 200  /* nested calls of defs, forwards and layer constructors */
 #define FE_MAX_EXPR_DEPTH 256  /* nested expressions within one parse */
 #define FE_MAX_EVAL_DEPTH 3000 /* nested expression evaluations across calls */
-/* Evaluations in all: defs or layers that each call the next twice stay within the depth limits but take
-   2^depth steps; this bound turns such a file into an error instead of a hang. Real models take thousands. */
-#define FE_MAX_EVAL_STEPS 2000000
+/* Evaluations in all, loop iterations and range items included: defs or layers that each call the next
+   twice stay within the depth limits but take 2^depth steps, and nested loops multiply; this bound turns
+   such a file into an error instead of a hang. Real models take thousands (resnet20: about 14000); each
+   step may keep a few hundred bytes, so the bound also keeps the memory of a runaway file near 500 MB. */
+#define FE_MAX_EVAL_STEPS 1000000
 /* Names in one declaration, call, body or file (members, parameters, keyword arguments, statements, train
    settings, declarations): the parser checks them for duplicates pairwise. */
 #define FE_MAX_NAMES 4096
@@ -321,6 +323,9 @@ Value *sema_eval(Eval *E, const Expr *e, Scope *s);
 /* Python's truth of a compile-time value (false for none, 0, empty lists); false after an error, with
    what naming the construct for the message ("the condition of 'if'"). */
 bool sema_truth(Eval *E, Value *v, const char *what, Loc loc, bool *out);
+/* Counts n more evaluation steps (loop iterations, list items made) against FE_MAX_EVAL_STEPS: false and an
+   error at loc past the bound, so that empty loops and big ranges cannot run or allocate without end. */
+bool sema_charge(Eval *E, long n, Loc loc);
 Value *sema_none(Eval *E);
 Value *sema_bool(Eval *E, bool b);
 Value *sema_list(Eval *E, int n); /* n items, to be filled */

@@ -162,7 +162,7 @@ Token *lex_tokenize(Arena *a, Diag *d, const char *file, const char *text, int *
             continue;
         }
         if (c == '#') {
-            while (*L.p && *L.p != '\n')
+            while (*L.p && *L.p != '\n' && *L.p != '\r') /* '\r' too: a file with old Mac line ends */
                 advance(&L, 1);
             continue;
         }

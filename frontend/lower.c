@@ -281,8 +281,7 @@ static bool check_sgd(Lower *L, const RVal *v) {
 
 /* The type of the INPUT "label", from the `data` source: idx -> i64[N], text -> i64[N, context], csv ->
    i64[N] (a class) or f32[N, 1] with regression = true. */
-static void label_type(const Program *p, DType *t, Shape *s) {
-    const RVal *data = program_recipe(p, "data");
+static void source_label_type(const RVal *data, DType *t, Shape *s) {
     *t = DT_I64;
     *s = ir_shape(1, (int64_t[]){IR_DIM_N});
     if (!data)
@@ -296,11 +295,14 @@ static void label_type(const Program *p, DType *t, Shape *s) {
     }
 }
 
+static void label_type(const Program *p, DType *t, Shape *s) {
+    source_label_type(program_recipe(p, "data"), t, s);
+}
+
 /* The data source fixes what the batch input holds: text gives token ids i64[N, context], csv the features
    f32[N, F]; forward must take that. */
-static bool check_input_type(Lower *L) {
+static bool check_source_input(Lower *L, const RVal *data) {
     const Program *p = L->p;
-    const RVal *data = program_recipe(p, "data");
     const Node *x = p->ninputs > 1 ? ir_find_leaf(p->predict, OP_INPUT, p->input_names[0]) : NULL;
     if (!data || !x)
         return true;
@@ -317,6 +319,22 @@ static bool check_input_type(Lower *L) {
         return sema_error(&L->E, data->loc, "%s gives '%s' as %s, but forward takes %s", data->str,
                           p->input_names[0], want, got), false;
     return true;
+}
+
+/* Both sources feed the same graphs: `test` must give the batch input and the labels as `data` does. */
+static bool check_input_type(Lower *L) {
+    const RVal *data = program_recipe(L->p, "data"), *test = program_recipe(L->p, "test");
+    if (data && test) {
+        DType dt, tt;
+        Shape ds, tsh;
+        source_label_type(data, &dt, &ds);
+        source_label_type(test, &tt, &tsh);
+        if (strcmp(data->str, test->str) != 0 || dt != tt || !ir_shape_eq(&ds, &tsh))
+            return sema_error(&L->E, test->loc, "'test' must be a source of the same kind and labels as 'data' "
+                              "(%s with labels %s), got %s with labels %s", data->str,
+                              sema_type_str(&L->E, dt, &ds), test->str, sema_type_str(&L->E, tt, &tsh)), false;
+    }
+    return check_source_input(L, data) && check_source_input(L, test);
 }
 
 static bool check_entry(Lower *L, const char *key, const RVal *v) {
@@ -407,6 +425,10 @@ static Node *build_forward(Lower *L, Graph *g) {
                               pm->name), NULL;
         if (!sema_eval_type(E, pm->type, inst->scope, true, &dt, &shape))
             return NULL;
+        /* the executable feeds batches of samples: N first and only there (a member `N = 3` shadows it) */
+        if (shape.rank < 1 || shape.dim[0] != IR_DIM_N || ir_shape_count_n(&shape) != 1)
+            return sema_error(E, pm->type->loc, "forward's parameter '%s' of the trained model needs the batch "
+                              "dimension N first and only there, got %s", pm->name, sema_type_str(E, dt, &shape)), NULL;
         args.pos[args.npos++] = sema_tensor(E, ir_input(g, pm->loc, pm->name, dt, shape));
     }
     Value *v = sema_call(E, L->model, &args, f->loc);
@@ -616,6 +638,13 @@ Program *fe_compile(Arena *a, Diag *d, const char *file, const char *text) {
     if (!(p->predict = graph(&L, "predict")) || !recipe(&L) || !check_input_type(&L) || !(p->eval = graph(&L, "eval")) ||
         !(p->train = graph(&L, "train")))
         return NULL;
+    /* a data source feeds one batch input: a second parameter would be fed nothing (or the labels); checked
+       last, so that a mistake inside forward is reported first */
+    if (f->nparams > 1) {
+        sema_error(E, f->params[1].loc, "forward of the trained model '%s' takes one tensor (the batch input), "
+                   "got %d parameters", L.model->inst->type_name, f->nparams);
+        return NULL;
+    }
     return p;
 }
 
@@ -649,8 +678,13 @@ char *fe_read_file(Arena *a, Diag *d, const char *path, size_t *len) {
         diag_error(d, (Loc){0}, "cannot read %s: %s", path, strerror(err));
         return NULL;
     }
-    if (memchr(buf, '\0', n)) {
-        diag_error(d, (Loc){0}, "cannot read %s: the file contains a NUL byte", path);
+    const char *nul = memchr(buf, '\0', n);
+    if (nul) { /* at its line and column, as the lexer counts them */
+        Loc at = {path, 1, 1};
+        for (const char *q = buf; q < nul; q++, at.col++)
+            if (*q == '\n')
+                at.line++, at.col = 0;
+        diag_error(d, at, "cannot read %s: the file contains a NUL byte", path);
         return NULL;
     }
     buf[n] = '\0';

@@ -606,6 +606,15 @@ static bool path(Parser *P, Member *m) {
 
 static bool member_list(Parser *P, Decl *d, Member **out, int *n);
 
+/* At `init` followed by a path and '=': the member `init path = INIT` on the next line, not the init clause
+   of the param or buffer before it (newlines are not tokens). */
+static bool at_init_member(const Parser *P) {
+    const Token *t = P->tok + 1;
+    while (t->kind == TK_IDENT || t->kind == TK_INT || t->kind == TK_FLOAT || lex_is(t, "."))
+        t++;
+    return t > P->tok + 1 && lex_is(t, "=");
+}
+
 /* member := IDENT "=" ("param" | "buffer") type ("init" expr)? | IDENT "=" expr | "forward" func
            | "if" expr "{" member* "}" ("else" ("if" ... | "{" member* "}"))? | "freeze" path
            | "init" path "=" expr */
@@ -647,8 +656,10 @@ static bool member(Parser *P, Decl *d, Member *m) {
         P->tok += buffer;
         if (!(m->type = type(P, false)))
             return false;
-        if (consume(P, "init") && !(m->init = expr(P)))
-            return false;
+        if (lex_is(P->tok, "init") && !at_init_member(P)) {
+            P->tok++;
+            return (m->init = expr(P)) != NULL;
+        }
         return true;
     }
     m->kind = M_ASSIGN;
