@@ -492,7 +492,18 @@ static Value *b_rand_like(Eval *E, Value **a, Loc loc) {
     return x ? random_of(E, x->shape, loc) : NULL;
 }
 
-/* ---------------------------------------------------------------- lists */
+/* ---------------------------------------------------------------- lists and checks */
+
+/* is_list(x): whether x is a list, so that a layer can take an int or [h, w] as PyTorch's do. */
+static Value *b_is_list(Eval *E, Value **a, Loc loc) { return sema_bool(E, a[0]->kind == V_LIST); }
+
+/* error(message): a layer's own check of its arguments (Dropout's p, Conv2d's groups), reported at the
+   user's line that called into the library, with a note at the library's. */
+static Value *b_error(Eval *E, Value **a, Loc loc) {
+    if (a[0]->kind != V_STR)
+        return sema_error(E, loc, "'error' needs a string message, got %s", sema_kind_name(E, a[0]));
+    return sema_error(E, loc, "%s", a[0]->s);
+}
 
 static Value *b_len(Eval *E, Value **a, Loc loc) {
     Value *v = a[0];
@@ -589,6 +600,8 @@ static const Builtin layer_builtins[] = {
     {"rand", PARAMS("size"), 1, b_rand},
     {"rand_like", PARAMS("x"), 1, b_rand_like},
     {"len", PARAMS("x"), 1, b_len},
+    {"is_list", PARAMS("x"), 1, b_is_list},
+    {"error", PARAMS("message"), 1, b_error},
     {"range", PARAMS("start", "stop", "step"), 1, b_range},
     {"update", PARAMS("buffer", "value"), 2, b_update},
 };

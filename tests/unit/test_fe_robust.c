@@ -222,6 +222,40 @@ static void test_robust_zoo_mutations_fail_cleanly(void **state) {
     }
 }
 
+/* "model M { MEMBER\n forward(x: f32[N, 4]) { return BODY } }": the member on line 2 at column 3. */
+static void expect_member_error(const char *member, const char *body, const char *msg, int line, int col) {
+    diag_free(ts.d);
+    ts.d = diag_new(NULL);
+    const char *text = arena_printf(ts.a, "model M {\n  %s\n  forward(x: f32[N, 4]) { return %s }\n}\n%s", member,
+                                    body, TRAIN);
+    assert_null(fe_compile(ts.a, ts.d, "m.lathe", text));
+    if (!strstr(diag_first_message(ts.d), msg))
+        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(ts.d), msg);
+    Loc loc = diag_first_loc(ts.d);
+    if (loc.line != line || loc.col != col)
+        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(ts.d), loc.line, loc.col, line, col);
+}
+
+/* The library's layers check their arguments as PyTorch's constructors do, at the user's line. */
+static void test_robust_layer_arguments_are_checked(void **state) {
+    expect_member_error("c = Conv2d(3, 4, 3, groups = 2)", "x", "divisible by groups", 2, 7);
+    expect_member_error("d = Dropout(1.5)", "d(x)", "between 0 and 1", 2, 7);
+    expect_member_error("a = CausalSelfAttention(4, 3)", "x", "divisible by n_head", 2, 7);
+    expect_member_error("b = BatchNorm2d(4)", "b(x)", "4-D input", 3, 34);
+}
+
+/* Conv2d's kernel_size may be [h, w], as PyTorch's. */
+static void test_robust_conv2d_takes_a_rectangular_kernel(void **state) {
+    const char *text = "model M {\n  c = Conv2d(2, 3, [3, 1], padding = [1, 0])\n"
+                       "  forward(x: f32[N, 2, 5, 4]) { return flatten(c(x)) }\n}\n"
+                       "train M {\n loss = mse_loss(logits, logits)\n optimizer = SGD(lr = 0.1)\n}\n";
+    Program *p = fe_compile(ts.a, ts.d, "m.lathe", text);
+    assert_non_null(p);
+    assert_int_equal(p->params[0].shape.rank, 4);
+    assert_int_equal(p->params[0].shape.dim[2], 3);
+    assert_int_equal(p->params[0].shape.dim[3], 1);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
@@ -242,6 +276,8 @@ int main(void) {
         T(test_robust_n_compared_with_n_or_none_works),
         T(test_robust_n_divided_by_zero),
         T(test_robust_zoo_mutations_fail_cleanly),
+        T(test_robust_layer_arguments_are_checked),
+        T(test_robust_conv2d_takes_a_rectangular_kernel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
