@@ -136,6 +136,15 @@ static Value *fold_int(Eval *E, BinOp op, int64_t a, int64_t b, Loc loc) {
         if (r != 0 && (r < 0) != (b < 0)) /* Python's modulo takes the divisor's sign */
             r += b;
         return sema_int(E, r);
+    case B_FLOORDIV: /* Python's: rounds towards minus infinity */
+        if (b == 0)
+            return sema_error(E, loc, "division by zero");
+        if (a == INT64_MIN && b == -1)
+            break;
+        r = a / b;
+        if ((a % b != 0) && ((a < 0) != (b < 0)))
+            r--;
+        return sema_int(E, r);
     case B_POW: {
         if (b < 0)
             return NULL; /* a float result: the caller folds in doubles */
@@ -183,6 +192,11 @@ static Value *fold(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
         r = fmod(x, y);
         if (r != 0 && (r < 0) != (y < 0))
             r += y;
+        break;
+    case B_FLOORDIV:
+        if (y == 0)
+            return sema_error(E, loc, "division by zero");
+        r = floor(x / y);
         break;
     case B_POW:
         if (x == 0 && y < 0)
@@ -260,7 +274,8 @@ static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
                           "runs, and compile-time values cannot depend on it", name);
     if (a->kind == V_DIMN && op == B_DIV && sema_is_number(b) && sema_num(b) == 0) /* as 1 / 0 */
         return sema_error(E, loc, "division by zero");
-    if ((a->kind == V_DIMN || b->kind == V_DIMN) && op != B_EQ && op != B_NE && op != B_MATMUL && op != B_MOD) {
+    if ((a->kind == V_DIMN || b->kind == V_DIMN) && op != B_EQ && op != B_NE && op != B_MATMUL && op != B_MOD &&
+        op != B_FLOORDIV) {
         Value *other = a->kind == V_DIMN ? b : a;
         if (sema_is_tensor(other) || sema_is_number(other) || other->kind == V_DIMN) {
             /* N in arithmetic is a number known at run time: an f32 scalar N^1 (of a float tensor's dtype) */
@@ -278,8 +293,8 @@ static Value *binary(Eval *E, BinOp op, Value *a, Value *b, Loc loc) {
     if (sema_is_tensor(a) || sema_is_tensor(b)) {
         if (op == B_MATMUL)
             return matmul(E, a, b, loc);
-        if (op == B_MOD)
-            return sema_error(E, loc, "'%%' is not supported on tensors");
+        if (op == B_MOD || op == B_FLOORDIV)
+            return sema_error(E, loc, "'%s' is not supported on tensors", name);
         return sema_elementwise(E, ops[op], name, a, b, loc);
     }
     if (sema_is_number(a) && sema_is_number(b))

@@ -53,7 +53,7 @@ typedef enum {
     E_ELLIPSIS, /* ... inside an index */
 } ExprKind;
 
-typedef enum { B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_ADD, B_SUB, B_MUL, B_DIV, B_MATMUL, B_MOD, B_POW } BinOp;
+typedef enum { B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE, B_ADD, B_SUB, B_MUL, B_DIV, B_MATMUL, B_MOD, B_POW, B_FLOORDIV } BinOp;
 
 typedef struct Expr Expr;
 struct Expr {

@@ -332,7 +332,7 @@ static Expr *unary(Parser *P) {
     return e;
 }
 
-/* mul := unary (("*" | "/" | "@" | "%") unary)* */
+/* mul := unary (("*" | "/" | "//" | "@" | "%") unary)* */
 static Expr *mul(Parser *P) {
     Expr *e = unary(P);
     for (;;) {
@@ -348,6 +348,8 @@ static Expr *mul(Parser *P) {
             op = B_MATMUL;
         else if (consume(P, "%"))
             op = B_MOD;
+        else if (consume(P, "//"))
+            op = B_FLOORDIV;
         else
             return e;
         e = binary(P, op, t->loc, e, unary(P));
@@ -760,6 +762,6 @@ Module *parse_file(Arena *a, Diag *d, const char *file, const char *text) {
 }
 
 const char *parse_binop_name(BinOp op) {
-    static const char *const names[] = {"==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "@", "%", "**"};
+    static const char *const names[] = {"==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "@", "%", "**", "//"};
     return names[op];
 }

@@ -256,6 +256,18 @@ static void test_robust_conv2d_takes_a_rectangular_kernel(void **state) {
     assert_int_equal(p->params[0].shape.dim[3], 1);
 }
 
+/* '//' is Python's floor division on numbers; on tensors it is an error. */
+static void test_robust_floor_division(void **state) {
+    const char *text = "model M {\n  w = param f32[7 // 2, -7 // 2 + 8]\n"
+                       "  forward(x: f32[N, 4]) { return x }\n}\n"
+                       "train M {\n loss = mse_loss(logits, logits)\n optimizer = SGD(lr = 0.1)\n}\n";
+    Program *p = fe_compile(ts.a, ts.d, "m.lathe", text);
+    assert_non_null(p);
+    assert_int_equal(p->params[0].shape.dim[0], 3);
+    assert_int_equal(p->params[0].shape.dim[1], 4);
+    expect_body_error("y = x // 2\n    return y", "'//' is not supported on tensors", 3, 11);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, ts_setup, ts_teardown)
     const struct CMUnitTest tests[] = {
@@ -278,6 +290,7 @@ int main(void) {
         T(test_robust_zoo_mutations_fail_cleanly),
         T(test_robust_layer_arguments_are_checked),
         T(test_robust_conv2d_takes_a_rectangular_kernel),
+        T(test_robust_floor_division),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
