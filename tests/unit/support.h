@@ -62,6 +62,10 @@ char *ts_capture_close(TsCapture *c);
 
 /* The index of g's output named name, or -1. */
 int ts_output_index(const Graph *g, const char *name);
+/* Compiles text as m.lathe and checks that it fails with exactly one error containing msg at m.lathe:line:col. */
+void ts_expect_compile_error(const char *text, const char *msg, int line, int col);
+/* The program's parameter called name; fails the test when there is none. */
+const ParamInfo *ts_param(const Program *p, const char *name);
 /* How many nodes of g compute op. */
 int ts_count_op(const Graph *g, Op op);
 

@@ -113,3 +113,27 @@ int ts_count_op(const Graph *g, Op op)
         k += g->nodes[i]->op == op;
     return k;
 }
+
+void ts_expect_compile_error(const char *text, const char *msg, int line, int col)
+{
+    Program *p = fe_compile(ts.a, ts.d, "m.lathe", text);
+    if (p)
+        fail_msg("compiled, expected an error containing \"%s\"", msg);
+    assert_int_equal(diag_error_count(ts.d), 1);
+    if (!strstr(diag_first_message(ts.d), msg))
+        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(ts.d), msg);
+    Loc loc = diag_first_loc(ts.d);
+    assert_non_null(loc.file);
+    assert_string_equal(loc.file, "m.lathe");
+    if (loc.line != line || loc.col != col)
+        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(ts.d), loc.line, loc.col, line, col);
+}
+
+const ParamInfo *ts_param(const Program *p, const char *name)
+{
+    for (int i = 0; i < p->nparams; i++)
+        if (strcmp(p->params[i].name, name) == 0)
+            return &p->params[i];
+    fail_msg("no parameter %s", name);
+    return NULL;
+}

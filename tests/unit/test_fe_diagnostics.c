@@ -15,17 +15,7 @@ static const char *TRAIN = "train M {\n loss = cross_entropy(logits, label)\n op
 
 /* Compiles text as m.lathe and checks that it fails with one error containing msg at line:col. */
 static void expect_error(const char *text, const char *msg, int line, int col) {
-    Program *p = fe_compile(ts.a, ts.d, "m.lathe", text);
-    if (p)
-        fail_msg("compiled, expected an error containing \"%s\"", msg);
-    assert_int_equal(diag_error_count(ts.d), 1);
-    if (!strstr(diag_first_message(ts.d), msg))
-        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(ts.d), msg);
-    Loc loc = diag_first_loc(ts.d);
-    assert_non_null(loc.file);
-    assert_string_equal(loc.file, "m.lathe");
-    if (loc.line != line || loc.col != col)
-        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(ts.d), loc.line, loc.col, line, col);
+    ts_expect_compile_error(text, msg, line, col);
 }
 
 /* The model, then the standard train block. */

@@ -19,17 +19,7 @@ static Program *compile(const char *model) {
 }
 
 static void expect_error(const char *text, const char *msg, int line, int col) {
-    Program *p = fe_compile(ts.a, ts.d, "m.lathe", text);
-    if (p)
-        fail_msg("compiled, expected an error containing \"%s\"", msg);
-    assert_int_equal(diag_error_count(ts.d), 1);
-    if (!strstr(diag_first_message(ts.d), msg))
-        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(ts.d), msg);
-    Loc loc = diag_first_loc(ts.d);
-    assert_non_null(loc.file);
-    assert_string_equal(loc.file, "m.lathe");
-    if (loc.line != line || loc.col != col)
-        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(ts.d), loc.line, loc.col, line, col);
+    ts_expect_compile_error(text, msg, line, col);
 }
 
 static void expect_model_error(const char *model, const char *msg, int line, int col) {
@@ -53,14 +43,6 @@ static const Node *logits(const Program *p) {
     int i = ts_output_index(p->predict, "logits");
     assert_true(i >= 0);
     return p->predict->outputs[i].value;
-}
-
-static const ParamInfo *param(const Program *p, const char *name) {
-    for (int i = 0; i < p->nparams; i++)
-        if (strcmp(p->params[i].name, name) == 0)
-            return &p->params[i];
-    fail_msg("no parameter %s", name);
-    return NULL;
 }
 
 /* The result of forward(x: TYPE) { return EXPR } in the predict graph. */
@@ -208,7 +190,7 @@ static void test_lang_buffers_are_frozen_params_updated_in_training(void **state
     assert_int_equal(p->nparams, 3);
     assert_string_equal(p->params[0].name, "s.scale"); /* parameters before buffers, as PyTorch */
     assert_true(p->params[0].trainable);
-    const ParamInfo *r = param(p, "s.running"), *c = param(p, "s.count");
+    const ParamInfo *r = ts_param(p, "s.running"), *c = ts_param(p, "s.count");
     assert_true(r->buffer);
     assert_false(r->trainable);
     assert_int_equal(c->dtype, DT_I64);
@@ -236,14 +218,14 @@ static void test_lang_freeze_and_init_paths(void **state) {
                          "model M {\n  body = Sequential(Lin(4, 4), Lin(4, 4))\n  heads = [Lin(4, 2), Lin(4, 2)]\n"
                          "  freeze body.0\n  freeze heads.1.bias\n  init heads.0.weight = normal(0, 0.5)\n"
                          "  forward(x: f32[N, 4]) { return heads[0](body(x)) + heads[1](x) }\n}");
-    assert_false(param(p, "body.0.weight")->trainable);
-    assert_false(param(p, "body.0.bias")->trainable);
-    assert_true(param(p, "body.1.weight")->trainable);
-    assert_false(param(p, "heads.1.bias")->trainable);
-    assert_true(param(p, "heads.1.weight")->trainable);
-    assert_false(param(p, "body.0.weight")->buffer);
-    assert_int_equal(param(p, "heads.0.weight")->init.kind, INIT_NORMAL);
-    assert_true(param(p, "heads.0.weight")->init.b == 0.5);
+    assert_false(ts_param(p, "body.0.weight")->trainable);
+    assert_false(ts_param(p, "body.0.bias")->trainable);
+    assert_true(ts_param(p, "body.1.weight")->trainable);
+    assert_false(ts_param(p, "heads.1.bias")->trainable);
+    assert_true(ts_param(p, "heads.1.weight")->trainable);
+    assert_false(ts_param(p, "body.0.weight")->buffer);
+    assert_int_equal(ts_param(p, "heads.0.weight")->init.kind, INIT_NORMAL);
+    assert_true(ts_param(p, "heads.0.weight")->init.b == 0.5);
     assert_true(ir_find_leaf(p->train, OP_PARAM, "body.0.weight")->attr.frozen);
     assert_false(ir_find_leaf(p->train, OP_PARAM, "body.1.weight")->attr.frozen);
 }
@@ -560,9 +542,9 @@ static const char *FULL = "layer Block(n: int, act = \"relu\") {\n"
 static void test_lang_full_model_compiles(void **state) {
     Program *p = ts_compile_text("m.lathe", FULL);
     assert_int_equal(p->nparams, 8);
-    assert_false(param(p, "blocks.0.w")->trainable);
-    assert_true(param(p, "seq.1.running")->buffer);
-    assert_int_equal(param(p, "seq.1.w")->init.kind, INIT_NORMAL);
+    assert_false(ts_param(p, "blocks.0.w")->trainable);
+    assert_true(ts_param(p, "seq.1.running")->buffer);
+    assert_int_equal(ts_param(p, "seq.1.w")->init.kind, INIT_NORMAL);
     assert_string_equal(type_of(logits(p)), "f32[N,4]");
 }
 

@@ -25,14 +25,6 @@ static const char *type_of(const Node *n) {
     return arena_strdup(ts.a, ir_type_str(n->dtype, &n->shape, buf, sizeof buf));
 }
 
-static const ParamInfo *param(const Program *p, const char *name) {
-    for (int i = 0; i < p->nparams; i++)
-        if (strcmp(p->params[i].name, name) == 0)
-            return &p->params[i];
-    fail_msg("no parameter %s", name);
-    return NULL;
-}
-
 static const Output *output(const Graph *g, const char *name) {
     int i = ts_output_index(g, name);
     if (i < 0)
@@ -65,7 +57,7 @@ static void test_lower_fashion_param_names_and_shapes(void **state) {
 
 static void test_lower_fashion_inits_are_pytorch_defaults(void **state) {
     Program *p = fashion();
-    const ParamInfo *w = param(p, "linear_relu_stack.0.weight"), *b = param(p, "linear_relu_stack.4.bias");
+    const ParamInfo *w = ts_param(p, "linear_relu_stack.0.weight"), *b = ts_param(p, "linear_relu_stack.4.bias");
     assert_int_equal(w->init.kind, INIT_UNIFORM);
     assert_near(w->init.a, -1 / sqrt(784), 1e-12);
     assert_near(w->init.b, 1 / sqrt(784), 1e-12);
@@ -318,7 +310,7 @@ static void test_lower_min_of_i32_tensor_at_its_lowest_value(void **state) {
 static void test_lower_integer_param_is_not_trainable(void **state) {
     Program *p = compile("model M {\n  k = param i32[2]\n"
                          "  forward(x: f32[N, 2]) { return x * cast(k, f32) }\n}");
-    assert_false(param(p, "k")->trainable);
+    assert_false(ts_param(p, "k")->trainable);
 }
 
 /* Scopes past 8 names are hashed: a body of many names finds and rebinds each, and a call with many keyword

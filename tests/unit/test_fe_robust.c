@@ -15,18 +15,8 @@ static const char *TRAIN = "train M {\n loss = cross_entropy(logits, label)\n op
 /* Compiles "model M { forward(x: f32[N, 4]) { BODY } }" and the standard train block as m.lathe; the
    body starts on line 3, column 5. Checks one error containing msg at line:col. */
 static void expect_body_error(const char *body, const char *msg, int line, int col) {
-    const char *text = arena_printf(ts.a, "model M {\n  forward(x: f32[N, 4]) {\n    %s\n  }\n}\n%s", body, TRAIN);
-    Program *p = fe_compile(ts.a, ts.d, "m.lathe", text);
-    if (p)
-        fail_msg("compiled, expected an error containing \"%s\"", msg);
-    assert_int_equal(diag_error_count(ts.d), 1);
-    if (!strstr(diag_first_message(ts.d), msg))
-        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(ts.d), msg);
-    Loc loc = diag_first_loc(ts.d);
-    assert_non_null(loc.file);
-    assert_string_equal(loc.file, "m.lathe");
-    if (loc.line != line || loc.col != col)
-        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(ts.d), loc.line, loc.col, line, col);
+    ts_expect_compile_error(arena_printf(ts.a, "model M {\n  forward(x: f32[N, 4]) {\n    %s\n  }\n}\n%s", body, TRAIN),
+                            msg, line, col);
 }
 
 /* Nested loops with empty bodies evaluate nothing per iteration, so the evaluation bound alone never
@@ -224,16 +214,11 @@ static void test_robust_zoo_mutations_fail_cleanly(void **state) {
 
 /* "model M { MEMBER\n forward(x: f32[N, 4]) { return BODY } }": the member on line 2 at column 3. */
 static void expect_member_error(const char *member, const char *body, const char *msg, int line, int col) {
-    diag_free(ts.d);
+    diag_free(ts.d); /* a fresh Diag per case: several cases share one test */
     ts.d = diag_new(NULL);
-    const char *text = arena_printf(ts.a, "model M {\n  %s\n  forward(x: f32[N, 4]) { return %s }\n}\n%s", member,
-                                    body, TRAIN);
-    assert_null(fe_compile(ts.a, ts.d, "m.lathe", text));
-    if (!strstr(diag_first_message(ts.d), msg))
-        fail_msg("message \"%s\" lacks \"%s\"", diag_first_message(ts.d), msg);
-    Loc loc = diag_first_loc(ts.d);
-    if (loc.line != line || loc.col != col)
-        fail_msg("\"%s\" at %d:%d, expected %d:%d", diag_first_message(ts.d), loc.line, loc.col, line, col);
+    ts_expect_compile_error(arena_printf(ts.a, "model M {\n  %s\n  forward(x: f32[N, 4]) { return %s }\n}\n%s",
+                                         member, body, TRAIN),
+                            msg, line, col);
 }
 
 /* The library's layers check their arguments as PyTorch's constructors do, at the user's line. */
