@@ -905,7 +905,7 @@ Node *ir_random(Graph *g, Diag *d, Loc loc, Node *seed, Node *step, Shape s, uin
     return ir_make(g, d, loc, OP_RANDOM, 2, in, &a);
 }
 
-Node *ir_window(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *inputs, const Attr *attr)
+bool ir_op_is_window(Op op)
 {
     switch (op) {
     case OP_CONV2D:
@@ -916,9 +916,16 @@ Node *ir_window(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *inp
     case OP_AVG_POOL2D:
     case OP_AVG_POOL2D_BWD:
     case OP_ADAPTIVE_AVG_POOL2D:
-    case OP_ADAPTIVE_AVG_POOL2D_BWD: return ir_make(g, d, loc, op, ninputs, inputs, attr);
-    default: LATHE_UNREACHABLE("ir_window: not a window op");
+    case OP_ADAPTIVE_AVG_POOL2D_BWD: return true;
+    default: return false;
     }
+}
+
+Node *ir_window(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *inputs, const Attr *attr)
+{
+    if (!ir_op_is_window(op))
+        LATHE_UNREACHABLE("ir_window: not a window op");
+    return ir_make(g, d, loc, op, ninputs, inputs, attr);
 }
 
 static Node *slice_or_pad(Graph *g, Diag *d, Loc loc, Op op, Node *x, const int64_t *start, const int64_t *step,

@@ -246,6 +246,7 @@ Node *ir_argmin(Graph *g, Diag *d, Loc loc, Node *x, int axis, bool keepdim);
 Node *ir_iota(Graph *g, Loc loc, DType t, Shape s, int axis);
 Node *ir_random(Graph *g, Diag *d, Loc loc, Node *seed, Node *step, Shape s, uint32_t stream);
 Node *ir_window(Graph *g, Diag *d, Loc loc, Op op, int ninputs, Node *const *inputs, const Attr *attr);
+bool ir_op_is_window(Op op); /* CONV2D*, *POOL2D* (adaptive included) */
 Node *ir_slice(Graph *g, Diag *d, Loc loc, Node *x, const int64_t *start, const int64_t *step, Shape s);
 Node *ir_pad(Graph *g, Diag *d, Loc loc, Node *x, const int64_t *start, const int64_t *step, Shape s, double value);
 Node *ir_concat(Graph *g, Diag *d, Loc loc, int n, Node *const *xs, int axis);

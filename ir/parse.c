@@ -388,18 +388,10 @@ static bool int_pair(Parser *ps, int *v)
     return true;
 }
 
-static bool is_window_op(Op op)
+/* The window ops with a stride attribute: every one but adaptive pooling, whose output size decides. */
+static bool has_stride(Op op)
 {
-    switch (op) {
-    case OP_CONV2D:
-    case OP_CONV2D_BWD_INPUT:
-    case OP_CONV2D_BWD_WEIGHT:
-    case OP_MAX_POOL2D:
-    case OP_MAX_POOL2D_BWD:
-    case OP_AVG_POOL2D:
-    case OP_AVG_POOL2D_BWD: return true;
-    default: return false;
-    }
+    return ir_op_is_window(op) && op != OP_ADAPTIVE_AVG_POOL2D && op != OP_ADAPTIVE_AVG_POOL2D_BWD;
 }
 
 static bool is_conv(Op op)
@@ -675,7 +667,7 @@ static bool node_stmt(Parser *ps)
     if (ps->nstep >= 0 && ps->nstep != in[0]->shape.rank)
         return error_at(ps, ps->step_loc, "step has %d entries for an operand of rank %d", ps->nstep,
                         in[0]->shape.rank);
-    if (is_window_op(op) && !ps->has_stride) {
+    if (has_stride(op) && !ps->has_stride) {
         a.stride[0] = is_conv(op) ? 1 : a.window[0];
         a.stride[1] = is_conv(op) ? 1 : a.window[1];
     }
