@@ -1017,15 +1017,30 @@ Node *ir_find_leaf(const Graph *g, Op op, const char *name)
 
 void ir_renumber(Graph *g)
 {
+    /* groups name their root by id: old id -> new id (or -1 when the root was removed) */
+    int maxid = -1;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i] && g->nodes[i]->id > maxid)
+            maxid = g->nodes[i]->id;
+    int *to = arena_alloc(g->arena, sizeof(int) * (size_t)(maxid + 2));
+    for (int i = 0; i <= maxid; i++)
+        to[i] = -1;
     int k = 0;
     for (int i = 0; i < g->nnodes; i++) {
         if (!g->nodes[i])
             continue; /* a pass may have cleared the slots of removed nodes */
         g->nodes[k] = g->nodes[i];
+        if (g->nodes[k]->id >= 0)
+            to[g->nodes[k]->id] = k;
         g->nodes[k]->id = k;
         k++;
     }
     g->nnodes = k;
+    for (int i = 0; i < k; i++) {
+        Node *n = g->nodes[i];
+        if (n->group >= 0)
+            n->group = n->group <= maxid ? to[n->group] : -1;
+    }
 }
 
 int ir_graph_args(const Graph *g, GraphArg *out)

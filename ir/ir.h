@@ -139,6 +139,7 @@ typedef enum {
     MEM_ARG,   /* an argument of the graph entry: args[arg] (inputs, params, state, outputs) */
     MEM_ARENA, /* arena + offset_c + offset_n * N bytes */
     MEM_ALIAS, /* the same bytes as inputs[0] (a reshape) */
+    MEM_FUSED, /* no buffer: a fusion group member computed inside its group's kernel and read by no one else */
 } MemKind;
 
 typedef struct MemLoc {
@@ -158,7 +159,7 @@ struct Node {
     Attr attr;
     Loc loc;       /* the model-file location that produced the node */
     MemLoc mem;
-    int group;     /* fusion group (the fuse pass); -1 when none */
+    int group;     /* the id of the root of n's fusion group (see "fusion groups" below); -1 when none */
     void *aux;     /* scratch for a pass; each pass clears what it uses */
 };
 
@@ -277,6 +278,29 @@ static inline bool ir_is_kernel(const Node *n) {
 static inline bool ir_is_const(const Node *n, double v) {
     return n->op == OP_CONST && n->attr.value == v && (v == 0 || n->attr.npow == 0);
 }
+
+/* ---------------------------------------------------------------- fusion groups
+   Set by pass_fuse; printed as " in %R" after a member's type, and read back by the parser. A group is a set
+   of nodes that one kernel computes, at the position of its root R: the member with the highest id
+   (R->group == R->id). Every member is a kernel node (ir_is_kernel) or a CONST. A group has one domain, the
+   shape its loop nest runs over, and is of one of three kinds:
+     - elementwise: every member is elementwise (unary, binary, compare, select, cast) or a BROADCAST or CONST
+       of the root's shape; the domain is the root's shape.
+     - reduce: the root is a REDUCE_* (or ARGMAX/ARGMIN); every other member is elementwise, BROADCAST or
+       CONST of the root's input's shape, the domain.
+     - epilogue: exactly one member is a MATMUL (the anchor), every other one is elementwise, BROADCAST or
+       CONST of the anchor's shape, the domain, and reads the anchor's value directly or through members.
+   A member that a node outside the group or a graph output reads is materialized: it has a buffer that the
+   group's kernel writes (the anchor is always materialized); every other member is MEM_FUSED. Every reader
+   outside the group of a member comes after the root. ir_verify checks these rules. */
+typedef enum { GROUP_NONE, GROUP_ELEMENTWISE, GROUP_REDUCE, GROUP_EPILOGUE } GroupKind;
+/* The kind of the group whose root is root; GROUP_NONE when root is not a root. */
+GroupKind ir_group_kind(const Graph *g, const Node *root);
+/* The anchor (MATMUL) of an epilogue group, else NULL. */
+const Node *ir_group_anchor(const Graph *g, const Node *root);
+/* Whether n's value must have a buffer: n is in no group, or is the root, or something outside its group
+   (or an output) reads it. */
+bool ir_group_materialized(const Graph *g, const Node *n);
 
 /* Renumbers ids after a pass removed or reordered nodes. */
 void ir_renumber(Graph *g);

@@ -36,6 +36,13 @@ typedef struct Parser {
     int nstart, nstep; /* entries of start=[...] and step=[...] (slice, pad), -1 when absent */
     Loc start_loc, step_loc;
     bool has_stride; /* window ops: stride given (else 1, or the window for pooling) */
+    /* " in %R" group references of the graph being read, resolved at its end (the root comes later) */
+    struct GroupRef {
+        Node *member;
+        int64_t root;
+        Loc loc;
+    } *grefs;
+    int ngrefs, grefs_cap;
 } Parser;
 
 static Loc here(const Parser *ps)
@@ -680,6 +687,15 @@ static bool node_stmt(Parser *ps)
     if (!type(ps, &dt, &sh))
         return false;
     attr_from_type(op, dt, &sh, &a);
+    skip_blanks(ps);
+    Loc group_loc = here(ps);
+    int64_t group = -1;
+    if (keyword(ps, "in")) {
+        skip_blanks(ps);
+        group_loc = here(ps);
+        if (!expect(ps, '%') || !integer(ps, 0, MAX_VALUE_ID - 1, &group))
+            return false;
+    }
     Loc model_loc = location_comment(ps);
     if (!at_eol(ps))
         return error_at(ps, here(ps), "unexpected text after the type");
@@ -692,6 +708,15 @@ static bool node_stmt(Parser *ps)
                         ir_type_str(dt, &sh, have, sizeof have), ir_type_str(n->dtype, &n->shape, want, sizeof want));
     }
     n->loc = model_loc;
+    if (group >= 0) {
+        if (ps->ngrefs == ps->grefs_cap) {
+            int cap = ps->grefs_cap ? 2 * ps->grefs_cap : 64;
+            ps->grefs = arena_realloc(ps->a, ps->grefs, sizeof *ps->grefs * (size_t)ps->grefs_cap,
+                                      sizeof *ps->grefs * (size_t)cap);
+            ps->grefs_cap = cap;
+        }
+        ps->grefs[ps->ngrefs++] = (struct GroupRef){n, group, group_loc};
+    }
     return define(ps, id, n);
 }
 
@@ -758,6 +783,7 @@ static Graph *graph(Parser *ps)
     if (ps->by_id)
         memset(ps->by_id, 0, sizeof(Node *) * (size_t)ps->by_id_used);
     ps->by_id_used = 0;
+    ps->ngrefs = 0;
     for (;;) {
         next_line(ps);
         if (!*ps->p) {
@@ -772,6 +798,14 @@ static Graph *graph(Parser *ps)
     if (!at_eol(ps)) {
         error_at(ps, here(ps), "unexpected text after '}'");
         return NULL;
+    }
+    for (int i = 0; i < ps->ngrefs; i++) {
+        const struct GroupRef *r = &ps->grefs[i];
+        if (r->root >= ps->by_id_cap || !ps->by_id[r->root]) {
+            error_at(ps, r->loc, "group root %%%lld is not a value of graph %s", (long long)r->root, name);
+            return NULL;
+        }
+        r->member->group = ps->by_id[r->root]->id;
     }
     return ir_verify(ps->g, ps->d) ? ps->g : NULL;
 }

@@ -196,6 +196,8 @@ void ir_print_node(FILE *out, const Node *n)
     }
     print_attrs(out, n);
     fprintf(out, " : %s", ir_type_str(n->dtype, &n->shape, type, sizeof type));
+    if (n->group >= 0)
+        fprintf(out, " in %%%d", n->group);
     if (n->loc.file)
         fprintf(out, "  # %s:%d:%d", n->loc.file, n->loc.line, n->loc.col);
 }

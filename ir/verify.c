@@ -2,6 +2,8 @@
    pass can be found from the message alone; the first one is reported and stops the check. */
 #include "ir.h"
 
+bool ir_verify_groups(const Graph *g, Diag *d); /* groups.c */
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,5 +185,5 @@ bool ir_verify(const Graph *g, Diag *d)
             return false;
     int nleaves;
     const Node **leaves = sorted_leaves(g, &nleaves);
-    return verify_leaf_names(leaves, nleaves, d) && verify_outputs(g, leaves, nleaves, d);
+    return verify_leaf_names(leaves, nleaves, d) && verify_outputs(g, leaves, nleaves, d) && ir_verify_groups(g, d);
 }

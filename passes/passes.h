@@ -14,8 +14,16 @@ bool pass_autodiff(Graph *g, Diag *d);
 bool pass_optimizer(Graph *g, Diag *d);
 /* Local rewrites: transposes folded into matmul flags, and the canonical forms later passes rely on. */
 bool pass_simplify(Graph *g, Diag *d);
+/* Common subexpressions: nodes of one op, attributes and inputs (and constants of one value and type)
+   become one. */
+bool pass_cse(Graph *g, Diag *d);
+/* Layouts: no materialized transpose where a GEMM's transpose flag or a strided read serves. */
+bool pass_layout(Graph *g, Diag *d);
 /* Removes nodes that no output depends on. */
 bool pass_dce(Graph *g, Diag *d);
+/* Fusion groups (ir.h): elementwise chains, reductions with their producers, matmul epilogues. May reorder
+   nodes (keeping a topological order) so that each group runs at its root. */
+bool pass_fuse(Graph *g, Diag *d);
 /* Assigns every node its MemLoc: arguments, aliases (reshapes) and offsets in one arena, reused by
    lifetime. Peak bytes are c + per_n * N. */
 bool pass_memplan(Graph *g, Diag *d);

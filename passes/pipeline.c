@@ -5,11 +5,13 @@
 
 #include <string.h>
 
-const char *const pass_names[] = {"lower", "autodiff", "optimizer", "simplify", "dce", "memplan", NULL};
+const char *const pass_names[] = {"lower", "autodiff", "optimizer", "simplify", "cse",     "layout",
+                                  "dce",   "fuse",     "memplan",   NULL};
 
 /* pass_fns[i] runs pass_names[i]; "lower" is the frontend's work, already done */
-static PassFn const pass_fns[] = {NULL, pass_autodiff, pass_optimizer, pass_simplify, pass_dce, pass_memplan};
-static const bool train_only[] = {false, true, true, false, false, false};
+static PassFn const pass_fns[] = {NULL,        pass_autodiff, pass_optimizer, pass_simplify, pass_cse,
+                                  pass_layout, pass_dce,      pass_fuse,      pass_memplan};
+static const bool train_only[] = {false, true, true, false, false, false, false, false, false};
 
 PassFn pass_by_name(const char *name) {
     for (int i = 0; pass_names[i]; i++)

@@ -71,6 +71,36 @@ void lathe_k_adaptive_avg_pool2d_f64(void *out, const void *const *in, int64_t n
 void lathe_k_adaptive_avg_pool2d_bwd_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
 void lathe_k_adaptive_avg_pool2d_bwd_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
 
+/* ---------------------------------------------------------------- the thread pool (runtime/kern_pool.c)
+   One pool runs every parallel loop of a produced binary: the generated kernels' and the runtime's own.
+   OpenBLAS runs single-threaded inside it (a GEMM is split by the kernel that calls it), so the two never
+   oversubscribe the cores.
+
+   Every generated kernel has one signature:
+       void k(uint8_t **bufs, int64_t n, int64_t lo, int64_t hi)
+   bufs: the buffers of its outputs then of its inputs (the code generator's order); n: the batch size;
+   [lo, hi): the part of the kernel's outer range (rows, output channels, ...) to compute. Any split of
+   [0, count) into ranges gives the same result as one call over all of it, bit for bit. */
+typedef void (*lathe_kernel_fn)(uint8_t **bufs, int64_t n, int64_t lo, int64_t hi);
+
+/* Runs k over [0, count): split into contiguous ranges on the pool's threads when count >= 2 and the work
+   (count * cost, cost being an estimate of one item's work in flops or bytes) is large enough to pay for a
+   wake-up; otherwise k(bufs, n, 0, count) on the calling thread. Returns when every range is done. */
+void lathe_run_kernel(lathe_kernel_fn k, uint8_t **bufs, int64_t n, int64_t count, int64_t cost);
+
+/* The same for the runtime's own loops (the window kernels): fn(ctx, lo, hi) over [0, count). A call from
+   inside a parallel range runs serially on the calling thread. */
+typedef void (*lathe_range_fn)(void *ctx, int64_t lo, int64_t hi);
+void lathe_parallel_for(int64_t count, int64_t cost, lathe_range_fn fn, void *ctx);
+
+/* The pool's size: threads <= 0 means one per core (sched_getaffinity). Sets OpenBLAS to one thread. Called
+   by the driver before the first step; before that the pool has one thread (everything runs serially). */
+void lathe_pool_init(int threads);
+int lathe_pool_threads(void);
+/* Which of the pool's threads runs the caller: 0 for the main thread, 1 .. threads-1 for the workers (for
+   per-thread scratch buffers). */
+int lathe_pool_thread_index(void);
+
 /* Every kernel, ending with {NULL, NULL}. */
 extern const LatheKernSymbol lathe_kern_symbols[];
 

@@ -25,6 +25,8 @@ static void register_symbols(void) {
         return;
     LLVMAddSymbol("cblas_sgemm", (void *)cblas_sgemm);
     LLVMAddSymbol("cblas_dgemm", (void *)cblas_dgemm);
+    LLVMAddSymbol("lathe_run_kernel", (void *)lathe_run_kernel);
+    LLVMAddSymbol("lathe_parallel_for", (void *)lathe_parallel_for);
     LLVMAddSymbol("expf", (void *)expf);
     LLVMAddSymbol("exp", (void *)exp);
     LLVMAddSymbol("logf", (void *)logf);

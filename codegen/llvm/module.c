@@ -274,6 +274,7 @@ static LLVMValueRef node_addr(Entry *e, const Node *nd) {
         return LLVMBuildInBoundsGEP2(c->b, c->t_i8, e->arena, &off, 1, "");
     }
     case MEM_NONE:
+    case MEM_FUSED:
         break;
     }
     LATHE_UNREACHABLE("code generation needs a planned graph (pass_memplan)");

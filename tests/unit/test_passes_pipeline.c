@@ -53,15 +53,15 @@ static void test_pipeline_unknown_pass_lists_names(void **s) {
     assert_false(pass_pipeline(P, "fuse-everything", NULL, ts.d));
     const char *m = diag_first_message(ts.d);
     assert_non_null(strstr(m, "fuse-everything"));
-    assert_non_null(strstr(m, "lower, autodiff, optimizer, simplify, dce, memplan"));
+    assert_non_null(strstr(m, "lower, autodiff, optimizer, simplify, cse, layout, dce, fuse, memplan"));
 }
 
 static void test_pipeline_names_in_order(void **s) {
     (void)s;
-    const char *want[] = {"lower", "autodiff", "optimizer", "simplify", "dce", "memplan"};
-    for (int i = 0; i < 6; i++)
+    const char *want[] = {"lower", "autodiff", "optimizer", "simplify", "cse", "layout", "dce", "fuse", "memplan"};
+    for (int i = 0; i < 9; i++)
         assert_string_equal(pass_names[i], want[i]);
-    assert_null(pass_names[6]);
+    assert_null(pass_names[9]);
 }
 
 static void test_pipeline_stop_after_lower_changes_nothing(void **s) {

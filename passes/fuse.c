@@ -1,0 +1,8 @@
+/* fuse.c: (placeholder; the CPU-speed issue fills it in) */
+#include "passes.h"
+
+bool pass_fuse(Graph *g, Diag *d) {
+    (void)g;
+    (void)d;
+    return true;
+}
