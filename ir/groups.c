@@ -11,10 +11,16 @@ static bool is_elementwise(Op op)
     return k == K_UNARY || k == K_BINARY || k == K_COMPARE || op == OP_SELECT || op == OP_CAST;
 }
 
-/* What a non-anchor, non-root member may be: computed at the index of the domain it is evaluated over. */
+/* What a non-anchor, non-root member may be: computed at the index of the domain it is evaluated over
+   (a broadcast or transpose reads its input, which is outside the group, with strides). */
 static bool is_pointwise_member(const Node *n)
 {
-    return is_elementwise(n->op) || n->op == OP_BROADCAST || n->op == OP_CONST;
+    return is_elementwise(n->op) || n->op == OP_BROADCAST || n->op == OP_TRANSPOSE || n->op == OP_CONST;
+}
+
+bool ir_op_is_anchor(Op op)
+{
+    return op == OP_MATMUL || op == OP_CONV2D || op == OP_CONV2D_BWD_INPUT || op == OP_CONV2D_BWD_WEIGHT;
 }
 
 static bool is_reduce_root(const Node *n)
@@ -33,7 +39,7 @@ const Node *ir_group_anchor(const Graph *g, const Node *root)
         return NULL;
     for (int i = root->id; i >= 0; i--) {
         const Node *m = g->nodes[i];
-        if (in_group(m, root->id) && m->op == OP_MATMUL)
+        if (in_group(m, root->id) && ir_op_is_anchor(m->op))
             return m;
     }
     return NULL;
@@ -50,7 +56,7 @@ GroupKind ir_group_kind(const Graph *g, const Node *root)
 
 bool ir_group_materialized(const Graph *g, const Node *n)
 {
-    if (n->group < 0 || n->group == n->id || n->op == OP_MATMUL)
+    if (n->group < 0 || n->group == n->id || ir_op_is_anchor(n->op))
         return true;
     for (int i = n->id + 1; i < g->nnodes; i++) {
         const Node *u = g->nodes[i];
@@ -90,9 +96,9 @@ bool ir_verify_groups(const Graph *g, Diag *d)
             continue;
         int anchors = 0;
         for (int i = 0; i <= r; i++)
-            anchors += in_group(g->nodes[i], r) && g->nodes[i]->op == OP_MATMUL;
+            anchors += in_group(g->nodes[i], r) && ir_op_is_anchor(g->nodes[i]->op);
         if (anchors > 1) {
-            diag_error(d, root->loc, "verify: group %%%d has %d matmuls; an epilogue group has one", r, anchors);
+            diag_error(d, root->loc, "verify: group %%%d has %d anchors (matmul, conv2d); an epilogue group has one", r, anchors);
             return false;
         }
         const Node *anchor = ir_group_anchor(g, root);
@@ -116,8 +122,9 @@ bool ir_verify_groups(const Graph *g, Diag *d)
                            ir_shape_str(&m->shape, have, sizeof have), ir_shape_str(domain, want, sizeof want));
                 return false;
             }
-            if (m->op == OP_BROADCAST && in_group(m->inputs[0], r)) {
-                diag_error(d, m->loc, "verify: broadcast %%%d in group %%%d reads a member of its group", i, r);
+            if ((m->op == OP_BROADCAST || m->op == OP_TRANSPOSE) && in_group(m->inputs[0], r)) {
+                diag_error(d, m->loc, "verify: %s %%%d in group %%%d reads a member of its group", ir_op_name(m->op),
+                           i, r);
                 return false;
             }
         }

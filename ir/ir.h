@@ -284,19 +284,22 @@ static inline bool ir_is_const(const Node *n, double v) {
    of nodes that one kernel computes, at the position of its root R: the member with the highest id
    (R->group == R->id). Every member is a kernel node (ir_is_kernel) or a CONST. A group has one domain, the
    shape its loop nest runs over, and is of one of three kinds:
-     - elementwise: every member is elementwise (unary, binary, compare, select, cast) or a BROADCAST or CONST
-       of the root's shape; the domain is the root's shape.
-     - reduce: the root is a REDUCE_* (or ARGMAX/ARGMIN); every other member is elementwise, BROADCAST or
-       CONST of the root's input's shape, the domain.
-     - epilogue: exactly one member is a MATMUL (the anchor), every other one is elementwise, BROADCAST or
-       CONST of the anchor's shape, the domain, and reads the anchor's value directly or through members.
+     - elementwise: every member is pointwise: elementwise (unary, binary, compare, select, cast), a CONST,
+       or a BROADCAST or TRANSPOSE whose input is outside the group (read with strides); all of the root's
+       shape, the domain.
+     - reduce: the root is a REDUCE_* (or ARGMAX/ARGMIN); every other member is pointwise of the root's
+       input's shape, the domain.
+     - epilogue: exactly one member is an anchor (ir_op_is_anchor: MATMUL, CONV2D, CONV2D_BWD_INPUT,
+       CONV2D_BWD_WEIGHT), every other one is pointwise of the anchor's shape, the domain, and reads the
+       anchor's value directly or through members.
    A member that a node outside the group or a graph output reads is materialized: it has a buffer that the
    group's kernel writes (the anchor is always materialized); every other member is MEM_FUSED. Every reader
    outside the group of a member comes after the root. ir_verify checks these rules. */
 typedef enum { GROUP_NONE, GROUP_ELEMENTWISE, GROUP_REDUCE, GROUP_EPILOGUE } GroupKind;
+bool ir_op_is_anchor(Op op);
 /* The kind of the group whose root is root; GROUP_NONE when root is not a root. */
 GroupKind ir_group_kind(const Graph *g, const Node *root);
-/* The anchor (MATMUL) of an epilogue group, else NULL. */
+/* The anchor of an epilogue group, else NULL. */
 const Node *ir_group_anchor(const Graph *g, const Node *root);
 /* Whether n's value must have a buffer: n is in no group, or is the root, or something outside its group
    (or an output) reads it. */

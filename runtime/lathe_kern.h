@@ -100,6 +100,10 @@ int lathe_pool_threads(void);
 /* Which of the pool's threads runs the caller: 0 for the main thread, 1 .. threads-1 for the workers (for
    per-thread scratch buffers). */
 int lathe_pool_thread_index(void);
+/* For tests: parts > 0 makes every lathe_run_kernel and lathe_parallel_for with count >= 2 split its range
+   into min(parts, count) ranges (run on the pool, or one after another when it has one thread), whatever
+   the work; 0 restores the normal rule. */
+void lathe_pool_test_split(int parts);
 
 /* Every kernel, ending with {NULL, NULL}. */
 extern const LatheKernSymbol lathe_kern_symbols[];
