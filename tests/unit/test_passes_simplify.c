@@ -1,6 +1,7 @@
-/* test_passes_simplify.c: pass_simplify's rewrites (transposes into matmul flags, transpose, reshape, slice
-   and pad chains, broadcasts read through, identities), each checked for its shape of the graph and for
-   unchanged values through the interpreter. */
+/* test_passes_simplify.c: pass_simplify's rewrites (transpose, reshape, slice and pad chains, broadcasts
+   read through, identities, constant folding, the rules for constants that depend on N, strength reduction,
+   constants second), each checked for its shape of the graph and for unchanged values through the
+   interpreter, bit for bit where the rule promises it. */
 #include "support.h"
 
 #include <math.h>
@@ -20,27 +21,29 @@ static int setup(void **s) {
 
 static Node *param(const char *name, Shape s) { return ir_param(ts.g, L, name, DT_F64, s); }
 
-/* Every leaf bound to fixed pseudo-random values, N = 2; returns the outputs. */
-static ITensor *run(void) {
+/* Every leaf bound to fixed pseudo-random values, N = n; returns the outputs. */
+static ITensor *run_at(int64_t n) {
     IBinding b[16];
     int nb = 0;
     uint64_t r = 12345;
     for (int i = 0; i < ts.g->nnodes && nb < 16; i++) {
-        Node *n = ts.g->nodes[i];
-        if (n->op != OP_INPUT && n->op != OP_PARAM)
+        Node *nd = ts.g->nodes[i];
+        if (nd->op != OP_INPUT && nd->op != OP_PARAM)
             continue;
-        ITensor t = {ts_shape_at(n->shape, 2), NULL};
-        int64_t cnt = ir_shape_numel(&n->shape, 2);
+        ITensor t = {ts_shape_at(nd->shape, n), NULL};
+        int64_t cnt = ir_shape_numel(&nd->shape, n);
         t.data = arena_alloc(ts.a, (size_t)cnt * sizeof(double) + 8);
         for (int64_t k = 0; k < cnt; k++) {
             t.data[k] = (double)(ts_rand_next(&r) >> 40) / (double)(1 << 24) - 0.5;
         }
-        b[nb++] = (IBinding){n->attr.name, t};
+        b[nb++] = (IBinding){nd->attr.name, t};
     }
-    ITensor *out = ir_interp(ts.a, ts.g, 2, b, nb, ts.d);
+    ITensor *out = ir_interp(ts.a, ts.g, n, b, nb, ts.d);
     assert_non_null(out);
     return out;
 }
+
+static ITensor *run(void) { return run_at(2); }
 
 /* simplify, verify, and compare every output's values with those before */
 static void simplify_keeps_values(void) {
@@ -72,81 +75,6 @@ static int count_op(Op op) {
         k += used && n->op == op;
     }
     return k;
-}
-
-static void test_transpose_folds_into_matmul_transpose_b(void **s) {
-    (void)s;
-    Node *x = param("x", ts_shape(2, N, 4));
-    Node *w = param("w", ts_shape(2, 3, 4));
-    Node *t = ir_transpose(ts.g, ts.d, L, w, (int[]){1, 0});
-    Node *y = ir_matmul(ts.g, ts.d, L, x, t, false, false);
-    ir_add_output(ts.g, "y", y, false);
-    simplify_keeps_values();
-    assert_ptr_equal(ts.g->outputs[0].value, y);
-    assert_ptr_equal(y->inputs[1], w);
-    assert_false(y->attr.transpose_a);
-    assert_true(y->attr.transpose_b);
-    assert_int_equal(count_op(OP_TRANSPOSE), 0);
-}
-
-static void test_transpose_folds_into_both_flags_batched(void **s) {
-    (void)s;
-    Node *a = param("a", ts_shape(3, 2, 4, 3));
-    Node *b = param("b", ts_shape(3, 2, 5, 4));
-    Node *ta = ir_transpose(ts.g, ts.d, L, a, (int[]){0, 2, 1});
-    Node *tb = ir_transpose(ts.g, ts.d, L, b, (int[]){0, 2, 1});
-    Node *y = ir_matmul(ts.g, ts.d, L, ta, tb, false, false);
-    ir_add_output(ts.g, "y", y, false);
-    simplify_keeps_values();
-    assert_ptr_equal(y->inputs[0], a);
-    assert_ptr_equal(y->inputs[1], b);
-    assert_true(y->attr.transpose_a);
-    assert_true(y->attr.transpose_b);
-}
-
-/* a transpose that is not of the last two dims stays */
-static void test_batch_transpose_stays_before_matmul(void **s) {
-    (void)s;
-    Node *a = param("a", ts_shape(3, 3, 2, 4));
-    Node *b = param("b", ts_shape(3, 2, 4, 5));
-    Node *ta = ir_transpose(ts.g, ts.d, L, a, (int[]){1, 0, 2});
-    Node *y = ir_matmul(ts.g, ts.d, L, ta, b, false, false);
-    ir_add_output(ts.g, "y", y, false);
-    simplify_keeps_values();
-    assert_ptr_equal(y->inputs[0], ta);
-    assert_false(y->attr.transpose_a);
-}
-
-/* (ts.a B)^T = B^T ts.a^T: how the weight gradient of x @ w.T comes out of autodiff */
-static void test_transpose_of_matmul_swaps_operands(void **s) {
-    (void)s;
-    Node *x = param("x", ts_shape(2, N, 4));
-    Node *g = param("g", ts_shape(2, N, 3));
-    Node *m = ir_matmul(ts.g, ts.d, L, x, g, true, false); /* [4,3] */
-    Node *t = ir_transpose(ts.g, ts.d, L, m, (int[]){1, 0});
-    ir_add_output(ts.g, "gw", t, false);
-    simplify_keeps_values();
-    Node *v = ts.g->outputs[0].value;
-    assert_int_equal(v->op, OP_MATMUL);
-    assert_ptr_equal(v->inputs[0], g);
-    assert_ptr_equal(v->inputs[1], x);
-    assert_true(v->attr.transpose_a);
-    assert_false(v->attr.transpose_b);
-    assert_int_equal(count_op(OP_TRANSPOSE), 0);
-    assert_int_equal(count_op(OP_MATMUL), 1);
-}
-
-static void test_transpose_of_shared_matmul_stays(void **s) {
-    (void)s;
-    Node *a = param("a", ts_shape(2, 3, 4));
-    Node *b = param("b", ts_shape(2, 4, 5));
-    Node *m = ir_matmul(ts.g, ts.d, L, a, b, false, false);
-    Node *t = ir_transpose(ts.g, ts.d, L, m, (int[]){1, 0});
-    ir_add_output(ts.g, "m", m, false);
-    ir_add_output(ts.g, "t", t, false);
-    simplify_keeps_values();
-    assert_int_equal(ts.g->outputs[1].value->op, OP_TRANSPOSE);
-    assert_int_equal(count_op(OP_MATMUL), 1);
 }
 
 static void test_transpose_of_transpose_composes(void **s) {
@@ -320,13 +248,342 @@ static void test_broadcast_operand_of_elementwise_folds(void **s) {
     assert_int_equal(count_op(OP_BROADCAST), 1);
 }
 
+/* ---------------------------------------------------------------- constant folding and the numerics rule */
+
+static bool same_bits(double a, double b) {
+    return (isnan(a) && isnan(b)) || memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* simplify, verify, and check every output bit for bit against the values before, with N bound to each
+   of several batch sizes (the rules for constants of N must hold for all of them) */
+static void simplify_keeps_bits(void) {
+    static const int64_t ns[] = {1, 2, 3, 7, 64, 1000, 65537};
+    enum { NN = sizeof ns / sizeof ns[0] };
+    ITensor *before[NN];
+    for (int k = 0; k < NN; k++)
+        before[k] = run_at(ns[k]);
+    int nout = ts.g->noutputs;
+    assert_true(pass_simplify(ts.g, ts.d));
+    assert_true(ir_verify(ts.g, ts.d));
+    for (int k = 0; k < NN; k++) {
+        ITensor *after = run_at(ns[k]);
+        for (int i = 0; i < nout; i++) {
+            int64_t cnt = ir_shape_numel(&before[k][i].shape, 0);
+            bool fl = ir_dtype_is_float(ts.g->outputs[i].value->dtype); /* an integer 0 may read -0 */
+            for (int64_t j = 0; j < cnt; j++)
+                if (fl ? !same_bits(before[k][i].data[j], after[i].data[j]) : before[k][i].data[j] != after[i].data[j])
+                    fail_msg("output %d, N = %lld: %.17g became %.17g", i, (long long)ns[k],
+                             before[k][i].data[j], after[i].data[j]);
+        }
+    }
+}
+
+static Node *cst(DType t, double v) { return ir_const(ts.g, L, t, ir_shape_scalar(), v); }
+static Node *cstn(DType t, double v, int npow) { return ir_const_npow(ts.g, L, t, ir_shape_scalar(), v, npow); }
+static Node *bin(Op op, Node *a, Node *b) {
+    Node *r = ir_binary(ts.g, ts.d, L, op, a, b);
+    assert_non_null(r);
+    return r;
+}
+
+static void out(const char *name, Node *v) { ir_add_output(ts.g, name, v, false); }
+
+static void test_fold_f32_add_rounds_to_float(void **s) {
+    (void)s;
+    out("y", bin(OP_ADD, cst(DT_F32, 0.1), cst(DT_F32, 0.2)));
+    simplify_keeps_bits();
+    Node *y = ts.g->outputs[0].value;
+    assert_int_equal(y->op, OP_CONST);
+    assert_true(y->attr.value == (double)(0.1f + 0.2f));
+    assert_true(y->attr.value != 0.1 + 0.2);
+}
+
+static void test_fold_i32_add_wraps(void **s) {
+    (void)s;
+    out("y", bin(OP_ADD, cst(DT_I32, 2147483647), cst(DT_I32, 1)));
+    out("u", bin(OP_ADD, cst(DT_U8, 250), cst(DT_U8, 10)));
+    simplify_keeps_bits();
+    assert_true(ts.g->outputs[0].value->attr.value == -2147483648.0);
+    assert_true(ts.g->outputs[1].value->attr.value == 4);
+}
+
+static void test_fold_int_div_truncates_and_by_zero_is_zero(void **s) {
+    (void)s;
+    out("a", bin(OP_DIV, cst(DT_I64, -7), cst(DT_I64, 2)));
+    out("b", bin(OP_DIV, cst(DT_I32, 7), cst(DT_I32, 0)));
+    out("c", bin(OP_DIV, cst(DT_I32, -2147483648.0), cst(DT_I32, -1)));
+    simplify_keeps_bits();
+    assert_true(ts.g->outputs[0].value->attr.value == -3);
+    assert_true(ts.g->outputs[1].value->attr.value == 0);
+    assert_true(ts.g->outputs[2].value->attr.value == -2147483648.0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ts.g->outputs[i].value->op, OP_CONST);
+}
+
+/* exp's result is libm's, not exactly rounded: folding it could differ from the kernel in the last bit */
+static void test_fold_exp_of_const_stays(void **s) {
+    (void)s;
+    Node *e = ir_unary(ts.g, ts.d, L, OP_EXP, cst(DT_F32, 0.5));
+    out("y", e);
+    simplify_keeps_bits();
+    assert_ptr_equal(ts.g->outputs[0].value, e);
+    assert_int_equal(e->op, OP_EXP);
+}
+
+/* i64 results a double cannot hold exactly stay, and so do those that overflow */
+static void test_fold_i64_beyond_2_53_stays(void **s) {
+    (void)s;
+    Node *m = bin(OP_MUL, cst(DT_I64, 1073741824.0), cst(DT_I64, 1073741824.0));
+    Node *o = bin(OP_MUL, cst(DT_I64, 4294967296.0), cst(DT_I64, 4294967296.0));
+    out("o", o);
+    out("y", m);
+    assert_true(pass_simplify(ts.g, ts.d));
+    assert_int_equal(m->op, OP_MUL);
+    assert_int_equal(o->op, OP_MUL);
+}
+
+static void test_fold_casts_as_the_kernels_convert(void **s) {
+    (void)s;
+    out("a", ir_cast(ts.g, L, cst(DT_F32, 300.75), DT_U8));      /* 300 wraps to 44 */
+    out("b", ir_cast(ts.g, L, cst(DT_F64, -2.5), DT_I32));       /* truncates to -2 */
+    out("c", ir_cast(ts.g, L, cst(DT_F64, 0.1), DT_F32));        /* rounds to float */
+    out("d", ir_cast(ts.g, L, cst(DT_U8, 200), DT_F32));
+    simplify_keeps_bits();
+    assert_true(ts.g->outputs[0].value->attr.value == 44);
+    assert_true(ts.g->outputs[1].value->attr.value == -2);
+    assert_true(ts.g->outputs[2].value->attr.value == (double)0.1f);
+    assert_true(ts.g->outputs[3].value->attr.value == 200);
+}
+
+static void test_fold_select_and_compare(void **s) {
+    (void)s;
+    Node *c = bin(OP_LT, cst(DT_F32, 1), cst(DT_F32, 2));
+    Node *sel = ir_select(ts.g, ts.d, L, c, cst(DT_F32, 0.25), cst(DT_F32, 4));
+    out("y", sel);
+    simplify_keeps_bits();
+    assert_int_equal(sel->op, OP_CONST);
+    assert_true(sel->attr.value == 0.25);
+}
+
+/* Many constant expressions over every dtype: each folded value must be what the interpreter computes */
+static void test_fold_random_expressions_keep_bits(void **s) {
+    (void)s;
+    static const Op ops[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_NEG, OP_ABS, OP_SQRT, OP_RELU,
+                             OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_CAST};
+    static const DType types[] = {DT_F32, DT_F64, DT_I32, DT_I64, DT_U8};
+    static const double vals[] = {0, -0.0, 1, -1, 0.1, -2.5, 3, 7, 255, 1e30, -1e-30, 1000, INFINITY, NAN};
+    uint64_t r = 99;
+    char name[16];
+    for (int i = 0; i < 400; i++) {
+        Op op = ops[ts_rand_next(&r) % (sizeof ops / sizeof ops[0])];
+        DType t = types[ts_rand_next(&r) % 5];
+        if (!ir_dtype_is_float(t) && (op == OP_SQRT || op == OP_RELU))
+            t = DT_F32;
+        double va = vals[ts_rand_next(&r) % 14], vb = vals[ts_rand_next(&r) % 14];
+        if (!ir_dtype_is_float(t)) { /* integer constants as written: integral and small */
+            va = (isfinite(va) ? trunc(fmod(va, 1000)) : 3) + 0.0; /* + 0.0: no -0 */
+            vb = (isfinite(vb) ? trunc(fmod(vb, 1000)) : -4) + 0.0;
+        }
+        Node *a = cst(t, va), *b = cst(t, vb), *y;
+        if (op == OP_CAST)
+            y = ir_cast(ts.g, L, a, types[ts_rand_next(&r) % 5]);
+        else if (ir_op_arity(op) == 1)
+            y = ir_unary(ts.g, ts.d, L, op, a);
+        else
+            y = bin(op, a, b);
+        assert_non_null(y);
+        snprintf(name, sizeof name, "y%d", i);
+        out(name, y);
+    }
+    simplify_keeps_bits();
+    int folded = 0;
+    for (int i = 0; i < ts.g->noutputs; i++)
+        folded += ts.g->outputs[i].value->op == OP_CONST;
+    assert_true(folded > 300);
+}
+
+/* (1/N) * 2 = 2/N and -(1/N) = -1/N for every N; (1/N) * 3 rounds differently for some N and stays */
+static void test_npow_times_power_of_two_folds(void **s) {
+    (void)s;
+    Node *x = ir_input(ts.g, L, "x", DT_F32, ts_shape(1, N));
+    Node *inv = cstn(DT_F32, 1, -1);
+    Node *two = bin(OP_MUL, inv, cst(DT_F32, 2));
+    Node *three = bin(OP_MUL, inv, cst(DT_F32, 3));
+    Node *neg = ir_unary(ts.g, ts.d, L, OP_NEG, inv);
+    Node *half = bin(OP_DIV, inv, cst(DT_F32, 2));
+    out("two", bin(OP_MUL, x, two));
+    out("three", bin(OP_MUL, x, three));
+    out("neg", bin(OP_MUL, x, neg));
+    out("half", bin(OP_MUL, x, half));
+    simplify_keeps_bits();
+    assert_int_equal(two->op, OP_CONST);
+    assert_true(two->attr.value == 2 && two->attr.npow == -1);
+    assert_int_equal(neg->op, OP_CONST);
+    assert_true(neg->attr.value == -1 && neg->attr.npow == -1);
+    assert_int_equal(half->op, OP_CONST);
+    assert_true(half->attr.value == 0.5 && half->attr.npow == -1);
+    assert_int_equal(three->op, OP_MUL);
+}
+
+/* c N^p * d N^q in floats rounds each factor first: it stays; in integers it is exact and folds */
+static void test_npow_product_folds_in_integers_only(void **s) {
+    (void)s;
+    Node *x = ir_input(ts.g, L, "x", DT_F32, ts_shape(1, N));
+    Node *f = bin(OP_MUL, cstn(DT_F32, 3, -1), cstn(DT_F32, 5, 1));
+    Node *i = bin(OP_MUL, cstn(DT_I64, 3, 1), cst(DT_I64, 5));
+    Node *a = bin(OP_ADD, cstn(DT_I64, 3, 1), cstn(DT_I64, 4, 1));
+    Node *sq = bin(OP_MUL, cstn(DT_I64, 3, 1), cstn(DT_I64, 4, 1));
+    out("f", bin(OP_MUL, x, f));
+    out("i", i);
+    out("a", a);
+    out("sq", sq);
+    simplify_keeps_bits();
+    assert_int_equal(f->op, OP_MUL);
+    assert_int_equal(i->op, OP_CONST);
+    assert_true(i->attr.value == 15 && i->attr.npow == 1);
+    assert_int_equal(a->op, OP_CONST);
+    assert_true(a->attr.value == 7 && a->attr.npow == 1);
+    assert_int_equal(sq->op, OP_MUL); /* N^2 could leave a double's exact range */
+}
+
+/* a tiny constant of N scaled by 2^-k could leave float's normal range for a large N: it stays */
+static void test_npow_scaled_out_of_range_stays(void **s) {
+    (void)s;
+    Node *m = bin(OP_MUL, cstn(DT_F32, 0x1p-50, -1), cst(DT_F32, 0x1p-20));
+    out("y", m);
+    assert_true(pass_simplify(ts.g, ts.d));
+    assert_int_equal(m->op, OP_MUL);
+}
+
+/* ---------------------------------------------------------------- strength reduction and identities */
+
+static void test_div_by_power_of_two_becomes_mul(void **s) {
+    (void)s;
+    Node *x = ir_input(ts.g, L, "x", DT_F32, ts_shape(2, N, 5));
+    Node *c = cst(DT_F32, 8);
+    Node *d1 = bin(OP_DIV, x, c);
+    Node *d2 = bin(OP_DIV, x, c); /* c is shared: the second gets a constant of its own */
+    Node *d3 = bin(OP_DIV, x, cst(DT_F32, 10));
+    Node *v = ir_input(ts.g, L, "v", DT_F32, ts_shape(1, 5));
+    Node *d4 = bin(OP_DIV, v, ir_const(ts.g, L, DT_F32, ts_shape(2, N, 5), -2)); /* the constant broadcasts v */
+    out("d", d4);
+    out("a", d1);
+    out("b", d2);
+    out("c", d3);
+    out("k", c);
+    simplify_keeps_bits();
+    assert_int_equal(d1->op, OP_MUL);
+    assert_int_equal(ts.g->outputs[0].value->op, OP_MUL);
+    assert_int_equal(d2->op, OP_MUL);
+    assert_true(d1->inputs[1]->attr.value == 0.125);
+    assert_true(d2->inputs[1]->attr.value == 0.125);
+    assert_true(c->attr.value == 8); /* still read by the output */
+    assert_true(d1->inputs[1]->id < d1->id);
+    assert_int_equal(d3->op, OP_DIV);
+    assert_int_equal(d4->op, OP_MUL);
+    assert_true(d4->inputs[1]->attr.value == -0.5);
+    assert_true(ir_shape_eq(&d4->inputs[1]->shape, &d4->shape));
+}
+
+static void test_int_div_by_power_of_two_stays(void **s) {
+    (void)s;
+    Node *x = ir_input(ts.g, L, "x", DT_I32, ts_shape(1, N));
+    Node *d = bin(OP_DIV, x, cst(DT_I32, 4));
+    out("y", d);
+    assert_true(pass_simplify(ts.g, ts.d));
+    assert_int_equal(d->op, OP_DIV);
+}
+
+static void test_pow_two_becomes_square(void **s) {
+    (void)s;
+    Node *x = ir_input(ts.g, L, "x", DT_F64, ts_shape(2, N, 3));
+    Node *p = bin(OP_POW, x, cst(DT_F64, 2));
+    Node *q = bin(OP_POW, x, cst(DT_F64, 3));
+    out("p", p);
+    out("q", q);
+    simplify_keeps_bits();
+    assert_int_equal(p->op, OP_MUL);
+    assert_ptr_equal(p->inputs[0], x);
+    assert_ptr_equal(p->inputs[1], x);
+    assert_int_equal(q->op, OP_POW);
+}
+
+static void test_mul_by_zero_folds_in_integers_only(void **s) {
+    (void)s;
+    Node *k = ir_input(ts.g, L, "k", DT_I64, ts_shape(1, N));
+    Node *x = ir_input(ts.g, L, "x", DT_F32, ts_shape(1, N));
+    Node *mi = bin(OP_MUL, cst(DT_I64, 0), k);
+    Node *mf = bin(OP_MUL, x, cst(DT_F32, 0));
+    out("i", mi);
+    out("f", mf);
+    assert_true(pass_simplify(ts.g, ts.d));
+    assert_true(ir_verify(ts.g, ts.d));
+    assert_int_equal(mi->op, OP_CONST);
+    assert_true(ir_shape_eq(&mi->shape, &k->shape));
+    assert_int_equal(mf->op, OP_MUL);
+}
+
+static void test_neg_of_neg_and_cast_round_trip_disappear(void **s) {
+    (void)s;
+    Node *x = param("x", ts_shape(2, N, 3));
+    Node *nn = ir_unary(ts.g, ts.d, L, OP_NEG, ir_unary(ts.g, ts.d, L, OP_NEG, x));
+    Node *back = ir_cast(ts.g, L, ir_cast(ts.g, L, ir_cast(ts.g, L, nn, DT_F32), DT_F64), DT_F32);
+    Node *same = ir_cast(ts.g, L, x, DT_F64);
+    out("nn", nn);
+    out("back", ir_unary(ts.g, ts.d, L, OP_EXP, back));
+    out("same", same);
+    simplify_keeps_values();
+    assert_ptr_equal(ts.g->outputs[0].value, x);
+    assert_ptr_equal(ts.g->outputs[2].value, x);
+    /* f64 -> f32 -> f64 loses bits: that cast pair stays */
+    assert_int_equal(ts.g->outputs[1].value->inputs[0]->op, OP_CAST);
+}
+
+static void test_broadcast_of_constant_becomes_constant(void **s) {
+    (void)s;
+    Node *b = ir_broadcast(ts.g, ts.d, L, cstn(DT_F32, 2, -1), ts_shape(2, N, 4));
+    Node *t = ir_transpose(ts.g, ts.d, L, b, (int[]){1, 0});
+    out("t", t);
+    simplify_keeps_bits();
+    Node *y = ts.g->outputs[0].value;
+    assert_int_equal(y->op, OP_CONST);
+    assert_true(y->attr.value == 2 && y->attr.npow == -1);
+    assert_true(ir_shape_eq(&y->shape, &t->shape));
+    assert_true(ir_shape_eq(&y->attr.shape, &y->shape));
+}
+
+static void test_constant_operand_goes_second(void **s) {
+    (void)s;
+    Node *x = ir_input(ts.g, L, "x", DT_F32, ts_shape(1, N));
+    Node *k = ir_input(ts.g, L, "k", DT_I32, ts_shape(1, N));
+    Node *m = bin(OP_MUL, cst(DT_F32, 3), x);
+    Node *e = bin(OP_EQ, cst(DT_F32, 3), x);
+    Node *sub = bin(OP_SUB, cst(DT_F32, 3), x);
+    Node *lt = bin(OP_LT, cst(DT_F32, 3), x);
+    Node *ge = bin(OP_GE, cst(DT_F32, 3), x);
+    Node *fmax = bin(OP_MAX, cst(DT_F32, 0), x);
+    Node *imax = bin(OP_MAX, cst(DT_I32, 0), k);
+    out("m", m);
+    out("e", e);
+    out("s", sub);
+    out("fmax", fmax);
+    out("lt", lt);
+    out("ge", ge);
+    out("imax", imax);
+    simplify_keeps_values();
+    assert_ptr_equal(m->inputs[0], x);
+    assert_ptr_equal(e->inputs[0], x);
+    assert_int_equal(sub->inputs[0]->op, OP_CONST);  /* not commutative */
+    assert_int_equal(fmax->inputs[0]->op, OP_CONST); /* max(+0, -0) gives its first operand */
+    assert_ptr_equal(imax->inputs[0], k);
+    assert_int_equal(lt->op, OP_GT); /* 3 < x is x > 3 */
+    assert_ptr_equal(lt->inputs[0], x);
+    assert_int_equal(ge->op, OP_LE);
+    assert_ptr_equal(ge->inputs[0], x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_transpose_folds_into_matmul_transpose_b, setup, ts_teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_folds_into_both_flags_batched, setup, ts_teardown),
-        cmocka_unit_test_setup_teardown(test_batch_transpose_stays_before_matmul, setup, ts_teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_of_matmul_swaps_operands, setup, ts_teardown),
-        cmocka_unit_test_setup_teardown(test_transpose_of_shared_matmul_stays, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_transpose_of_transpose_composes, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_transpose_of_transpose_to_identity_disappears, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_reshape_of_reshape_collapses, setup, ts_teardown),
@@ -339,6 +596,24 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_whole_slice_pad_and_single_concat_disappear, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_prefix_slice_stays, setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_broadcast_operand_of_elementwise_folds, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_f32_add_rounds_to_float, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_i32_add_wraps, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_int_div_truncates_and_by_zero_is_zero, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_exp_of_const_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_i64_beyond_2_53_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_casts_as_the_kernels_convert, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_select_and_compare, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_random_expressions_keep_bits, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_npow_times_power_of_two_folds, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_npow_product_folds_in_integers_only, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_npow_scaled_out_of_range_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_div_by_power_of_two_becomes_mul, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_int_div_by_power_of_two_stays, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_pow_two_becomes_square, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_mul_by_zero_folds_in_integers_only, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_neg_of_neg_and_cast_round_trip_disappear, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_broadcast_of_constant_becomes_constant, setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_constant_operand_goes_second, setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
