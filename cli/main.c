@@ -15,7 +15,8 @@ static const char usage[] =
     "usage: lathe COMMAND [options]\n"
     "\n"
     "commands:\n"
-    "  compile MODEL -o OUT   compile a model file into a training executable\n"
+    "  compile MODEL -o OUT   compile a model file into a training executable (--mem-report: print the\n"
+    "                         memory plan; without -o, only that)\n"
     "  check MODEL            parse, check shapes and build every graph; print a summary\n"
     "  ir MODEL               print the IR after the whole pipeline (--after PASS: after that pass;\n"
     "                         --dot: as Graphviz)\n"
@@ -23,9 +24,12 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  -o, --output FILE      the executable to write (compile)\n"
-    "  --after PASS           one of: lower autodiff optimizer simplify dce memplan (ir)\n"
+    "  --after PASS           one of: lower autodiff optimizer simplify cse layout dce fuse memplan (ir)\n"
     "  --dot                  print Graphviz instead of text IR (ir)\n"
-    "  --pass PASS            a pass to run, repeatable, in order (opt)\n"
+    "  --pass PASS            a pass to run, repeatable, in order (opt; fuse always fuses here, and\n"
+    "                         after memplan the plan follows each graph as comments)\n"
+    "  --mem-report           print the memory plan: graphs, the train graph's buffers, the peak (compile)\n"
+    "  --batch N              the batch size of --mem-report (default: the recipe's batch)\n"
     "  --cpu NAME             the CPU to compile for (default: native)\n"
     "  -O LEVEL               LLVM optimization level 0-3 (default 3)\n"
     "  -h, --help             this help;  --version  the version\n"
@@ -41,8 +45,9 @@ typedef struct Options {
     const char *command, *input, *output, *after, *cpu;
     const char *passes[16];
     int npasses;
-    bool dot;
+    bool dot, mem_report;
     int opt_level;
+    long long batch; /* --batch; 0: the recipe's */
 } Options;
 
 static int bad_usage(const char *fmt, const char *arg) {
@@ -54,12 +59,13 @@ static int bad_usage(const char *fmt, const char *arg) {
 
 /* Returns -1 when the options are fine, else the exit status. */
 static int parse_options(int argc, char **argv, Options *o) {
-    enum { OPT_AFTER = 256, OPT_DOT, OPT_PASS, OPT_CPU, OPT_VERSION };
+    enum { OPT_AFTER = 256, OPT_DOT, OPT_PASS, OPT_CPU, OPT_VERSION, OPT_MEM_REPORT, OPT_BATCH };
     static const struct option longs[] = {
         {"output", required_argument, NULL, 'o'}, {"after", required_argument, NULL, OPT_AFTER},
         {"dot", no_argument, NULL, OPT_DOT},      {"pass", required_argument, NULL, OPT_PASS},
         {"cpu", required_argument, NULL, OPT_CPU}, {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION}, {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, OPT_VERSION}, {"mem-report", no_argument, NULL, OPT_MEM_REPORT},
+        {"batch", required_argument, NULL, OPT_BATCH}, {NULL, 0, NULL, 0}};
     o->opt_level = 3;
     opterr = 0;
     int c;
@@ -79,6 +85,15 @@ static int parse_options(int argc, char **argv, Options *o) {
             o->passes[o->npasses++] = optarg;
             break;
         case OPT_CPU: o->cpu = optarg; break;
+        case OPT_MEM_REPORT: o->mem_report = true; break;
+        case OPT_BATCH: {
+            char *end;
+            errno = 0;
+            o->batch = strtoll(optarg, &end, 10);
+            if (errno || end == optarg || *end || o->batch < 1)
+                return bad_usage("--batch takes a whole number of samples >= 1, not '%s'", optarg);
+            break;
+        }
         case 'h': fputs(usage, stdout); return 0;
         case OPT_VERSION: printf("lathe %s\n", LATHE_VERSION); return 0;
         case ':': return bad_usage("option %s needs a value", argv[optind - 1]);
@@ -109,12 +124,125 @@ static void remove_temp_object(void) {
     temp_object = NULL;
 }
 
+/* c + per_n * n into *out; false on overflow. */
+static bool bytes_at(int64_t c, int64_t per_n, int64_t n, int64_t *out) {
+    return !__builtin_mul_overflow(per_n, n, out) && !__builtin_add_overflow(*out, c, out);
+}
+
+typedef struct Buffer {
+    const Node *node;
+    int64_t bytes;
+} Buffer;
+
+static int buffer_cmp(const void *a, const void *b) {
+    const Buffer *x = a, *y = b;
+    if (x->bytes != y->bytes)
+        return x->bytes < y->bytes ? 1 : -1;
+    return (x->node->id > y->node->id) - (x->node->id < y->node->id);
+}
+
+static int kernels_of(const Graph *g) {
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        k += ir_is_kernel(g->nodes[i]) && (g->nodes[i]->group < 0 || g->nodes[i]->group == i);
+    return k;
+}
+
+/* `compile --mem-report`: one line per graph, the train graph's arena buffers largest first, the totals,
+   and last the peak line that benchmarks parse:
+       peak: B bytes at batch N (arena A, parameters P, optimizer state S, batch inputs I)
+   B = A + P + S + I for the train step at batch N; the produced binary's `info` prints the same line. */
+static bool mem_report(FILE *out, const Program *p, int64_t batch, Diag *d) {
+    const Graph *gs[] = {p->train, p->eval, p->predict};
+    fprintf(out, "memory plan of %s (model %s) at batch %lld\n", p->source_file, p->model_name, (long long)batch);
+    fprintf(out, "  %-8s %6s %8s  %-26s %14s\n", "graph", "nodes", "kernels", "arena bytes", "at batch");
+    for (int i = 0; i < 3; i++) {
+        if (!gs[i])
+            continue;
+        int64_t c, per_n, total;
+        pass_memplan_size(gs[i], &c, &per_n);
+        char formula[64];
+        snprintf(formula, sizeof formula, "%lld + %lld * N", (long long)c, (long long)per_n);
+        if (!bytes_at(c, per_n, batch, &total)) {
+            diag_error(d, (Loc){0}, "the %s graph's arena at batch %lld passes 2^63 bytes", gs[i]->name,
+                       (long long)batch);
+            return false;
+        }
+        fprintf(out, "  %-8s %6d %8d  %-26s %14lld\n", gs[i]->name, gs[i]->nnodes, kernels_of(gs[i]), formula,
+                (long long)total);
+    }
+    const Graph *g = p->train ? p->train : p->eval ? p->eval : p->predict;
+    if (!g)
+        return true;
+    int nn = g->nnodes, nbuf = 0;
+    Buffer *bufs = arena_alloc(p->arena, sizeof *bufs * (size_t)(nn + 1));
+    int *written = arena_alloc(p->arena, sizeof(int) * (size_t)(nn + 1));
+    int *last = arena_alloc(p->arena, sizeof(int) * (size_t)(nn + 1));
+    pass_memplan_lifetimes(g, written, last);
+    for (int i = 0; i < nn; i++) {
+        const Node *n = g->nodes[i];
+        if (n->mem.kind != MEM_ARENA)
+            continue;
+        int64_t b = pass_memplan_bytes(n);
+        if (ir_shape_has_n(&n->shape) && __builtin_mul_overflow(b, batch, &b))
+            b = INT64_MAX;
+        bufs[nbuf++] = (Buffer){n, b};
+    }
+    qsort(bufs, (size_t)nbuf, sizeof *bufs, buffer_cmp);
+    fprintf(out, "\n%s graph: %d arena buffers, largest first\n", g->name, nbuf);
+    fprintf(out, "  %-7s %-20s %5s %14s  %s\n", "node", "op", "line", "bytes", "live (positions)");
+    for (int i = 0; i < nbuf; i++) {
+        const Node *n = bufs[i].node;
+        char id[16], live[48];
+        snprintf(id, sizeof id, "%%%d", n->id);
+        if (last[n->id] >= nn)
+            snprintf(live, sizeof live, "%d..end", written[n->id]);
+        else
+            snprintf(live, sizeof live, "%d..%d", written[n->id], last[n->id]);
+        fprintf(out, "  %-7s %-20s %5d %14lld  %s\n", id, ir_op_name(n->op), n->loc.file ? n->loc.line : 0,
+                (long long)bufs[i].bytes, live);
+    }
+    MemSizes s;
+    pass_memplan_sizes(g, &s);
+    int64_t arena, inputs, peak;
+    if (!bytes_at(s.arena_c, s.arena_n, batch, &arena) || !bytes_at(s.inputs_c, s.inputs_n, batch, &inputs) ||
+        __builtin_add_overflow(arena, s.params, &peak) || __builtin_add_overflow(peak, s.state, &peak) ||
+        __builtin_add_overflow(peak, inputs, &peak)) {
+        diag_error(d, (Loc){0}, "the %s step's memory at batch %lld passes 2^63 bytes", g->name, (long long)batch);
+        return false;
+    }
+    fprintf(out, "\ntotals of the %s step at batch %lld:\n", g->name, (long long)batch);
+    fprintf(out, "  %-16s %14lld\n", "arena", (long long)arena);
+    fprintf(out, "  %-16s %14lld\n", "parameters", (long long)s.params);
+    fprintf(out, "  %-16s %14lld\n", "optimizer state", (long long)s.state);
+    fprintf(out, "  %-16s %14lld\n", "batch inputs", (long long)inputs);
+    fprintf(out, "peak: %lld bytes at batch %lld (arena %lld, parameters %lld, optimizer state %lld, batch inputs "
+                 "%lld)\n",
+            (long long)peak, (long long)batch, (long long)arena, (long long)s.params, (long long)s.state,
+            (long long)inputs);
+    return true;
+}
+
+/* The recipe's batch, or 64 as the produced binary's default. */
+static int64_t recipe_batch(const Program *p) {
+    const RVal *b = program_recipe(p, "batch");
+    if (b && b->kind == RV_NUM && b->is_int && b->num >= 1 && b->num < 9e15)
+        return (int64_t)b->num;
+    return 64;
+}
+
 static int cmd_compile(const Options *o, Arena *a, Diag *d) {
-    if (!o->output)
+    if (!o->output && !o->mem_report)
         return bad_usage("compile needs -o OUTPUT%s", "");
+    if (o->batch && !o->mem_report)
+        return bad_usage("--batch goes with --mem-report%s", "");
     Program *p = load_program(a, d, o->input);
     if (!p || !pass_pipeline(p, NULL, NULL, d))
         return 1;
+    if (o->mem_report && !mem_report(stdout, p, o->batch ? (int64_t)o->batch : recipe_batch(p), d))
+        return 1;
+    if (!o->output)
+        return 0;
     const char *tmpdir = getenv("TMPDIR");
     char *obj = arena_printf(a, "%s/lathe-%d-XXXXXX.o", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
     int fd = mkstemps(obj, 2);
@@ -180,17 +308,24 @@ static int cmd_opt(const Options *o, Arena *a, Diag *d) {
     if (ngraphs == 0)
         return 1;
     for (int k = 0; k < o->npasses; k++) {
-        PassFn fn = pass_by_name(o->passes[k]);
+        /* the pipeline's fuse waits for LATHE_FUSE=1 (passes.h); asked for by name, it fuses */
+        PassFn fn = strcmp(o->passes[k], "fuse") == 0 ? pass_fuse_run : pass_by_name(o->passes[k]);
         if (!fn)
-            return bad_usage("unknown pass '%s' (autodiff, optimizer, simplify, dce, memplan)", o->passes[k]);
+            return bad_usage("unknown pass '%s' (autodiff, optimizer, simplify, cse, layout, dce, fuse, memplan)",
+                             o->passes[k]);
         for (int g = 0; g < ngraphs; g++)
             if (!fn(graphs[g], d) || !ir_verify(graphs[g], d))
                 return 1;
     }
+    bool planned = false;
+    for (int k = 0; k < o->npasses; k++)
+        planned |= strcmp(o->passes[k], "memplan") == 0;
     for (int g = 0; g < ngraphs; g++) {
         if (g)
             fputc('\n', stdout);
-        ir_print(stdout, graphs[g]);
+        ir_print_noted(stdout, graphs[g], pass_fuse_note);
+        if (planned)
+            pass_memplan_print(stdout, graphs[g]);
     }
     return 0;
 }

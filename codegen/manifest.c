@@ -113,10 +113,11 @@ static char *graph_hash(Arena *a, const Graph *g) {
     return arena_printf(a, "%016llx", (unsigned long long)h);
 }
 
+/* A fusion group is one kernel. */
 static int kernel_count(const Graph *g) {
     int k = 0;
     for (int i = 0; i < g->nnodes; i++)
-        k += ir_is_kernel(g->nodes[i]);
+        k += ir_is_kernel(g->nodes[i]) && (g->nodes[i]->group < 0 || g->nodes[i]->group == i);
     return k;
 }
 
@@ -135,8 +136,14 @@ static json_t *graph_json(const Graph *g) {
         json_array_append_new(list, e);
     }
     free(args);
-    return json_pack("{s:[I,I], s:i, s:o}", "arena", (json_int_t)c, (json_int_t)per_n, "kernels",
-                     kernel_count(g), "args", list);
+    /* what `info` needs for the peak line of `lathe compile --mem-report`: B = arena + params + state +
+       inputs at a batch, each c + per_n * N bytes */
+    MemSizes ms;
+    pass_memplan_sizes(g, &ms);
+    json_t *memory = json_pack("{s:I, s:I, s:[I,I]}", "params", (json_int_t)ms.params, "state", (json_int_t)ms.state,
+                               "inputs", (json_int_t)ms.inputs_c, (json_int_t)ms.inputs_n);
+    return json_pack("{s:[I,I], s:i, s:o, s:o}", "arena", (json_int_t)c, (json_int_t)per_n, "kernels",
+                     kernel_count(g), "args", list, "memory", memory);
 }
 
 char *cg_manifest(Arena *a, const Program *p, Diag *d) {

@@ -109,6 +109,13 @@ bool ir_verify_groups(const Graph *g, Diag *d)
                        ir_op_name(root->op));
             return false;
         }
+        /* a GEMM or a convolution reads its inputs whole before its epilogue runs */
+        for (int k = 0; anchor && k < anchor->ninputs; k++)
+            if (in_group(anchor->inputs[k], r)) {
+                diag_error(d, anchor->loc, "verify: %s %%%d in group %%%d reads a member of its group",
+                           ir_op_name(anchor->op), anchor->id, r);
+                return false;
+            }
         for (int i = 0; i <= r; i++) {
             const Node *m = g->nodes[i];
             if (!in_group(m, r) || m == anchor || (m == root && !anchor && is_reduce_root(root)))

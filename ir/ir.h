@@ -323,6 +323,10 @@ bool ir_verify(const Graph *g, Diag *d);
 void ir_print(FILE *out, const Graph *g);
 void ir_print_dot(FILE *out, const Graph *g);
 void ir_print_node(FILE *out, const Node *n); /* one node's line, without indent or newline */
+/* ir_print calling note(out, g, n), when not NULL, before each node's line: a hook for whole comment lines
+   (pass_fuse_note prints the fusion group summaries), which the parser skips. */
+typedef void (*IrNoteFn)(FILE *out, const Graph *g, const Node *n);
+void ir_print_noted(FILE *out, const Graph *g, IrNoteFn note);
 void ir_print_rval(FILE *out, const RVal *v);   /* SGD(lr = 0.001), as the text IR writes it */
 /* Parses every graph of a text; returns their count (0 on error, reported through d) and the graphs. */
 int ir_parse(Arena *a, Diag *d, const char *file, const char *text, Graph ***out);

@@ -204,6 +204,11 @@ void ir_print_node(FILE *out, const Node *n)
 
 void ir_print(FILE *out, const Graph *g)
 {
+    ir_print_noted(out, g, NULL);
+}
+
+void ir_print_noted(FILE *out, const Graph *g, IrNoteFn note)
+{
     fprintf(out, "graph %s {\n", g->name && *g->name ? g->name : "_");
     if (g->optimizer) {
         fputs("  optimizer = ", out);
@@ -211,6 +216,8 @@ void ir_print(FILE *out, const Graph *g)
         fputc('\n', out);
     }
     for (int i = 0; i < g->nnodes; i++) {
+        if (note)
+            note(out, g, g->nodes[i]);
         fputs("  ", out);
         ir_print_node(out, g->nodes[i]);
         fputc('\n', out);

@@ -24,10 +24,30 @@ bool pass_dce(Graph *g, Diag *d);
 /* Fusion groups (ir.h): elementwise chains, reductions with their producers, matmul epilogues. May reorder
    nodes (keeping a topological order) so that each group runs at its root. */
 bool pass_fuse(Graph *g, Diag *d);
+/* pass_fuse's work, whatever LATHE_FUSE says (pass_fuse fuses only when LATHE_FUSE=1 until the code
+   generators understand groups). */
+bool pass_fuse_run(Graph *g, Diag *d);
+/* For ir_print_noted: before a group's root, a comment line naming the group's kind, size and model lines. */
+void pass_fuse_note(FILE *out, const Graph *g, const Node *n);
 /* Assigns every node its MemLoc: arguments, aliases (reshapes) and offsets in one arena, reused by
    lifetime. Peak bytes are c + per_n * N. */
 bool pass_memplan(Graph *g, Diag *d);
 void pass_memplan_size(const Graph *g, int64_t *c, int64_t *per_n);
+/* For reports, after pass_memplan: where each node's buffer is written (its kernel's position: its group's
+   root, or itself) and the last position that reads it (g->nnodes when the entry reads it at the end).
+   Both arrays hold g->nnodes entries. */
+void pass_memplan_lifetimes(const Graph *g, int *written, int *last_read);
+/* Bytes of n's buffer: per sample when its shape has N, else in all (-1 past the plan's limit). */
+int64_t pass_memplan_bytes(const Node *n);
+/* What a graph's step holds besides its outputs, each c + per_n * N bytes: the arena, the PARAM nodes
+   (parameters and buffers), the STATE nodes (optimizer state) and the INPUT nodes (the batch and the
+   run-time scalars). */
+typedef struct MemSizes {
+    int64_t arena_c, arena_n, params, state, inputs_c, inputs_n;
+} MemSizes;
+void pass_memplan_sizes(const Graph *g, MemSizes *s);
+/* Prints the plan of every node as comment lines (`lathe opt --pass memplan`, for the golden tests). */
+void pass_memplan_print(FILE *out, const Graph *g);
 
 /* The pipeline's names in order, for `lathe ir --after NAME`. */
 extern const char *const pass_names[];

@@ -26,7 +26,7 @@ static void dump_graphs(const Program *p, FILE *dump) {
     const Graph *graphs[] = {p->train, p->eval, p->predict};
     for (int i = 0; i < 3; i++)
         if (graphs[i])
-            ir_print(dump, graphs[i]);
+            ir_print_noted(dump, graphs[i], pass_fuse_note);
 }
 
 static bool verify_all(const Program *p, Diag *d) {

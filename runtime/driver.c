@@ -366,6 +366,27 @@ static int cmd_info(Run *r) {
         printf("  %-8s %lld  (%lld + %lld per sample, %d kernels)\n", gs[i]->name, ok ? (long long)bytes : -1LL,
                (long long)gs[i]->arena_const, (long long)gs[i]->arena_per_n, gs[i]->kernels);
     }
+    /* the train step's peak, the very line `lathe compile --mem-report` ends with (a benchmark parses it):
+       arena + parameters + optimizer state + inputs, from the manifest's "memory" (absent: an older one) */
+    json_t *mem = json_object_get(json_object_get(json_object_get(m->root, "graphs"), "train"), "memory");
+    json_t *in = json_object_get(mem, "inputs");
+    if (m->train.present && json_is_integer(json_object_get(mem, "params")) &&
+        json_is_integer(json_object_get(mem, "state")) && json_is_integer(json_array_get(in, 0)) &&
+        json_is_integer(json_array_get(in, 1))) {
+        int64_t batch = r->cfg.batch, params = json_integer_value(json_object_get(mem, "params")),
+                state = json_integer_value(json_object_get(mem, "state")), arena, inputs, peak;
+        bool ok = !__builtin_mul_overflow(m->train.arena_per_n, batch, &arena) &&
+                  !__builtin_add_overflow(arena, m->train.arena_const, &arena) &&
+                  !__builtin_mul_overflow(json_integer_value(json_array_get(in, 1)), batch, &inputs) &&
+                  !__builtin_add_overflow(inputs, json_integer_value(json_array_get(in, 0)), &inputs) &&
+                  !__builtin_add_overflow(arena, params, &peak) && !__builtin_add_overflow(peak, state, &peak) &&
+                  !__builtin_add_overflow(peak, inputs, &peak);
+        if (ok)
+            printf("\npeak: %lld bytes at batch %lld (arena %lld, parameters %lld, optimizer state %lld, batch "
+                   "inputs %lld)\n", (long long)peak, (long long)batch, (long long)arena, (long long)params,
+                   (long long)state, (long long)inputs);
+    }
+    printf("\nthreads: %d\n", lathe_pool_threads());
     printf("\nrecipe:\n");
     const char *key;
     json_t *v;

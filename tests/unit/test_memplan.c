@@ -1,10 +1,12 @@
 /* test_memplan.c: the static memory plan. Buffers that are live at the same time never share bytes (every
    pair checked, for several batch sizes), buffers are reused once dead, offsets are 64-byte aligned,
    outputs are written straight into their arguments, and parameter updates happen in place exactly when
-   no later reader needs the old value. */
+   no later reader needs the old value. With fusion groups: a group is one kernel at its root, members only
+   its group reads have no bytes, and a kernel's buffers meet neither its inputs nor each other. */
 #include "support.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../passes/passes.h"
@@ -318,6 +320,295 @@ static void test_arena_past_2_56_bytes_is_a_diagnostic(void **state) {
     expect_plan_error("the arena passes 2^56 bytes per sample");
 }
 
+/* ---------------------------------------------------------------- fusion groups */
+
+/* Liveness as ir.h defines it for groups, computed here apart from memplan: a kernel runs at its group's
+   root; a buffer lives from there to the last kernel outside its group that reads it (or to the end). */
+static int run_at(const Node *n) {
+    return n->group >= 0 ? n->group : n->id;
+}
+
+static void group_lifetime(const Graph *g, const Node *x, int *from, int *to) {
+    *from = *to = run_at(x);
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *u = g->nodes[i];
+        if (u->op == OP_RESHAPE)
+            continue;
+        for (int k = 0; k < u->ninputs; k++)
+            if (owner(u->inputs[k]) == x && !(u->group >= 0 && u->group == x->group) && *to < run_at(u))
+                *to = run_at(u);
+    }
+    for (int i = 0; i < g->noutputs; i++)
+        if (owner(g->outputs[i].value) == x)
+            *to = g->nnodes;
+}
+
+/* Buffers whose lifetimes meet own disjoint bytes; a kernel's buffers meet its inputs' (it reads them at
+   its position) and each other's (it writes them all there). */
+static void check_groups_never_overlap(const Graph *g) {
+    int64_t c, per_n;
+    pass_memplan_size(g, &c, &per_n);
+    static const int64_t batches[] = {1, 7, 64};
+    int *from = calloc((size_t)g->nnodes + 1, sizeof(int)), *to = calloc((size_t)g->nnodes + 1, sizeof(int));
+    assert_true(from && to);
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->mem.kind == MEM_ARENA)
+            group_lifetime(g, g->nodes[i], &from[i], &to[i]);
+    for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+        int64_t n = batches[bi];
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *x = g->nodes[i];
+            if (x->mem.kind != MEM_ARENA)
+                continue;
+            int xf = from[i], xt = to[i];
+            int64_t xs = x->mem.offset_c + x->mem.offset_n * n, xe = xs + bytes_of(x, n);
+            assert_true(xs % 64 == 0 && xe <= c + per_n * n);
+            for (int j = i + 1; j < g->nnodes; j++) {
+                const Node *y = g->nodes[j];
+                if (y->mem.kind != MEM_ARENA)
+                    continue;
+                int yf = from[j], yt = to[j];
+                if (yt < xf || xt < yf)
+                    continue;
+                int64_t ys = y->mem.offset_c + y->mem.offset_n * n, ye = ys + bytes_of(y, n);
+                if (xs < xe && ys < ye && xs < ye && ys < xe)
+                    fail_msg("%%%d [%lld,%lld) live %d..%d and %%%d [%lld,%lld) live %d..%d overlap at N=%lld",
+                             x->id, (long long)xs, (long long)xe, xf, xt, y->id, (long long)ys, (long long)ye, yf,
+                             yt, (long long)n);
+            }
+        }
+    }
+    free(from);
+    free(to);
+}
+
+static void group(Node *root, int count, Node *const *members) {
+    root->group = root->id;
+    for (int i = 0; i < count; i++)
+        members[i]->group = root->id;
+}
+
+static void test_fused_members_get_no_bytes(void **state) {
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 256));
+    Node *a = un(OP_NEG, x), *b = un(OP_EXP, a), *c = un(OP_TANH, b), *r = un(OP_LOG, c);
+    group(r, 3, (Node *[]){a, b, c});
+    Node *late = ir_reduce(g, ts.d, L, OP_REDUCE_SUM, b, 2, false); /* b is read after the group */
+    ir_add_output(g, "y", r, false);
+    ir_add_output(g, "s", late, false);
+    plan();
+    assert_int_equal(a->mem.kind, MEM_FUSED);
+    assert_int_equal(c->mem.kind, MEM_FUSED);
+    assert_int_equal(b->mem.kind, MEM_ARENA);
+    assert_int_equal(r->mem.kind, MEM_ARG);
+    int64_t cc, per_n;
+    pass_memplan_size(g, &cc, &per_n);
+    assert_int_equal(per_n, 1024); /* b alone: a and c have no bytes */
+    check_groups_never_overlap(g);
+}
+
+/* Every group reads its inputs while it writes: an input that dies at the group is not overwritten by it,
+   however the sizes would fit; once the group has run, a later group reuses those bytes. */
+static void test_groups_never_write_over_their_inputs(void **state) {
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 64));
+    Node *a1 = un(OP_NEG, x), *r1 = un(OP_EXP, a1);
+    Node *a2 = un(OP_TANH, r1), *r2 = un(OP_RELU, a2);
+    Node *a3 = un(OP_SIGMOID, r2), *r3 = un(OP_NEG, a3);
+    group(r1, 1, (Node *[]){a1});
+    group(r2, 1, (Node *[]){a2});
+    group(r3, 1, (Node *[]){a3});
+    ir_add_output(g, "y", ir_reduce(g, ts.d, L, OP_REDUCE_SUM, r3, 3, false), false);
+    plan();
+    check_groups_never_overlap(g);
+    assert_int_not_equal(r1->mem.offset_n, r2->mem.offset_n);
+    assert_int_not_equal(r2->mem.offset_n, r3->mem.offset_n);
+    assert_int_equal(r1->mem.offset_n, r3->mem.offset_n);
+}
+
+/* An epilogue writes its anchor and its materialized members at once: they never share bytes. */
+static void test_epilogue_buffers_are_disjoint(void **state) {
+    Graph *g = ts.g;
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 16));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 16, 16));
+    Node *mm = ir_matmul(g, ts.d, L, x, w, false, true);
+    Node *pre = bin(OP_ADD, mm, x);
+    Node *act = un(OP_RELU, pre);
+    group(act, 2, (Node *[]){mm, pre});
+    Node *mask = bin(OP_GT, pre, ir_const(g, L, DT_F32, ts_shape(0), 0)); /* pre read after the group */
+    ir_add_output(g, "y", ir_reduce(g, ts.d, L, OP_REDUCE_SUM, bin(OP_MUL, act, ir_cast(g, L, mask, DT_F32)), 3,
+                                    false), false);
+    plan();
+    assert_int_equal(mm->mem.kind, MEM_ARENA);
+    assert_int_equal(pre->mem.kind, MEM_ARENA);
+    assert_int_equal(act->mem.kind, MEM_ARENA);
+    check_groups_never_overlap(g);
+}
+
+/* The SGD epilogue's root writes the parameter in place; its anchor has a buffer of its own. */
+static void test_epilogue_update_in_place_keeps_anchor_buffer(void **state) {
+    Graph *g = ts.g;
+    Node *lr = ir_input(g, L, "lr", DT_F32, ts_shape(0));
+    Node *x = ir_input(g, L, "x", DT_F32, ts_shape(2, N, 4));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3, 4));
+    Node *y = ir_matmul(g, ts.d, L, x, w, false, true);
+    Node *loss = ir_reduce(g, ts.d, L, OP_REDUCE_SUM, y, 3, false);
+    Node *gw = ir_matmul(g, ts.d, L, y, x, true, false);
+    Node *step = bin(OP_MUL, lr, gw);
+    Node *nw = bin(OP_SUB, w, step);
+    group(nw, 2, (Node *[]){gw, step});
+    ir_add_output(g, "loss", loss, false);
+    ir_add_output(g, "w", nw, true);
+    plan();
+    assert_int_equal(nw->mem.kind, MEM_ARG);
+    assert_int_equal(nw->mem.arg, arg_index("w", ARG_PARAM));
+    assert_int_equal(step->mem.kind, MEM_FUSED);
+    assert_int_equal(gw->mem.kind, MEM_ARENA);
+    check_groups_never_overlap(g);
+}
+
+/* An anchor that reads the parameter reads all of it while the epilogue writes: not in place. */
+static void test_update_not_in_place_when_anchor_reads_param(void **state) {
+    Graph *g = ts.g;
+    Node *lr = ir_input(g, L, "lr", DT_F32, ts_shape(0));
+    Node *a = ir_input(g, L, "a", DT_F32, ts_shape(2, 3, 3));
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 3, 4));
+    Node *gw = ir_matmul(g, ts.d, L, a, w, false, false);
+    Node *step = bin(OP_MUL, lr, gw);
+    Node *nw = bin(OP_SUB, w, step);
+    group(nw, 2, (Node *[]){gw, step});
+    ir_add_output(g, "w", nw, true);
+    plan();
+    assert_int_equal(nw->mem.kind, MEM_ARENA);
+    check_groups_never_overlap(g);
+}
+
+/* A member of the group reading the parameter through a broadcast reads other indices: not in place. */
+static void test_update_not_in_place_when_member_reads_param_strided(void **state) {
+    Graph *g = ts.g;
+    Node *w = ir_param(g, L, "w", DT_F32, ts_shape(2, 4, 4));
+    Node *t = ir_transpose(g, ts.d, L, w, (const int[]){1, 0});
+    Node *nw = bin(OP_SUB, w, t);
+    group(nw, 1, (Node *[]){t});
+    ir_add_output(g, "w", nw, true);
+    plan();
+    assert_int_equal(nw->mem.kind, MEM_ARENA);
+}
+
+/* Every model, fused and planned: the plan holds group liveness at every batch. */
+static void test_every_model_fused_plan_never_overlaps(void **state) {
+    static const char *const models[] = {"fashion_mlp.lathe", "fashion_cnn.lathe", "lenet5.lathe",
+                                         "conv_mlp.lathe",    "char_gpt.lathe",    "vit_tiny.lathe"};
+    setenv("LATHE_FUSE", "1", 1);
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+        Program *p = ts_compile_text(models[m], ts_read_model(models[m]));
+        assert_true(pass_pipeline(p, NULL, NULL, ts.d));
+        check_groups_never_overlap(p->train);
+        check_groups_never_overlap(p->predict);
+    }
+    unsetenv("LATHE_FUSE");
+}
+
+/* ---------------------------------------------------------------- lathe compile --mem-report */
+
+/* The output of `lathe compile models/fashion_mlp.lathe --mem-report EXTRA` (the built lathe command). */
+static char *mem_report(const char *extra) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' compile '%s/models/fashion_mlp.lathe' --mem-report %s", LATHE_EXE,
+             LATHE_SOURCE_DIR, extra);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t cap = 1 << 16, len = 0;
+    char *out = arena_alloc(ts.a, cap);
+    size_t got;
+    while ((got = fread(out + len, 1, cap - 1 - len, f)) > 0)
+        len += got;
+    out[len] = 0;
+    assert_int_equal(pclose(f), 0);
+    return out;
+}
+
+typedef struct Peak {
+    long long bytes, batch, arena, params, state, inputs;
+} Peak;
+
+/* The last line, which must be the peak line. */
+static Peak peak_line(const char *out) {
+    size_t len = strlen(out);
+    assert_true(len > 1 && out[len - 1] == '\n');
+    const char *last = out + len - 1;
+    while (last > out && last[-1] != '\n')
+        last--;
+    Peak p;
+    int used = 0;
+    int got = sscanf(last, "peak: %lld bytes at batch %lld (arena %lld, parameters %lld, optimizer state %lld, "
+                           "batch inputs %lld)\n%n",
+                     &p.bytes, &p.batch, &p.arena, &p.params, &p.state, &p.inputs, &used);
+    if (got != 6 || last[used] != 0)
+        fail_msg("not a peak line: %s", last);
+    return p;
+}
+
+static void test_mem_report_of_fashion_mlp(void **state) {
+    unsetenv("LATHE_FUSE");
+    char *out = mem_report("");
+    Peak p = peak_line(out);
+    assert_int_equal(p.batch, 64); /* the recipe's */
+    assert_int_equal(p.bytes, p.arena + p.params + p.state + p.inputs);
+    assert_int_equal(p.params, 669706 * 4);               /* the Quickstart's parameters, f32 */
+    assert_int_equal(p.state, 0);                         /* plain SGD keeps no state */
+    assert_int_equal(p.inputs, 64 * 784 * 4 + 64 * 8 + 4); /* x, label (i64) and lr */
+    /* the arena is the plan's, at that batch */
+    Program *prog = ts_compile_text("fashion_mlp.lathe", ts_read_model("fashion_mlp.lathe"));
+    assert_true(pass_pipeline(prog, NULL, NULL, ts.d));
+    int64_t c, per_n;
+    pass_memplan_size(prog->train, &c, &per_n);
+    assert_int_equal(p.arena, c + per_n * 64);
+    /* a line for each graph */
+    assert_non_null(strstr(out, "\n  train "));
+    assert_non_null(strstr(out, "\n  eval "));
+    assert_non_null(strstr(out, "\n  predict "));
+    /* the train graph's arena buffers, one a line, largest first */
+    const char *at = strstr(out, "largest first\n");
+    assert_non_null(at);
+    at = strchr(at, '\n') + 1;
+    at = strchr(at, '\n') + 1; /* the column names */
+    long long prev = -1;
+    int rows = 0;
+    while (at[0] == ' ' && at[1] == ' ' && at[2] == '%') {
+        char id[32], op[64];
+        int line;
+        long long bytes;
+        assert_int_equal(sscanf(at, " %31s %63s %d %lld", id, op, &line, &bytes), 4);
+        assert_true(prev < 0 || bytes <= prev);
+        prev = bytes;
+        rows++;
+        at = strchr(at, '\n') + 1;
+    }
+    int arena_nodes = 0;
+    for (int i = 0; i < prog->train->nnodes; i++)
+        arena_nodes += prog->train->nodes[i]->mem.kind == MEM_ARENA;
+    assert_int_equal(rows, arena_nodes);
+    /* the largest: the first layer's weight gradient, [512,784] f32 */
+    assert_int_equal(strstr(out, "largest first") < strstr(out, " 1605632 "), 1);
+}
+
+static void test_mem_report_at_another_batch(void **state) {
+    unsetenv("LATHE_FUSE");
+    Peak a = peak_line(mem_report("--batch 64")), b = peak_line(mem_report("--batch 512"));
+    assert_int_equal(b.batch, 512);
+    assert_int_equal(b.params, a.params);
+    assert_int_equal(b.inputs - 4, (a.inputs - 4) * 8); /* lr is one value at any batch */
+    assert_true(b.arena > a.arena);
+    assert_int_equal(b.bytes, b.arena + b.params + b.state + b.inputs);
+    /* fused, the arena is planned over groups: MEM_FUSED members take no bytes */
+    setenv("LATHE_FUSE", "1", 1);
+    Peak f = peak_line(mem_report(""));
+    unsetenv("LATHE_FUSE");
+    assert_int_equal(f.bytes, f.arena + f.params + f.state + f.inputs);
+    assert_true(f.arena < a.arena);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, ts_teardown)
@@ -335,6 +626,15 @@ int main(void) {
         T(test_two_n_dims_is_a_diagnostic),
         T(test_buffer_past_int64_bytes_is_a_diagnostic),
         T(test_arena_past_2_56_bytes_is_a_diagnostic),
+        T(test_fused_members_get_no_bytes),
+        T(test_groups_never_write_over_their_inputs),
+        T(test_epilogue_buffers_are_disjoint),
+        T(test_epilogue_update_in_place_keeps_anchor_buffer),
+        T(test_update_not_in_place_when_anchor_reads_param),
+        T(test_update_not_in_place_when_member_reads_param_strided),
+        T(test_every_model_fused_plan_never_overlaps),
+        T(test_mem_report_of_fashion_mlp),
+        T(test_mem_report_at_another_batch),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
