@@ -12,7 +12,8 @@ bool pass_autodiff(Graph *g, Diag *d);
 /* Lowers g->optimizer (the recipe's call, e.g. SGD(lr = 1e-3)): adds the scalar INPUT "lr" and replaces
    each "grad.NAME" output by an update output NAME with the new parameter value. */
 bool pass_optimizer(Graph *g, Diag *d);
-/* Local rewrites: transposes folded into matmul flags, and the canonical forms later passes rely on. */
+/* Local rewrites: constant folding, algebraic identities and strength reduction that keep every result bit
+   for bit, chains of views collapsed, and the canonical forms later passes rely on. */
 bool pass_simplify(Graph *g, Diag *d);
 /* Common subexpressions: nodes of one op, attributes and inputs (and constants of one value and type)
    become one. */
