@@ -2,14 +2,17 @@
    runtime/kern_window.c, as generated code calls them: the two convolutions forward and backward (conv1's
    input gradient is never needed: x is data), the two 2x2 max poolings forward and backward. Prints one
    line per op, "name milliseconds": the fastest of REPS calls after a warm-up call, since the machine may
-   be shared and the minimum is what other load disturbs least. bench/conv_kernels.sh puts them beside
-   PyTorch's. usage: conv_kernels THREADS [REPS] [f32|f64]
+   be shared and the minimum is what other load disturbs least. THREADS is the size of Lathe's pool
+   (lathe_pool_init: the kernels split over it, OpenBLAS runs single-threaded inside). With "rule" it times
+   the forward convolutions of fashion_cnn, lenet5 and resnet20 instead (the shapes behind kern_window.c's
+   choice between im2col + GEMM and the direct loops). bench/conv_kernels.sh puts them beside PyTorch's.
+   usage: conv_kernels THREADS [REPS] [f32|f64] [rule]
    build (from the repository root), -O2 as the RelWithDebInfo build that liblathe_rt.a comes from:
-       cc -O2 -Iruntime bench/conv_kernels.c runtime/kern_window.c -o conv_kernels -lopenblas -lpthread -lm
+       cc -O2 -Iruntime bench/conv_kernels.c runtime/kern_window.c runtime/kern_pool.c -o conv_kernels \
+          -lopenblas -lpthread -lm
    (BEFORE=old/kern_window.c bench/conv_kernels.sh times another version of the file the same way). */
 #include "lathe_kern.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +87,25 @@ static int cmp_double(const void *a, const void *b)
 
 #define K(op) lathe_k_##op##_f32, lathe_k_##op##_f64
 
+/* The forward convolutions of the zoo's CNNs at batch 64: input [N, c, h, w], weight [o, c, k, k]. */
+#define CONV(name, c, h, o, k, stride, pad, oh)                                                              \
+    {name, K(conv2d), 2, {{-1, o, oh, oh}, {-1, c, h, h}, {o, c, k, k}}, {0, 0}, 0, stride, pad}
+
+static const Bench rule_benches[] = {
+    CONV("fashion_cnn.conv1", 1, 28, 32, 3, 1, 1, 28),
+    CONV("fashion_cnn.conv2", 32, 14, 64, 3, 1, 1, 14),
+    CONV("lenet5.conv1", 1, 28, 6, 5, 1, 2, 28),
+    CONV("lenet5.conv2", 6, 14, 16, 5, 1, 0, 10),
+    CONV("resnet20.conv1", 1, 28, 16, 3, 1, 1, 28),
+    CONV("resnet20.layer1", 16, 28, 16, 3, 1, 1, 28),
+    CONV("resnet20.layer2.s2", 16, 28, 32, 3, 2, 1, 14),
+    CONV("resnet20.layer2", 32, 14, 32, 3, 1, 1, 14),
+    CONV("resnet20.layer3.s2", 32, 14, 64, 3, 2, 1, 7),
+    CONV("resnet20.layer3", 64, 7, 64, 3, 1, 1, 7),
+    CONV("resnet20.shortcut2", 16, 28, 32, 1, 2, 0, 14),
+    CONV("resnet20.shortcut3", 32, 14, 64, 1, 2, 0, 7),
+};
+
 static const Bench benches[] = {
     {"conv1_fwd", K(conv2d), 2, {{-1, 32, 28, 28}, {-1, 1, 28, 28}, {32, 1, 3, 3}}, {0, 0}, 0, 1, 1},
     {"conv1_bwd_weight", K(conv2d_bwd_weight), 2, {{32, 1, 3, 3}, {-1, 1, 28, 28}, {-1, 32, 28, 28}}, {0, 0}, 0, 1, 1},
@@ -100,19 +122,21 @@ static const Bench benches[] = {
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: conv_kernels THREADS [REPS] [f32|f64]\n");
+        fprintf(stderr, "usage: conv_kernels THREADS [REPS] [f32|f64] [rule]\n");
         return 2;
     }
     int threads = atoi(argv[1]), reps = argc > 2 ? atoi(argv[2]) : 30;
-    int f64 = argc > 3 && strcmp(argv[3], "f64") == 0;
+    int f64 = argc > 3 && strcmp(argv[3], "f64") == 0, rule = argc > 4 && strcmp(argv[4], "rule") == 0;
+    const Bench *list = rule ? rule_benches : benches;
+    size_t count = rule ? sizeof rule_benches / sizeof rule_benches[0] : sizeof benches / sizeof benches[0];
     size_t elsize = f64 ? sizeof(double) : sizeof(float);
     int64_t n = 64;
     if (reps < 1)
         reps = 1;
-    openblas_set_num_threads(threads);
+    lathe_pool_init(threads);
     double *times = malloc(sizeof(double) * (size_t)reps), total = 0;
-    for (size_t i = 0; i < sizeof benches / sizeof benches[0]; i++) {
-        const Bench *b = &benches[i];
+    for (size_t i = 0; i < count; i++) {
+        const Bench *b = &list[i];
         int64_t desc[64];
         make_desc(b, desc);
         void *out = buffer(numel(b->dims[0], n), elsize, 0);

@@ -27,3 +27,13 @@ const LatheKernSymbol lathe_kern_symbols[] = {
 #undef K
     {NULL, NULL},
 };
+
+/* The convolutions by parts (kern_window.c), declared in lathe_kern.h. */
+#define RANGE(op) R(lathe_k_##op##_f32_range) R(lathe_k_##op##_f64_range)
+
+const LatheKernRangeSymbol lathe_kern_range_symbols[] = {
+#define R(name) {#name, name},
+    RANGE(conv2d) RANGE(conv2d_bwd_input) RANGE(conv2d_bwd_weight)
+#undef R
+    {NULL, NULL},
+};

@@ -71,6 +71,31 @@ void lathe_k_adaptive_avg_pool2d_f64(void *out, const void *const *in, int64_t n
 void lathe_k_adaptive_avg_pool2d_bwd_f32(void *out, const void *const *in, int64_t n, const int64_t *desc);
 void lathe_k_adaptive_avg_pool2d_bwd_f64(void *out, const void *const *in, int64_t n, const int64_t *desc);
 
+/* The convolutions by parts, for the pool and for generated kernels anchored on a convolution: the whole-op
+   kernels above run these over [0, count) with lathe_parallel_for. conv2d and conv2d_bwd_input compute
+   samples [lo, hi) of the batch (count n); conv2d_bwd_weight computes output channels [lo, hi) (count O),
+   summing over every sample. Any split of [0, count) gives the same bits as one call over all of it. */
+typedef void (*LatheKernRangeFn)(void *out, const void *const *in, int64_t n, const int64_t *desc, int64_t lo,
+                                 int64_t hi);
+
+typedef struct LatheKernRangeSymbol {
+    const char *name; /* "lathe_k_conv2d_f32_range" */
+    LatheKernRangeFn fn;
+} LatheKernRangeSymbol;
+
+void lathe_k_conv2d_f32_range(void *out, const void *const *in, int64_t n, const int64_t *desc, int64_t lo,
+                              int64_t hi);
+void lathe_k_conv2d_f64_range(void *out, const void *const *in, int64_t n, const int64_t *desc, int64_t lo,
+                              int64_t hi);
+void lathe_k_conv2d_bwd_input_f32_range(void *out, const void *const *in, int64_t n, const int64_t *desc,
+                                        int64_t lo, int64_t hi);
+void lathe_k_conv2d_bwd_input_f64_range(void *out, const void *const *in, int64_t n, const int64_t *desc,
+                                        int64_t lo, int64_t hi);
+void lathe_k_conv2d_bwd_weight_f32_range(void *out, const void *const *in, int64_t n, const int64_t *desc,
+                                         int64_t lo, int64_t hi);
+void lathe_k_conv2d_bwd_weight_f64_range(void *out, const void *const *in, int64_t n, const int64_t *desc,
+                                         int64_t lo, int64_t hi);
+
 /* ---------------------------------------------------------------- the thread pool (runtime/kern_pool.c)
    One pool runs every parallel loop of a produced binary: the generated kernels' and the runtime's own.
    OpenBLAS runs single-threaded inside it (a GEMM is split by the kernel that calls it), so the two never
@@ -107,6 +132,8 @@ void lathe_pool_test_split(int parts);
 
 /* Every kernel, ending with {NULL, NULL}. */
 extern const LatheKernSymbol lathe_kern_symbols[];
+/* Every _range entry point, ending with {NULL, NULL}. */
+extern const LatheKernRangeSymbol lathe_kern_range_symbols[];
 
 /* The random generator of RANDOM nodes (and of the interpreter, which must agree bit for bit):
    Philox4x32-10 with key (k0, k1) = (low 32 bits of seed, stream ^ high 32 bits of seed) and counter

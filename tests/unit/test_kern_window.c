@@ -1,8 +1,10 @@
 /* test_kern_window.c: the convolution and pooling kernels of runtime/kern_window.c (f32 and f64) against the
    reference interpreter's ir_interp_window on random inputs of many geometries; the reference itself on
    values worked out by hand from PyTorch's rules; the backward ops as exact adjoints (<conv(x), gy> ==
-   <x, conv_bwd_input(gy)>) and, for max pooling, against finite differences; and kernels fed descriptors
-   that disagree with themselves, which must write zeros and stay inside their buffers. */
+   <x, conv_bwd_input(gy)>) and, for max pooling, against finite differences; every kernel split into 2, 3
+   and 7 ranges on the pool (and the convolutions' _range entry points called by hand) against one whole
+   call, bit for bit; and kernels fed descriptors that disagree with themselves, which must write zeros and
+   stay inside their buffers. */
 #include "support.h"
 
 #include <math.h>
@@ -89,6 +91,23 @@ static LatheKernFn kernel(Op op, const char *dtype)
     return NULL;
 }
 
+static LatheKernRangeFn range_kernel(Op op, const char *dtype)
+{
+    char name[96];
+    snprintf(name, sizeof name, "lathe_k_%s_%s_range", ir_op_name(op), dtype);
+    for (const LatheKernRangeSymbol *s = lathe_kern_range_symbols; s->name; s++)
+        if (strcmp(s->name, name) == 0)
+            return s->fn;
+    fail_msg("no kernel %s in lathe_kern_range_symbols", name);
+    return NULL;
+}
+
+/* How kern_run calls a kernel: whole, or through its _range entry point over cuts[0..ncuts) (the ranges
+   [0, cuts[0]), [cuts[0], cuts[1]), ... [cuts[ncuts-1], count), in reverse order so that no range can lean on
+   one computed before it). */
+static const int64_t *run_cuts;
+static int run_ncuts = -1; /* -1: the whole-op kernel */
+
 /* Runs the f64 kernel (f32 false) or the f32 kernel on in, returning the output as doubles. The output
    buffer starts as NaNs, so that an element the kernel forgets to write shows. */
 static double *kern_run(const Call *c, double *const *in, bool f32)
@@ -110,7 +129,14 @@ static double *kern_run(const Call *c, double *const *in, bool f32)
     int64_t m = numel(&c->out);
     void *out = arena_alloc(ts.a, el * (size_t)(m + 1));
     memset(out, 0xff, el * (size_t)m);
-    kernel(c->op, f32 ? "f32" : "f64")(out, bufs, batch_of(c), desc);
+    if (run_ncuts < 0) {
+        kernel(c->op, f32 ? "f32" : "f64")(out, bufs, batch_of(c), desc);
+    } else {
+        LatheKernRangeFn fn = range_kernel(c->op, f32 ? "f32" : "f64");
+        int64_t count = c->out.dim[0];
+        for (int i = run_ncuts; i >= 0; i--)
+            fn(out, bufs, batch_of(c), desc, i == 0 ? 0 : run_cuts[i - 1], i == run_ncuts ? count : run_cuts[i]);
+    }
     double *r = arena_alloc(ts.a, sizeof(double) * (size_t)(m + 1));
     for (int64_t i = 0; i < m; i++)
         r[i] = f32 ? ((float *)out)[i] : ((double *)out)[i];
@@ -263,13 +289,29 @@ static void test_conv2d_kernels_rectangular_window_uneven_pad(void **state)
     check_conv((ConvCfg){2, 2, 4, 3, 3, 3, 3, 2, 3, 4, 3, 1, 2, 1}, 12); /* rows that read only padding */
 }
 
-/* Enough products per output (72) and samples for the kernels' GEMMs over chunks of samples
-   (kern_window.c: KW_CHUNK_COLS columns): 576 positions a sample make chunks of 4 samples, 6 then 4 + 2, and
-   400 chunks of 6, 7 then 6 + 1, with 2 groups. */
-static void test_conv2d_kernels_chunks_of_samples(void **state)
+/* Larger GEMMs: 72 products per output over planes of 576 and 400 positions, several samples; gw in blocks
+   of rows (kern_window.c's kw_block: 24 rows make blocks of 16 and 8), chunks of samples (4 + 2, 6 + 1),
+   and 2 groups. */
+static void test_conv2d_kernels_many_samples_and_blocks(void **state)
 {
-    check_conv((ConvCfg){6, 8, 24, 24, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 13);
+    check_conv((ConvCfg){6, 8, 24, 24, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 13);
     check_conv((ConvCfg){7, 16, 20, 20, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2}, 14);
+}
+
+/* One input channel a group, 3x3, stride 1, rows of 16 cells or more: the forward runs kern_window.c's direct
+   loops (pairs of channels and an odd one left, rows of 17 and of 32, dilation, depthwise); with narrower
+   rows or other windows, one channel goes through im2col. */
+static void test_conv2d_kernels_direct_one_channel(void **state)
+{
+    check_conv((ConvCfg){2, 1, 5, 17, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 14);
+    check_conv((ConvCfg){1, 2, 4, 32, 4, 3, 3, 1, 1, 0, 1, 1, 1, 2}, 24);
+    check_conv((ConvCfg){1, 1, 6, 20, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1}, 25);
+    check_conv((ConvCfg){1, 4, 5, 18, 8, 3, 3, 1, 1, 1, 1, 1, 1, 4}, 26);
+    check_conv((ConvCfg){3, 1, 9, 11, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 15);
+    check_conv((ConvCfg){2, 1, 12, 10, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1}, 16);
+    check_conv((ConvCfg){2, 1, 8, 9, 3, 4, 2, 1, 1, 0, 1, 1, 1, 1}, 17);
+    check_conv((ConvCfg){2, 2, 9, 9, 4, 2, 4, 1, 1, 1, 0, 2, 2, 2}, 18);
+    check_conv((ConvCfg){2, 4, 7, 6, 8, 3, 3, 1, 1, 1, 1, 2, 1, 4}, 19);
 }
 
 /* 1 2 3 / 4 5 6 / 7 8 9 convolved with a 2x2 of ones: the sums of the four 2x2 squares. */
@@ -468,6 +510,143 @@ static void test_max_pool2d_2x2_first_max_nan_odd_width(void **state)
     }
 }
 
+/* ---------------------------------------------------------------- splits
+
+   Any split of a kernel's range gives the same bits as one call: kern_window.c chooses every GEMM's shape
+   and every sum's order from the op's shape alone. */
+
+static void expect_same_bits(const char *what, const double *got, const double *want, int64_t m)
+{
+    for (int64_t i = 0; i < m; i++)
+        if (memcmp(&got[i], &want[i], sizeof(double)) != 0)
+            fail_msg("%s: element %lld is %.17g, want %.17g bit for bit", what, (long long)i, got[i], want[i]);
+}
+
+/* c's kernels, f32 and f64, split into 2, 3 and 7 ranges by the pool and, for the convolutions, through
+   their _range entry points over the ranges [0, 1), [1, count/2), [count/2, count) and the empty
+   [count, count), against one whole call. */
+static void check_splits(const Call *c, double *const *in)
+{
+    int64_t m = numel(&c->out), count = c->out.dim[0];
+    bool conv = c->op == OP_CONV2D || c->op == OP_CONV2D_BWD_INPUT || c->op == OP_CONV2D_BWD_WEIGHT;
+    char what[96];
+    assert_true(count >= 2);
+    for (int f32 = 0; f32 < 2; f32++) {
+        double *whole = kern_run(c, in, f32);
+        int parts[] = {2, 3, 7};
+        for (int i = 0; i < 3; i++) {
+            lathe_pool_test_split(parts[i]);
+            double *split = kern_run(c, in, f32);
+            lathe_pool_test_split(0);
+            snprintf(what, sizeof what, "%s_%s in %d parts", ir_op_name(c->op), f32 ? "f32" : "f64", parts[i]);
+            expect_same_bits(what, split, whole, m);
+        }
+        if (!conv)
+            continue;
+        int64_t cuts[] = {1, count / 2, count};
+        run_cuts = cuts;
+        run_ncuts = 3;
+        double *ranges = kern_run(c, in, f32);
+        run_ncuts = -1;
+        snprintf(what, sizeof what, "%s_%s_range by hand", ir_op_name(c->op), f32 ? "f32" : "f64");
+        expect_same_bits(what, ranges, whole, m);
+    }
+}
+
+/* The three convolutions of cfg split, on random values. */
+static void check_conv_splits(ConvCfg f, uint64_t seed)
+{
+    uint64_t rng = seed;
+    Attr at;
+    memset(&at, 0, sizeof at);
+    at.stride[0] = f.sh, at.stride[1] = f.sw, at.pad[0] = f.ph, at.pad[1] = f.pw;
+    at.dilation[0] = f.dh, at.dilation[1] = f.dw, at.groups = f.groups;
+    Shape xs = nchw(f.n, f.c, f.h, f.w), ws = nchw(f.o, f.c / f.groups, f.kh, f.kw);
+    Shape ys = nchw(f.n, f.o, out_size(f.h, f.kh, f.sh, f.ph, f.dh, false),
+                    out_size(f.w, f.kw, f.sw, f.pw, f.dw, false));
+    double *x = random_values(&xs, &rng), *w = random_values(&ws, &rng), *gy = random_values(&ys, &rng);
+    check_splits(&(Call){OP_CONV2D, at, 2, ys, {xs, ws}}, (double *[]){x, w});
+    check_splits(&(Call){OP_CONV2D_BWD_INPUT, at, 2, xs, {ys, ws}}, (double *[]){gy, w});
+    check_splits(&(Call){OP_CONV2D_BWD_WEIGHT, at, 2, ws, {xs, ys}}, (double *[]){x, gy});
+}
+
+static void test_conv2d_kernels_split_bit_identical(void **state)
+{
+    check_conv_splits((ConvCfg){7, 3, 6, 6, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 70); /* gw blocks 24, 16 */
+    check_conv_splits((ConvCfg){5, 2, 24, 24, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 76); /* chunks of 4 + 1 samples */
+    check_conv_splits((ConvCfg){5, 4, 6, 5, 40, 3, 3, 2, 1, 1, 1, 1, 1, 2}, 71); /* per group 8, 8, 4 */
+    check_conv_splits((ConvCfg){9, 1, 10, 10, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 72); /* direct forward */
+    check_conv_splits((ConvCfg){5, 1, 4, 18, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 75);
+    check_conv_splits((ConvCfg){4, 1, 12, 12, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1}, 73);
+    check_conv_splits((ConvCfg){3, 4, 7, 7, 8, 3, 3, 1, 1, 2, 2, 2, 2, 4}, 74); /* depthwise, dilated */
+}
+
+/* The same on a pool of 2 threads (each with its own scratch), ranges run at once. */
+static void test_conv2d_kernels_two_threads_bit_identical(void **state)
+{
+    lathe_pool_init(2);
+    check_conv_splits((ConvCfg){6, 3, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 77);
+    check_conv_splits((ConvCfg){6, 1, 8, 20, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 78);
+    lathe_pool_init(1);
+}
+
+static void test_pool_kernels_split_bit_identical(void **state)
+{
+    PoolCfg cfgs[] = {
+        {3, 3, 8, 10, 2, 2, 2, 2, 0, 0, 1, 1, false, false}, /* 2x2: 5 windows a row, one past 4 */
+        {2, 4, 7, 6, 3, 3, 2, 2, 1, 1, 1, 1, false, false},  /* 3x3 stride 2 pad 1 */
+        {3, 3, 9, 8, 3, 2, 1, 2, 1, 0, 2, 2, true, true},    /* general, dilated */
+    };
+    uint64_t rng = 80;
+    for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
+        PoolCfg f = cfgs[k];
+        Attr at = pool_attr(f);
+        Shape xs = nchw(f.n, f.c, f.h, f.w);
+        Shape ys = nchw(f.n, f.c, out_size(f.h, f.kh, f.sh, f.ph, f.dh, f.ceil_mode),
+                        out_size(f.w, f.kw, f.sw, f.pw, f.dw, f.ceil_mode));
+        double *x = random_values(&xs, &rng), *gy = random_values(&ys, &rng);
+        check_splits(&(Call){OP_MAX_POOL2D, at, 1, ys, {xs}}, (double *[]){x});
+        check_splits(&(Call){OP_MAX_POOL2D_BWD, at, 2, xs, {xs, ys}}, (double *[]){x, gy});
+        if (f.dh == 1) {
+            check_splits(&(Call){OP_AVG_POOL2D, at, 1, ys, {xs}}, (double *[]){x});
+            check_splits(&(Call){OP_AVG_POOL2D_BWD, at, 1, xs, {ys}}, (double *[]){gy});
+        }
+        Shape as = nchw(f.n, f.c, 3, 2);
+        double *ga = random_values(&as, &rng);
+        check_splits(&(Call){OP_ADAPTIVE_AVG_POOL2D, at, 1, as, {xs}}, (double *[]){x});
+        check_splits(&(Call){OP_ADAPTIVE_AVG_POOL2D_BWD, at, 1, xs, {as}}, (double *[]){ga});
+    }
+}
+
+/* 2x2 max pooling on rows of 1 to 9 windows (below 4, a multiple of 4, and past one: the vectorized rows
+   and the windows they run again), after a ReLU (ties) and with a NaN, forward and backward against the
+   reference. */
+static void test_max_pool2d_2x2_every_row_length(void **state)
+{
+    uint64_t rng = 90;
+    for (int64_t w = 2; w <= 19; w++) {
+        PoolCfg f = {2, 2, 4, w, 2, 2, 2, 2, 0, 0, 1, 1, false, false};
+        Attr at = pool_attr(f);
+        Shape xs = nchw(f.n, f.c, f.h, f.w), ys = nchw(f.n, f.c, 2, w / 2);
+        double *x = random_values(&xs, &rng), *gy = random_values(&ys, &rng);
+        for (int64_t i = 0; i < numel(&xs); i++)
+            x[i] = x[i] > 0 ? (float)x[i] : 0; /* float values: the f32 kernels see the same maxima */
+        x[numel(&xs) - 1 - w] = NAN; /* in the last plane's second-to-last window row */
+        Call fwd = {OP_MAX_POOL2D, at, 1, ys, {xs}};
+        Call bwd = {OP_MAX_POOL2D_BWD, at, 2, xs, {xs, ys}};
+        for (int f32 = 0; f32 < 2; f32++) {
+            double *y = kern_run(&fwd, (double *[]){x}, f32), *want = ref_run(&fwd, (double *[]){x});
+            for (int64_t i = 0; i < numel(&ys); i++)
+                if (!(isnan(want[i]) ? isnan(y[i]) : y[i] == (f32 ? (double)(float)want[i] : want[i])))
+                    fail_msg("w %lld: y[%lld] is %g, want %g", (long long)w, (long long)i, y[i], want[i]);
+            double *gx = kern_run(&bwd, (double *[]){x, gy}, f32), *gwant = ref_run(&bwd, (double *[]){x, gy});
+            for (int64_t i = 0; i < numel(&xs); i++)
+                if (gx[i] != (f32 ? (double)(float)gwant[i] : gwant[i]))
+                    fail_msg("w %lld: gx[%lld] is %g, want %g", (long long)w, (long long)i, gx[i], gwant[i]);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- through the IR */
 
 /* conv2d then max_pool2d built with ir_window (the shape rule computes the shapes, N in them) and run by
@@ -554,7 +733,8 @@ int main(void)
         T(test_conv2d_kernels_depthwise),
         T(test_conv2d_kernels_pointwise),
         T(test_conv2d_kernels_rectangular_window_uneven_pad),
-        T(test_conv2d_kernels_chunks_of_samples),
+        T(test_conv2d_kernels_many_samples_and_blocks),
+        T(test_conv2d_kernels_direct_one_channel),
         T(test_conv2d_reference_by_hand),
         T(test_max_pool2d_kernels_2x2_stride2),
         T(test_max_pool2d_kernels_pad_ceil_mode),
@@ -566,6 +746,10 @@ int main(void)
         T(test_adaptive_avg_pool2d_reference_windows),
         T(test_max_pool2d_bwd_routes_to_first_max),
         T(test_max_pool2d_2x2_first_max_nan_odd_width),
+        T(test_conv2d_kernels_split_bit_identical),
+        T(test_conv2d_kernels_two_threads_bit_identical),
+        T(test_pool_kernels_split_bit_identical),
+        T(test_max_pool2d_2x2_every_row_length),
         T(test_window_ops_through_ir_interp_match_kernels),
         T(test_conv2d_kernels_inconsistent_desc_write_zeros),
         T(test_window_kernels_empty_batch),
