@@ -1,6 +1,6 @@
 /* cg_llvm.h: the internals of the CPU code generator, shared by its files: module.c (target machine,
    module, graph entries, optimization, object and assembly output), kernels.c (one LLVM function per
-   compute node) and jit.c (MCJIT for the tests). Everything here goes through LLVM's stable C API. */
+   kernel: a lone compute node or a fusion group) and jit.c (MCJIT for the tests). Everything here goes through LLVM's stable C API. */
 #ifndef LATHE_CG_LLVM_H
 #define LATHE_CG_LLVM_H
 
@@ -20,7 +20,7 @@ typedef struct CgCtx {
     int opt_level;
     LLVMTypeRef t_void, t_i8, t_i32, t_i64, t_f32, t_f64, t_ptr; /* t_ptr: i8* */
     Diag *d;
-    /* kernels already emitted, by what their code depends on (see kernel_key in module.c): identical nodes
+    /* kernels already emitted, by what their code depends on (see kernel_key in module.c): identical kernels
        (the blocks of a ResNet stage, BatchNorm's arithmetic) share one function */
     struct KernelCache *kcache;
 } CgCtx;
@@ -29,7 +29,8 @@ typedef struct CgCtx {
 bool cg_llvm_ctx_init(CgCtx *c, const CgOptions *o, const char *module_name, Diag *d);
 void cg_llvm_ctx_dispose(CgCtx *c); /* disposes what is still owned (the module unless taken) */
 
-/* Defines `void NAME(i8 **args, i64 n, i8 *arena)` running graph g (planned by pass_memplan). */
+/* Defines `void NAME(i8 **args, i64 n, i8 *arena)` running graph g (planned by pass_memplan): one
+   lathe_run_kernel call per kernel. */
 bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name);
 /* Verifies the module (a failure is an internal error, reported) and runs the new pass manager. */
 bool cg_llvm_finish(CgCtx *c);
@@ -37,11 +38,44 @@ bool cg_llvm_finish(CgCtx *c);
 /* Adds the attributes every generated function carries (nounwind, target cpu and features). */
 void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn);
 
-/* The kernel of compute node nd: an internal function `void (i8 *out, i8 *in..., i64 n)` taking the
-   address of nd's buffer, then one address per input (a folded constant's too), then n. noalias: the
-   output buffer meets no input buffer. NULL after reporting a node the generated code cannot compute (a
-   matmul dimension past BLAS's int). */
-LLVMValueRef cg_llvm_kernel(CgCtx *c, const Node *nd, bool noalias);
+/* One kernel: the nodes that one function computes, a lone node or a fusion group (ir.h), and the buffers
+   it touches. module.c fills it from the memory plan; kernels.c emits its code. */
+enum { CG_MAX_MEMBERS = 128, CG_MAX_BUFS = 128 }; /* pass_fuse makes groups of at most 64 */
+typedef struct CgKernel {
+    const Graph *g;
+    const Node *root;             /* the group's root, or the lone node */
+    GroupKind kind;               /* GROUP_NONE for a lone node */
+    const Node *anchor;           /* an epilogue group's (or a lone matmul's) anchor, else NULL */
+    int nmembers;
+    const Node *members[CG_MAX_MEMBERS]; /* in id order; a lone node is its own one member */
+    bool materialized[CG_MAX_MEMBERS];   /* member i has a buffer that the kernel writes */
+    /* distinct buffers, outputs (the materialized members') first, then the external inputs': two nodes
+       share one entry when the plan puts them in the same bytes (an in-place update), so that the code sees
+       one pointer where there is one buffer and every pointer can be noalias */
+    int nbufs, nouts;
+    const Node *bufs[CG_MAX_BUFS];
+    /* an epilogue root = P - s * anchor updating P in place: one GEMM with alpha = -s, beta = 1 into P */
+    bool sgd_gemm;
+} CgKernel;
+
+/* How the graph entry runs a kernel: lathe_run_kernel over count = ceil(dim / scale) items of cost
+   cost each, every size c * n^p (n the batch size). */
+typedef struct CgCount {
+    int64_t dim_c, scale_c, cost_c;
+    int dim_p, scale_p, cost_p;
+} CgCount;
+
+/* Whether the plan puts a and b in the same bytes (through reshapes' aliases). */
+bool cg_llvm_same_buffer(const Node *a, const Node *b);
+/* The index in k->bufs of x's buffer, or -1. */
+int cg_llvm_buf_index(const CgKernel *k, const Node *x);
+/* Whether x is a member of k. */
+bool cg_llvm_is_member(const CgKernel *k, const Node *x);
+
+/* The kernel k: an internal function `void (i8 **bufs, i64 n, i64 lo, i64 hi)` (lathe_kern.h's ABI) and
+   how to run it. NULL after reporting what the generated code cannot compute (a matmul dimension past
+   BLAS's int). */
+LLVMValueRef cg_llvm_kernel(CgCtx *c, const CgKernel *k, CgCount *count);
 /* A CONST read by this node is folded into its code as an immediate (its buffer is not read). */
 bool cg_llvm_folds_const(const Node *user);
 

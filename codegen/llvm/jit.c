@@ -45,6 +45,8 @@ static void register_symbols(void) {
     LLVMAddSymbol("erf", (void *)erf);
     for (const LatheKernSymbol *s = lathe_kern_symbols; s->name; s++)
         LLVMAddSymbol(s->name, (void *)(uintptr_t)s->fn);
+    for (const LatheKernRangeSymbol *s = lathe_kern_range_symbols; s->name; s++)
+        LLVMAddSymbol(s->name, (void *)(uintptr_t)s->fn);
     done = true;
 }
 

@@ -1,11 +1,14 @@
-/* kernels.c: one LLVM function per compute node. Elementwise ops, broadcasts and transposes are a loop nest
-   over the output with a stride per operand (0 on broadcast dims), simplified by dropping unit dims and
-   merging dims that are contiguous in every operand, so that the innermost loop is as long as possible and
-   unit-stride where the layouts allow: that is the loop the vectorizer turns into SIMD. Reductions either
-   keep one accumulator per output (the innermost dim reduced) or add whole rows into the output (the
-   innermost dim kept); matmul calls OpenBLAS, one GEMM per (broadcast) batch. Convolution, pooling, the
-   data-movement ops and random call the runtime's kernels (lathe_kern.h) with a constant descriptor of the
-   node. Sizes with N are computed from the n argument. */
+/* kernels.c: one LLVM function per kernel, a lone compute node or a fusion group (ir.h), with lathe_kern.h's
+   ABI: k(bufs, n, lo, hi) computes the part [lo, hi) of its outer range, and any split gives the same bits.
+   Pointwise members are one loop nest over the domain with a stride pattern per operand (0 on broadcast
+   dims, permuted for a transposed view), each member's value computed inline once per index, simplified by
+   dropping unit dims and merging dims that are contiguous in every pattern, so that the innermost loop is
+   as long as possible and unit-stride where the layouts allow: the loop the vectorizer turns into SIMD (every
+   distinct buffer is noalias). Reductions of an inline expression either keep one accumulator per output
+   (the innermost dim reduced) or add whole rows into the output (the innermost dim kept), split over kept
+   dims only. Epilogues run an anchor's rows (a GEMM through OpenBLAS, a convolution's range kernel) and then
+   their members over those rows. Pooling, the data-movement ops and random call the runtime's kernels
+   (lathe_kern.h) with a constant descriptor of the node. Sizes with N are computed from the n argument. */
 #include "cg_llvm.h"
 
 #include "../../runtime/lathe_kern.h"
@@ -38,13 +41,17 @@ static bool sym_is_one(Sym a) {
     return a.c == 1 && a.p == 0;
 }
 
-enum { NEST_MAX_OPS = 4 };
+enum { NEST_MAX_OPS = 64 };
 
-/* A loop nest: dims outer to inner, and each operand's element stride per dim. */
+/* A loop nest: dims outer to inner, and each operand's element stride per dim. An operand here is a stride
+   pattern over the kernel's domain: every buffer read or written with the same strides shares one offset.
+   Level split (-1: none) runs over the kernel's range only: [lo * scale, min(hi * scale, dim)). */
 typedef struct Nest {
     int rank, nops;
     Sym dim[IR_MAX_RANK];
     Sym stride[NEST_MAX_OPS][IR_MAX_RANK];
+    int split;
+    Sym scale;
 } Nest;
 
 static void contiguous_strides(const Shape *s, Sym *st) {
@@ -69,23 +76,33 @@ static void broadcast_strides(const Shape *in, const Shape *out, Sym *st) {
     }
 }
 
-/* Drops unit dims and merges a dim into the inner one when that is contiguous in every operand. */
+/* Drops unit dims and merges a dim into the inner one when that is contiguous in every operand. The split
+   dim is never dropped, and no dim outer to it merges into it (the range then would cover more than its
+   own dim); it may absorb the dims inside it, the range's scale growing by their size. */
 static void nest_simplify(Nest *ns) {
-    Nest r = {.rank = 0, .nops = ns->nops};
+    Nest r = {.rank = 0, .nops = ns->nops, .split = -1, .scale = ns->scale};
+    if (ns->split < 0)
+        r.scale = (Sym){1, 0};
     for (int i = ns->rank - 1; i >= 0; i--) {
-        if (sym_is_one(ns->dim[i]))
+        if (sym_is_one(ns->dim[i]) && i != ns->split)
             continue;
-        if (r.rank > 0) {
+        if (r.rank > 0 && !(r.split == r.rank - 1)) {
             int last = r.rank - 1;
             bool merge = true;
             for (int op = 0; op < ns->nops; op++)
                 if (!sym_eq(ns->stride[op][i], sym_mul(r.stride[op][last], r.dim[last])))
                     merge = false;
             if (merge) {
+                if (i == ns->split) {
+                    r.scale = sym_mul(r.scale, r.dim[last]);
+                    r.split = last;
+                }
                 r.dim[last] = sym_mul(r.dim[last], ns->dim[i]);
                 continue;
             }
         }
+        if (i == ns->split)
+            r.split = r.rank;
         r.dim[r.rank] = ns->dim[i];
         for (int op = 0; op < ns->nops; op++)
             r.stride[op][r.rank] = ns->stride[op][i];
@@ -93,6 +110,8 @@ static void nest_simplify(Nest *ns) {
     }
     /* r was built inner to outer */
     ns->rank = r.rank;
+    ns->split = r.split < 0 ? -1 : r.rank - 1 - r.split;
+    ns->scale = r.scale;
     for (int i = 0; i < r.rank; i++) {
         ns->dim[i] = r.dim[r.rank - 1 - i];
         for (int op = 0; op < ns->nops; op++)
@@ -102,15 +121,37 @@ static void nest_simplify(Nest *ns) {
 
 /* ---------------------------------------------------------------- building a kernel */
 
+/* A read of a buffer at the domain's index through a stride pattern. */
+typedef struct Access {
+    const Node *x;
+    int buf, pat;
+} Access;
+
+enum { MAX_ACCESSES = 2 * CG_MAX_BUFS };
+
 typedef struct Kern {
     CgCtx *c;
     LLVMBuilderRef b;
-    LLVMValueRef fn, n;
+    LLVMValueRef fn, n, lo, hi;
     LLVMBasicBlockRef allocas; /* the entry block: allocas only, branches to the body at the end */
-    const Node *nd;
-    LLVMValueRef out;     /* typed pointer to the output's elements */
+    const CgKernel *ks;
+    const Node *nd;                  /* the root */
+    LLVMValueRef buf[CG_MAX_BUFS];   /* i8* of each buffer */
+    /* a lone node's kernel of its own (one_hot, iota, the call-outs) */
+    LLVMValueRef out;                /* typed pointer to the output's elements */
     LLVMValueRef in[IR_MAX_CONCAT];  /* typed pointers to the inputs' elements */
-    LLVMValueRef imm[IR_MAX_CONCAT]; /* a folded constant input's value, else NULL */
+    /* the members' code: the domain, its stride patterns, the reads of external values and where each
+       member's value is stored */
+    const Shape *domain;
+    int npat;
+    Sym pat[NEST_MAX_OPS][IR_MAX_RANK];
+    int nacc;
+    Access acc[MAX_ACCESSES];
+    int acc_of[CG_MAX_MEMBERS][3];   /* the access that member i's input j reads, -1: a member or folded */
+    int out_buf[CG_MAX_MEMBERS];     /* the buffer a materialized member is stored into, -1: none */
+    /* at the index being emitted: each pattern's offset, and the values computed so far */
+    LLVMValueRef *offs;
+    LLVMValueRef val[CG_MAX_MEMBERS], accv[MAX_ACCESSES];
 } Kern;
 
 static LLVMTypeRef elem_type(CgCtx *c, DType t) {
@@ -149,26 +190,38 @@ typedef struct Loop {
     LLVMBasicBlockRef cond, exit;
 } Loop;
 
-/* for (iv = 0; iv < count; iv++): the counter lives in an alloca that mem2reg promotes. */
-static Loop loop_begin(Kern *k, LLVMValueRef count) {
+/* for (iv = from; iv < to; iv++): the counter lives in an alloca that mem2reg promotes. */
+static Loop loop_from(Kern *k, LLVMValueRef from, LLVMValueRef to) {
     Loop l;
     l.var = k_alloca(k, k->c->t_i64);
-    LLVMBuildStore(k->b, ci64(k, 0), l.var);
+    LLVMBuildStore(k->b, from, l.var);
     l.cond = LLVMAppendBasicBlockInContext(k->c->ctx, k->fn, "loop");
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(k->c->ctx, k->fn, "body");
     l.exit = LLVMAppendBasicBlockInContext(k->c->ctx, k->fn, "done");
     LLVMBuildBr(k->b, l.cond);
     LLVMPositionBuilderAtEnd(k->b, l.cond);
     l.iv = LLVMBuildLoad2(k->b, k->c->t_i64, l.var, "i");
-    LLVMBuildCondBr(k->b, LLVMBuildICmp(k->b, LLVMIntSLT, l.iv, count, ""), body, l.exit);
+    LLVMBuildCondBr(k->b, LLVMBuildICmp(k->b, LLVMIntSLT, l.iv, to, ""), body, l.exit);
     LLVMPositionBuilderAtEnd(k->b, body);
     return l;
+}
+
+static Loop loop_begin(Kern *k, LLVMValueRef count) {
+    return loop_from(k, ci64(k, 0), count);
 }
 
 static void loop_end(Kern *k, Loop *l) {
     LLVMBuildStore(k->b, LLVMBuildNSWAdd(k->b, l->iv, ci64(k, 1), ""), l->var);
     LLVMBuildBr(k->b, l->cond);
     LLVMPositionBuilderAtEnd(k->b, l->exit);
+}
+
+static LLVMValueRef min_i64(Kern *k, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef max_i64(Kern *k, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntSGT, a, b, ""), a, b, "");
 }
 
 typedef void (*NestBody)(Kern *k, LLVMValueRef *offs, void *user);
@@ -179,7 +232,14 @@ static void emit_nest(Kern *k, const Nest *ns, int level, LLVMValueRef *offs, Ne
         body(k, offs, user);
         return;
     }
-    Loop l = loop_begin(k, sym_value(k, ns->dim[level]));
+    LLVMValueRef dim = sym_value(k, ns->dim[level]);
+    Loop l;
+    if (level == ns->split) {
+        LLVMValueRef sc = sym_value(k, ns->scale);
+        l = loop_from(k, LLVMBuildNSWMul(k->b, k->lo, sc, ""), min_i64(k, LLVMBuildNSWMul(k->b, k->hi, sc, ""), dim));
+    } else {
+        l = loop_begin(k, dim);
+    }
     LLVMValueRef next[NEST_MAX_OPS];
     for (int op = 0; op < ns->nops; op++) {
         Sym st = ns->stride[op][level];
@@ -194,11 +254,11 @@ static void emit_nest(Kern *k, const Nest *ns, int level, LLVMValueRef *offs, Ne
     loop_end(k, &l);
 }
 
-static void run_nest(Kern *k, Nest *ns, NestBody body, void *user) {
+/* Runs the (simplified) nest from offsets 0. */
+static void run_nest(Kern *k, const Nest *ns, NestBody body, void *user) {
     LLVMValueRef offs[NEST_MAX_OPS];
     for (int i = 0; i < NEST_MAX_OPS; i++)
         offs[i] = ci64(k, 0);
-    nest_simplify(ns);
     emit_nest(k, ns, 0, offs, body, user);
 }
 
@@ -404,87 +464,223 @@ static LLVMValueRef const_value(Kern *k, const Node *cn, DType t) {
     return convert(k, v, DT_F64, t);
 }
 
-/* ---------------------------------------------------------------- elementwise, broadcast, transpose */
+/* ---------------------------------------------------------------- the members' code
+   A kernel computes its members at each index of its domain: a pointwise member from its inputs' values at
+   that index (a member's value computed once, an external value loaded through its stride pattern, a folded
+   constant an immediate), a materialized member then stored. */
 
-static LLVMValueRef input_at(Kern *k, int i, LLVMValueRef off) {
-    if (k->imm[i])
-        return k->imm[i];
-    return load_at(k, k->in[i], k->nd->inputs[i]->dtype, off);
+static int add_pattern(Kern *k, const Sym *st) {
+    int r = k->domain->rank;
+    for (int p = 0; p < k->npat; p++) {
+        bool same = true;
+        for (int i = 0; i < r; i++)
+            if (!sym_eq(k->pat[p][i], st[i]) || (st[i].c == 0) != (k->pat[p][i].c == 0))
+                same = false;
+        if (same)
+            return p;
+    }
+    if (k->npat == NEST_MAX_OPS)
+        LATHE_UNREACHABLE("a kernel has more stride patterns than NEST_MAX_OPS");
+    for (int i = 0; i < r; i++)
+        k->pat[k->npat][i] = st[i];
+    return k->npat++;
 }
 
-static void elementwise_body(Kern *k, LLVMValueRef *offs, void *user) {
-    const Node *nd = k->nd;
-    LLVMValueRef r;
-    LLVMValueRef x = input_at(k, 0, offs[1]);
-    DType t = nd->inputs[0]->dtype;
-    switch (ir_op_kind(nd->op)) {
-    case K_UNARY:
-        r = nd->op == OP_CAST ? convert(k, x, t, nd->dtype) : unary_op(k, nd->op, t, x);
-        break;
-    case K_BINARY:
-        r = binary_op(k, nd->op, t, x, input_at(k, 1, offs[2]));
-        break;
-    case K_COMPARE:
-        r = compare_op(k, nd->op, t, x, input_at(k, 1, offs[2]));
-        break;
-    default:
-        if (nd->op == OP_SELECT) {
-            LLVMValueRef c = LLVMBuildICmp(k->b, LLVMIntNE, x, LLVMConstInt(elem_type(k->c, t), 0, false), "");
-            r = LLVMBuildSelect(k->b, c, input_at(k, 1, offs[2]), input_at(k, 2, offs[3]), "");
-        } else { /* BROADCAST, TRANSPOSE: a copy */
-            r = x;
+static int add_access(Kern *k, const Node *x, const Sym *st) {
+    int buf = cg_llvm_buf_index(k->ks, x), pat = add_pattern(k, st);
+    assert(buf >= 0 && "an external input has a buffer");
+    for (int a = 0; a < k->nacc; a++)
+        if (k->acc[a].buf == buf && k->acc[a].pat == pat && k->acc[a].x->dtype == x->dtype)
+            return a;
+    if (k->nacc == MAX_ACCESSES)
+        LATHE_UNREACHABLE("a kernel has more reads than MAX_ACCESSES");
+    k->acc[k->nacc] = (Access){x, buf, pat};
+    return k->nacc++;
+}
+
+static int member_index(const Kern *k, const Node *x) {
+    for (int i = 0; i < k->ks->nmembers; i++)
+        if (k->ks->members[i] == x)
+            return i;
+    return -1;
+}
+
+static bool is_reduce_root(const Node *n) {
+    return ir_op_kind(n->op) == K_REDUCE || n->op == OP_ARGMAX || n->op == OP_ARGMIN;
+}
+
+/* Pattern 0 is the domain's own (contiguous) layout; the reads follow. */
+static void plan_members(Kern *k) {
+    const CgKernel *ks = k->ks;
+    const Shape *D = k->domain;
+    Sym st[IR_MAX_RANK] = {{0, 0}};
+    contiguous_strides(D, st);
+    add_pattern(k, st);
+    for (int i = 0; i < ks->nmembers; i++) {
+        const Node *m = ks->members[i];
+        k->out_buf[i] = -1;
+        k->acc_of[i][0] = k->acc_of[i][1] = k->acc_of[i][2] = -1;
+        if (m == ks->anchor) {
+            k->acc_of[i][0] = add_access(k, m, st); /* the epilogue reads the anchor's result back */
+            continue;
         }
+        if (ks->materialized[i] && !(m == ks->root && is_reduce_root(m)))
+            k->out_buf[i] = cg_llvm_buf_index(ks, m);
+        if (m->op == OP_CONST)
+            continue;
+        if (m->op == OP_TRANSPOSE) {
+            Sym cs[IR_MAX_RANK] = {{0, 0}}, ts[IR_MAX_RANK];
+            contiguous_strides(&m->inputs[0]->shape, cs);
+            for (int d = 0; d < D->rank; d++)
+                ts[d] = cs[m->attr.perm[d]];
+            k->acc_of[i][0] = add_access(k, m->inputs[0], ts);
+            continue;
+        }
+        for (int j = 0; j < m->ninputs && j < 3; j++) {
+            const Node *x = m->inputs[j];
+            if (member_index(k, x) >= 0 || (x->op == OP_CONST && cg_llvm_folds_const(m)))
+                continue;
+            Sym bs[IR_MAX_RANK];
+            broadcast_strides(&x->shape, D, bs);
+            k->acc_of[i][j] = add_access(k, x, bs);
+        }
+    }
+}
+
+static LLVMValueRef typed_buf(Kern *k, int buf, DType t) {
+    return LLVMBuildBitCast(k->b, k->buf[buf], LLVMPointerType(elem_type(k->c, t), 0), "");
+}
+
+static LLVMValueRef access_value(Kern *k, int a) {
+    if (!k->accv[a]) {
+        const Access *ac = &k->acc[a];
+        k->accv[a] = load_at(k, typed_buf(k, ac->buf, ac->x->dtype), ac->x->dtype, k->offs[ac->pat]);
+    }
+    return k->accv[a];
+}
+
+static LLVMValueRef member_value(Kern *k, int i);
+
+/* The value of member i's input j at the current index. */
+static LLVMValueRef input_value(Kern *k, int i, int j) {
+    const Node *x = k->ks->members[i]->inputs[j];
+    int mi = member_index(k, x);
+    if (mi >= 0)
+        return member_value(k, mi);
+    if (k->acc_of[i][j] >= 0)
+        return access_value(k, k->acc_of[i][j]);
+    return const_value(k, x, x->dtype);
+}
+
+static LLVMValueRef pointwise(Kern *k, int i) {
+    const Node *m = k->ks->members[i];
+    if (m->op == OP_CONST)
+        return const_value(k, m, m->dtype);
+    if (m->op == OP_BROADCAST || m->op == OP_TRANSPOSE)
+        return m->op == OP_TRANSPOSE ? access_value(k, k->acc_of[i][0]) : input_value(k, i, 0);
+    LLVMValueRef x = input_value(k, i, 0);
+    DType t = m->inputs[0]->dtype;
+    switch (ir_op_kind(m->op)) {
+    case K_UNARY:
+        return m->op == OP_CAST ? convert(k, x, t, m->dtype) : unary_op(k, m->op, t, x);
+    case K_BINARY:
+        return binary_op(k, m->op, t, x, input_value(k, i, 1));
+    case K_COMPARE:
+        return compare_op(k, m->op, t, x, input_value(k, i, 1));
+    default:
         break;
     }
-    store_at(k, k->out, nd->dtype, offs[0], r);
+    if (m->op != OP_SELECT)
+        LATHE_UNREACHABLE("not a pointwise member");
+    LLVMValueRef c = LLVMBuildICmp(k->b, LLVMIntNE, x, LLVMConstInt(elem_type(k->c, t), 0, false), "");
+    return LLVMBuildSelect(k->b, c, input_value(k, i, 1), input_value(k, i, 2), "");
 }
 
-static void emit_elementwise(Kern *k) {
-    const Node *nd = k->nd;
-    Nest ns = {.rank = nd->shape.rank, .nops = 1 + nd->ninputs};
-    for (int i = 0; i < nd->shape.rank; i++)
-        ns.dim[i] = sym_dim(nd->shape.dim[i]);
-    contiguous_strides(&nd->shape, ns.stride[0]);
-    for (int i = 0; i < nd->ninputs; i++)
-        broadcast_strides(&nd->inputs[i]->shape, &nd->shape, ns.stride[1 + i]);
+/* Member i's value at the current index, computed (and stored, when materialized) once. */
+static LLVMValueRef member_value(Kern *k, int i) {
+    if (k->val[i])
+        return k->val[i];
+    const Node *m = k->ks->members[i];
+    LLVMValueRef v = m == k->ks->anchor ? access_value(k, k->acc_of[i][0]) : pointwise(k, i);
+    if (k->out_buf[i] >= 0)
+        store_at(k, typed_buf(k, k->out_buf[i], m->dtype), m->dtype, k->offs[0], v);
+    k->val[i] = v;
+    return v;
+}
+
+/* Starts a new index: nothing computed yet. */
+static void at_index(Kern *k, LLVMValueRef *offs) {
+    k->offs = offs;
+    memset(k->val, 0, sizeof k->val);
+    memset(k->accv, 0, sizeof k->accv);
+}
+
+/* Computes every materialized member but the root of a reduction (and the anchor, already written). */
+static void store_members(Kern *k) {
+    for (int i = 0; i < k->ks->nmembers; i++)
+        if (k->out_buf[i] >= 0)
+            member_value(k, i);
+}
+
+/* The domain's nest with every pattern's strides. */
+static Nest domain_nest(Kern *k) {
+    Nest ns = {.rank = k->domain->rank, .nops = k->npat, .split = -1, .scale = {1, 0}};
+    for (int i = 0; i < ns.rank; i++) {
+        ns.dim[i] = sym_dim(k->domain->dim[i]);
+        for (int p = 0; p < k->npat; p++)
+            ns.stride[p][i] = k->pat[p][i];
+    }
+    return ns;
+}
+
+static Sym nest_numel(const Nest *ns, int from) {
+    Sym s = {1, 0};
+    for (int i = from; i < ns->rank; i++)
+        s = sym_mul(s, ns->dim[i]);
+    return s;
+}
+
+static void set_count(CgCount *cnt, Sym dim, Sym scale, Sym cost) {
+    *cnt = (CgCount){.dim_c = dim.c, .dim_p = dim.p, .scale_c = scale.c, .scale_p = scale.p,
+                     .cost_c = cost.c < 1 ? 1 : cost.c, .cost_p = cost.p};
+}
+
+/* ---------------------------------------------------------------- elementwise kernels
+   One nest over the domain, simplified over every pattern. The range is the outermost dim left; a nest
+   that merged into one dim is cut into blocks of ELEM_BLOCK elements. */
+enum { ELEM_BLOCK = 4096 };
+
+static void elementwise_body(Kern *k, LLVMValueRef *offs, void *user) {
+    at_index(k, offs);
+    store_members(k);
+}
+
+static void emit_elementwise(Kern *k, CgCount *cnt) {
+    Nest ns = domain_nest(k);
+    nest_simplify(&ns);
+    Sym cost = {k->ks->nmembers, 0};
+    if (ns.rank == 0) {
+        set_count(cnt, (Sym){1, 0}, (Sym){1, 0}, cost);
+    } else {
+        ns.split = 0;
+        ns.scale = ns.rank == 1 ? (Sym){ELEM_BLOCK, 0} : (Sym){1, 0};
+        set_count(cnt, ns.dim[0], ns.scale, sym_mul(cost, ns.rank == 1 ? ns.scale : nest_numel(&ns, 1)));
+    }
     run_nest(k, &ns, elementwise_body, NULL);
 }
 
-static void emit_transpose(Kern *k) {
-    const Node *nd = k->nd;
-    Sym cs[IR_MAX_RANK] = {0};
-    Nest ns = {.rank = nd->shape.rank, .nops = 2};
-    for (int i = 0; i < nd->shape.rank; i++)
-        ns.dim[i] = sym_dim(nd->shape.dim[i]);
-    contiguous_strides(&nd->shape, ns.stride[0]);
-    contiguous_strides(&nd->inputs[0]->shape, cs);
-    for (int i = 0; i < nd->shape.rank; i++)
-        ns.stride[1][i] = cs[nd->attr.perm[i]];
-    run_nest(k, &ns, elementwise_body, NULL);
-}
-
-static void fill_body(Kern *k, LLVMValueRef *offs, void *user) {
-    store_at(k, k->out, k->nd->dtype, offs[0], (LLVMValueRef)user);
-}
-
-static void emit_const(Kern *k) {
-    Nest ns = {.rank = 1, .nops = 1};
-    ns.dim[0] = sym_mul((Sym){ir_shape_numel_per_n(&k->nd->shape), 0},
-                        ir_shape_has_n(&k->nd->shape) ? (Sym){1, 1} : (Sym){1, 0});
-    ns.stride[0][0] = (Sym){1, 0};
-    run_nest(k, &ns, fill_body, const_value(k, k->nd, k->nd->dtype));
-}
-
-/* ---------------------------------------------------------------- reductions and argmax */
+/* ---------------------------------------------------------------- reductions and argmax
+   The root reduces an expression of its pointwise members over the domain (its input's shape). Only kept
+   dims are split into ranges, so that every output is reduced in one order whatever the split. */
 
 typedef struct Reduce {
-    Nest inner;             /* the reduced dims, over the input */
+    Nest inner;             /* the reduced dims, over the domain */
     LLVMValueRef acc;       /* alloca of the accumulator */
     LLVMTypeRef acc_type;
     DType acc_dt;
     Sym count;              /* elements reduced into each output */
+    int out_pat;            /* the output's pattern over the domain */
 } Reduce;
-
 /* The lowest value of dtype t: no value is greater than it. */
 static LLVMValueRef lowest_value(Kern *k, DType t) {
     LLVMTypeRef et = elem_type(k->c, t);
@@ -515,99 +711,149 @@ static LLVMValueRef reduce_identity(Kern *k, DType t) {
 }
 
 /* How the reduction combines two values. */
+/* How the reduction combines two values. */
 static Op reduce_combine(const Node *nd) {
     return nd->op == OP_REDUCE_MAX ? OP_MAX : nd->op == OP_REDUCE_MIN ? OP_MIN : OP_ADD;
 }
 
+/* The value reduced at the current index: the root's input. */
+static LLVMValueRef reduced_value(Kern *k, DType to) {
+    const Node *root = k->ks->root;
+    int ri = member_index(k, root);
+    store_members(k);
+    return convert(k, input_value(k, ri, 0), root->inputs[0]->dtype, to);
+}
+
+static LLVMValueRef root_out(Kern *k) {
+    return typed_buf(k, cg_llvm_buf_index(k->ks, k->ks->root), k->nd->dtype);
+}
+
 static void reduce_inner_body(Kern *k, LLVMValueRef *offs, void *user) {
     Reduce *r = user;
-    DType t = k->nd->inputs[0]->dtype;
-    LLVMValueRef x = convert(k, load_at(k, k->in[0], t, offs[0]), t, r->acc_dt);
+    at_index(k, offs);
+    LLVMValueRef x = reduced_value(k, r->acc_dt);
     LLVMValueRef a = LLVMBuildLoad2(k->b, r->acc_type, r->acc, "");
-    LLVMValueRef v = binary_op(k, reduce_combine(k->nd), r->acc_dt, a, x);
-    LLVMBuildStore(k->b, v, r->acc);
+    LLVMBuildStore(k->b, binary_op(k, reduce_combine(k->nd), r->acc_dt, a, x), r->acc);
+}
+
+static LLVMValueRef mean_of(Kern *k, LLVMValueRef a, DType t, Sym count) {
+    if (ir_dtype_is_float(t))
+        return LLVMBuildFDiv(k->b, a, LLVMBuildSIToFP(k->b, sym_value(k, count), elem_type(k->c, t), ""), "");
+    return binary_op(k, OP_DIV, t, a, convert(k, sym_value(k, count), DT_I64, t));
 }
 
 static void reduce_outer_body(Kern *k, LLVMValueRef *offs, void *user) {
     Reduce *r = user;
-    DType t = k->nd->dtype;
     LLVMBuildStore(k->b, reduce_identity(k, r->acc_dt), r->acc);
-    LLVMValueRef in_off[NEST_MAX_OPS] = {offs[1]};
-    emit_nest(k, &r->inner, 0, in_off, reduce_inner_body, r);
+    emit_nest(k, &r->inner, 0, offs, reduce_inner_body, r);
     LLVMValueRef a = LLVMBuildLoad2(k->b, r->acc_type, r->acc, "");
-    if (k->nd->op == OP_REDUCE_MEAN) {
-        if (ir_dtype_is_float(r->acc_dt)) {
-            a = LLVMBuildFDiv(k->b, a, LLVMBuildSIToFP(k->b, sym_value(k, r->count), r->acc_type, ""), "");
-        } else {
-            LLVMValueRef cnt = convert(k, sym_value(k, r->count), DT_I64, r->acc_dt);
-            a = binary_op(k, OP_DIV, r->acc_dt, a, cnt);
-        }
-    }
-    store_at(k, k->out, t, offs[0], convert(k, a, r->acc_dt, t));
+    if (k->nd->op == OP_REDUCE_MEAN)
+        a = mean_of(k, a, r->acc_dt, r->count);
+    store_at(k, root_out(k), k->nd->dtype, offs[r->out_pat], convert(k, a, r->acc_dt, k->nd->dtype));
+}
+
+static void fill_body(Kern *k, LLVMValueRef *offs, void *user) {
+    store_at(k, root_out(k), k->nd->dtype, offs[0], (LLVMValueRef)user);
 }
 
 static void accumulate_body(Kern *k, LLVMValueRef *offs, void *user) {
+    Reduce *r = user;
     DType t = k->nd->dtype;
-    LLVMValueRef a = load_at(k, k->out, t, offs[0]), x = load_at(k, k->in[0], t, offs[1]);
-    store_at(k, k->out, t, offs[0], binary_op(k, reduce_combine(k->nd), t, a, x));
+    at_index(k, offs);
+    LLVMValueRef x = reduced_value(k, t);
+    LLVMValueRef out = root_out(k), a = load_at(k, out, t, offs[r->out_pat]);
+    store_at(k, out, t, offs[r->out_pat], binary_op(k, reduce_combine(k->nd), t, a, x));
 }
 
 static void mean_body(Kern *k, LLVMValueRef *offs, void *user) {
+    Reduce *r = user;
     DType t = k->nd->dtype;
-    store_at(k, k->out, t, offs[0], binary_op(k, OP_DIV, t, load_at(k, k->out, t, offs[0]), (LLVMValueRef)user));
+    LLVMValueRef out = root_out(k);
+    store_at(k, out, t, offs[0], mean_of(k, load_at(k, out, t, offs[0]), t, r->count));
 }
 
-/* Reduces into the output in place, walking the input in its own order: when the innermost dim is kept
+/* The output's strides over the domain: 0 on the reduced dims (axes). */
+static void reduce_out_strides(const Node *root, uint32_t axes, bool keepdim, Sym *st) {
+    const Shape *is = &root->inputs[0]->shape;
+    Sym os[IR_MAX_RANK] = {{0, 0}};
+    contiguous_strides(&root->shape, os);
+    int oi = 0;
+    for (int i = 0; i < is->rank; i++) {
+        if (axes & (1u << i)) {
+            st[i] = (Sym){0, 0};
+            if (keepdim)
+                oi++;
+        } else {
+            st[i] = os[oi++];
+        }
+    }
+}
+
+/* Reduces into the output in place, walking the domain in its own order: when the innermost dim is kept
    (a sum over the batch), the inner loop adds a contiguous row into the output, which vectorizes, where
-   one accumulator per output would walk a column. Accumulates in the output's dtype, as PyTorch does. */
-static void emit_reduce_rows(Kern *k, const Nest *in_nest, Sym count) {
+   one accumulator per output would walk a column. Accumulates in the output's dtype, as PyTorch does. The
+   range is the outermost kept dim that is not 1, in the walk and in the fill and mean over the output. */
+static void emit_reduce_rows(Kern *k, Reduce *r, CgCount *cnt) {
     const Node *nd = k->nd;
-    DType t = nd->dtype;
-    Nest fill = {.rank = 1, .nops = 1};
-    fill.dim[0] = sym_mul((Sym){ir_shape_numel_per_n(&nd->shape), 0}, ir_shape_has_n(&nd->shape) ? (Sym){1, 1} : (Sym){1, 0});
-    fill.stride[0][0] = (Sym){1, 0};
-    Nest again = fill;
-    run_nest(k, &fill, fill_body, reduce_identity(k, t));
-    Nest walk = *in_nest;
-    run_nest(k, &walk, accumulate_body, NULL);
+    const Shape *is = k->domain;
+    uint32_t axes = nd->attr.axes;
+    int split = -1;
+    for (int i = 0; i < is->rank && split < 0; i++)
+        if (!(axes & (1u << i)) && !sym_is_one(sym_dim(is->dim[i])))
+            split = i;
+    Nest walk = domain_nest(k), kept = {.nops = 1, .split = -1, .scale = {1, 0}};
+    walk.split = split;
+    for (int i = 0; i < is->rank; i++) {
+        if (axes & (1u << i))
+            continue;
+        if (i == split)
+            kept.split = kept.rank;
+        kept.dim[kept.rank] = walk.dim[i];
+        kept.stride[0][kept.rank++] = k->pat[r->out_pat][i];
+    }
+    nest_simplify(&walk);
+    nest_simplify(&kept);
+    set_count(cnt, kept.dim[kept.split], kept.scale, sym_mul(r->count, sym_mul(kept.scale, nest_numel(&kept, kept.split + 1))));
+    run_nest(k, &kept, fill_body, reduce_identity(k, nd->dtype));
+    run_nest(k, &walk, accumulate_body, r);
     if (nd->op == OP_REDUCE_MEAN)
-        run_nest(k, &again, mean_body, convert(k, sym_value(k, count), DT_I64, t));
+        run_nest(k, &kept, mean_body, r);
 }
 
-static void emit_reduce(Kern *k) {
+static void emit_reduce(Kern *k, CgCount *cnt) {
     const Node *nd = k->nd;
-    const Shape *is = &nd->inputs[0]->shape;
-    Sym cs[IR_MAX_RANK], os[IR_MAX_RANK];
-    contiguous_strides(is, cs);
-    contiguous_strides(&nd->shape, os);
-    Reduce r = {.inner = {.nops = 1}, .count = {1, 0}};
-    Nest outer = {.nops = 2}, whole = {.rank = is->rank, .nops = 2};
-    int oi = 0, last = -1; /* last: the innermost dim of the input that is not 1 */
+    const Shape *is = k->domain;
+    Sym ost[IR_MAX_RANK];
+    reduce_out_strides(nd, nd->attr.axes, nd->attr.keepdim, ost);
+    Reduce r = {.inner = {.nops = k->npat, .split = -1, .scale = {1, 0}}, .count = {1, 0}};
+    r.out_pat = add_pattern(k, ost);
+    r.inner.nops = k->npat;
+    Nest outer = {.nops = k->npat, .split = -1, .scale = {1, 0}};
+    int last = -1; /* the innermost dim of the domain that is not 1 */
     for (int i = 0; i < is->rank; i++) {
         Sym d = sym_dim(is->dim[i]);
         if (!sym_is_one(d))
             last = i;
-        whole.dim[i] = d;
-        whole.stride[1][i] = cs[i];
-        if (nd->attr.axes & (1u << i)) {
-            r.inner.dim[r.inner.rank] = d;
-            r.inner.stride[0][r.inner.rank++] = cs[i];
+        Nest *ns = nd->attr.axes & (1u << i) ? &r.inner : &outer;
+        if (ns == &r.inner)
             r.count = sym_mul(r.count, d);
-            whole.stride[0][i] = (Sym){0, 0};
-            if (nd->attr.keepdim)
-                oi++;
-        } else {
-            whole.stride[0][i] = os[oi];
-            outer.dim[outer.rank] = d;
-            outer.stride[0][outer.rank] = os[oi++];
-            outer.stride[1][outer.rank++] = cs[i];
-        }
+        ns->dim[ns->rank] = d;
+        for (int p = 0; p < k->npat; p++)
+            ns->stride[p][ns->rank] = k->pat[p][i];
+        ns->rank++;
     }
     if (last >= 0 && !(nd->attr.axes & (1u << last))) {
-        emit_reduce_rows(k, &whole, r.count);
+        emit_reduce_rows(k, &r, cnt);
         return;
     }
     nest_simplify(&r.inner);
+    nest_simplify(&outer);
+    if (outer.rank > 0) {
+        outer.split = 0;
+        set_count(cnt, outer.dim[0], (Sym){1, 0}, sym_mul(r.count, nest_numel(&outer, 1)));
+    } else {
+        set_count(cnt, (Sym){1, 0}, (Sym){1, 0}, r.count);
+    }
     /* one accumulator per output; float sums accumulate in double, as exact as the interpreter */
     DType t = nd->dtype;
     r.acc_dt = reduce_combine(nd) == OP_ADD && ir_dtype_is_float(t) ? DT_F64 : t;
@@ -617,7 +863,7 @@ static void emit_reduce(Kern *k) {
 }
 
 typedef struct Argmax {
-    Sym len, stride;
+    int axis, out_pat;
     LLVMValueRef best, best_i;
     bool min; /* argmin */
 } Argmax;
@@ -631,8 +877,12 @@ static void argmax_body(Kern *k, LLVMValueRef *offs, void *user) {
        unless a later one is better */
     LLVMBuildStore(k->b, ci64(k, 0), a->best_i);
     LLVMBuildStore(k->b, a->min ? highest_value(k, t) : lowest_value(k, t), a->best);
-    Loop l = loop_begin(k, sym_value(k, a->len));
-    LLVMValueRef x = load_at(k, k->in[0], t, LLVMBuildNSWAdd(k->b, offs[1], LLVMBuildNSWMul(k->b, l.iv, sym_value(k, a->stride), ""), ""));
+    Loop l = loop_begin(k, sym_value(k, sym_dim(k->domain->dim[a->axis])));
+    LLVMValueRef at[NEST_MAX_OPS];
+    for (int p = 0; p < k->npat; p++)
+        at[p] = LLVMBuildNSWAdd(k->b, offs[p], LLVMBuildNSWMul(k->b, l.iv, sym_value(k, k->pat[p][a->axis]), ""), "");
+    at_index(k, at);
+    LLVMValueRef x = reduced_value(k, t);
     LLVMValueRef best = LLVMBuildLoad2(k->b, et, a->best, "");
     /* the first maximum (minimum) wins: only a strictly better value (or the first NaN) replaces it */
     LLVMValueRef gt;
@@ -649,30 +899,35 @@ static void argmax_body(Kern *k, LLVMValueRef *offs, void *user) {
     LLVMValueRef bi = LLVMBuildLoad2(k->b, k->c->t_i64, a->best_i, "");
     LLVMBuildStore(k->b, LLVMBuildSelect(k->b, gt, l.iv, bi, ""), a->best_i);
     loop_end(k, &l);
-    store_at(k, k->out, DT_I64, offs[0], LLVMBuildLoad2(k->b, k->c->t_i64, a->best_i, ""));
+    store_at(k, root_out(k), DT_I64, offs[a->out_pat], LLVMBuildLoad2(k->b, k->c->t_i64, a->best_i, ""));
 }
 
-static void emit_argmax(Kern *k) {
+static void emit_argmax(Kern *k, CgCount *cnt) {
     const Node *nd = k->nd;
-    const Shape *is = &nd->inputs[0]->shape;
-    Sym cs[IR_MAX_RANK], os[IR_MAX_RANK];
-    contiguous_strides(is, cs);
-    contiguous_strides(&nd->shape, os);
+    const Shape *is = k->domain;
     int axis = nd->attr.axis; /* the shape rule keeps it in [0, rank) */
-    Argmax a = {.len = sym_dim(is->dim[axis]), .stride = cs[axis], .min = nd->op == OP_ARGMIN};
+    Sym ost[IR_MAX_RANK];
+    reduce_out_strides(nd, 1u << axis, nd->attr.keepdim, ost);
+    Argmax a = {.axis = axis, .min = nd->op == OP_ARGMIN};
+    a.out_pat = add_pattern(k, ost);
     a.best = k_alloca(k, elem_type(k->c, nd->inputs[0]->dtype));
     a.best_i = k_alloca(k, k->c->t_i64);
-    Nest outer = {.nops = 2};
-    int oi = 0;
+    Nest outer = {.nops = k->npat, .split = -1, .scale = {1, 0}};
     for (int i = 0; i < is->rank; i++) {
-        if (i == axis) {
-            if (nd->attr.keepdim)
-                oi++;
+        if (i == axis)
             continue;
-        }
         outer.dim[outer.rank] = sym_dim(is->dim[i]);
-        outer.stride[0][outer.rank] = os[oi++];
-        outer.stride[1][outer.rank++] = cs[i];
+        for (int p = 0; p < k->npat; p++)
+            outer.stride[p][outer.rank] = k->pat[p][i];
+        outer.rank++;
+    }
+    nest_simplify(&outer);
+    Sym len = sym_dim(is->dim[axis]);
+    if (outer.rank > 0) {
+        outer.split = 0;
+        set_count(cnt, outer.dim[0], (Sym){1, 0}, sym_mul(len, nest_numel(&outer, 1)));
+    } else {
+        set_count(cnt, (Sym){1, 0}, (Sym){1, 0}, len);
     }
     run_nest(k, &outer, argmax_body, &a);
 }
@@ -692,14 +947,18 @@ static void one_hot_body(Kern *k, LLVMValueRef *offs, void *user) {
 
 static void emit_one_hot(Kern *k) {
     const Shape *is = &k->nd->inputs[0]->shape;
-    Nest ns = {.rank = 1, .nops = 2};
+    Nest ns = {.rank = 1, .nops = 2, .split = -1, .scale = {1, 0}};
     ns.dim[0] = sym_mul((Sym){ir_shape_numel_per_n(is), 0}, ir_shape_has_n(is) ? (Sym){1, 1} : (Sym){1, 0});
     ns.stride[0][0] = ns.stride[1][0] = (Sym){1, 0};
     /* the output offset is recomputed from the input's in the body */
     run_nest(k, &ns, one_hot_body, NULL);
 }
 
-/* ---------------------------------------------------------------- matmul */
+/* ---------------------------------------------------------------- epilogue kernels
+   The anchor computes rows [lo, hi) of its result, then the members run over those rows while they are in
+   cache. A matmul's rows are its output's rows, its batch dims flattened before them (one GEMM per batch
+   that meets the range, on the rows of it inside the range; OpenBLAS single-threaded); a convolution's are
+   samples (conv2d, conv2d_bwd_input) or output channels (conv2d_bwd_weight), dim 0 of its result. */
 
 typedef struct Mm {
     Sym m, nn, kk;           /* C is m x nn, the sum runs over kk */
@@ -707,39 +966,24 @@ typedef struct Mm {
     bool ta, tb;
 } Mm;
 
-/* C[b] = op(A[b]) op(B[b]) through cblas_?gemm, one call per batch. */
-static void gemm_call(Kern *k, const Mm *mm, LLVMValueRef a, LLVMValueRef bm, LLVMValueRef cm) {
+/* C = alpha op(A) op(B) + beta C for `rows` rows of C, through cblas_?gemm. */
+static void gemm_call(Kern *k, DType t, const Mm *mm, LLVMValueRef rows, LLVMValueRef alpha, LLVMValueRef beta,
+                      LLVMValueRef a, LLVMValueRef bm, LLVMValueRef cm) {
     CgCtx *c = k->c;
-    DType t = k->nd->dtype;
     LLVMTypeRef ft = elem_type(c, t), fp = LLVMPointerType(ft, 0), i32 = c->t_i32;
     LLVMTypeRef ps[14] = {i32, i32, i32, i32, i32, i32, ft, fp, i32, fp, i32, ft, fp, i32};
     LLVMValueRef f = declare_fn(c, t == DT_F32 ? "cblas_sgemm" : "cblas_dgemm", c->t_void, ps, 14);
     /* leading dims of at least 1, as BLAS requires even for empty matrices */
     LLVMValueRef one = ci64(k, 1);
 #define I32(v) LLVMBuildTrunc(k->b, (v), i32, "")
-#define LD(s) I32(LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntSLT, sym_value(k, s), one, ""), one, sym_value(k, s), ""))
+#define LD(s) I32(max_i64(k, sym_value(k, s), one))
     LLVMValueRef args[14] = {
         LLVMConstInt(i32, 101, false), LLVMConstInt(i32, mm->ta ? 112 : 111, false),
-        LLVMConstInt(i32, mm->tb ? 112 : 111, false), I32(sym_value(k, mm->m)), I32(sym_value(k, mm->nn)),
-        I32(sym_value(k, mm->kk)), LLVMConstReal(ft, 1.0), a, LD(mm->lda), bm, LD(mm->ldb),
-        LLVMConstReal(ft, 0.0), cm, LD(mm->nn)};
+        LLVMConstInt(i32, mm->tb ? 112 : 111, false), I32(rows), I32(sym_value(k, mm->nn)),
+        I32(sym_value(k, mm->kk)), alpha, a, LD(mm->lda), bm, LD(mm->ldb), beta, cm, LD(mm->nn)};
 #undef LD
 #undef I32
     call(k, f, args, 14);
-}
-
-typedef struct MmBatch {
-    Mm mm;
-    DType t;
-} MmBatch;
-
-static void matmul_body(Kern *k, LLVMValueRef *offs, void *user) {
-    MmBatch *mb = user;
-    LLVMTypeRef et = elem_type(k->c, mb->t);
-    LLVMValueRef pc = LLVMBuildInBoundsGEP2(k->b, et, k->out, &offs[0], 1, "");
-    LLVMValueRef pa = LLVMBuildInBoundsGEP2(k->b, et, k->in[0], &offs[1], 1, "");
-    LLVMValueRef pb = LLVMBuildInBoundsGEP2(k->b, et, k->in[1], &offs[2], 1, "");
-    gemm_call(k, &mb->mm, pa, pb, pc);
 }
 
 /* The batch dims of s (all but the last two). */
@@ -750,48 +994,127 @@ static Shape batch_shape(const Shape *s) {
     return b;
 }
 
-/* C[b] = op(A[b]) op(B[b]) for every index b of C's batch dims, A's and B's batch dims broadcast to them
-   (stride 0 on a broadcast dim), one GEMM per batch; nest_simplify merges the batch dims that are
-   contiguous in all three into one loop. When B has no batch dims and A is not transposed, A's batch
-   dims fold into M: [..., M, K] @ [K, N] is one [prod(...) M, K] @ [K, N] GEMM (a Linear on [N, T, C]). */
-static void emit_matmul(Kern *k) {
-    const Node *nd = k->nd;
+static LLVMValueRef elem_ptr(Kern *k, DType t, LLVMValueRef p, LLVMValueRef off) {
+    return LLVMBuildInBoundsGEP2(k->b, elem_type(k->c, t), p, &off, 1, "");
+}
+
+/* The value s of an in-place update P - s * anchor: an immediate or the scalar in s's buffer. */
+static LLVMValueRef sgd_scale(Kern *k, const Node *mul) {
+    const Node *s = mul->inputs[mul->inputs[0] == k->ks->anchor ? 1 : 0];
+    LLVMValueRef v;
+    if (s->op == OP_CONST)
+        v = const_value(k, s, s->dtype);
+    else
+        v = load_at(k, typed_buf(k, cg_llvm_buf_index(k->ks, s), s->dtype), s->dtype, ci64(k, 0));
+    return LLVMBuildFNeg(k->b, v, "");
+}
+
+/* C[b] = op(A[b]) op(B[b]) for the rows [lo, hi) of C's flattened (batch, M) rows, A's and B's batch dims
+   broadcast to C's. When B has no batch dims and A is not transposed, A's batch dims fold into M: [..., M,
+   K] @ [K, N] is one [prod(...) M, K] @ [K, N] GEMM (a Linear on [N, T, C]). */
+static void emit_gemm(Kern *k, CgCount *cnt) {
+    const CgKernel *ks = k->ks;
+    const Node *nd = ks->anchor;
+    DType t = nd->dtype;
     const Shape *as = &nd->inputs[0]->shape, *bs = &nd->inputs[1]->shape, *cs = &nd->shape;
     int ar = as->rank, br = bs->rank;
-    MmBatch mb = {.mm = {.ta = nd->attr.transpose_a, .tb = nd->attr.transpose_b}, .t = nd->dtype};
-    Mm *mm = &mb.mm;
+    Mm mm = {.ta = nd->attr.transpose_a, .tb = nd->attr.transpose_b};
     Sym a0 = sym_dim(as->dim[ar - 2]), a1 = sym_dim(as->dim[ar - 1]);
     Sym b0 = sym_dim(bs->dim[br - 2]), b1 = sym_dim(bs->dim[br - 1]);
-    mm->m = mm->ta ? a1 : a0;
-    mm->kk = mm->ta ? a0 : a1;
-    mm->nn = mm->tb ? b0 : b1;
-    mm->lda = a1;
-    mm->ldb = b1;
-    assert(ir_dtype_is_float(nd->dtype) && "matmul's shape rule admits float dtypes only");
-
+    mm.m = mm.ta ? a1 : a0;
+    mm.kk = mm.ta ? a0 : a1;
+    mm.nn = mm.tb ? b0 : b1;
+    mm.lda = a1;
+    mm.ldb = b1;
+    assert(ir_dtype_is_float(t) && "matmul's shape rule admits float dtypes only");
     Shape ab = batch_shape(as), bb = batch_shape(bs), cb = batch_shape(cs);
-    Nest ns = {.rank = cb.rank, .nops = 3};
-    for (int i = 0; i < cb.rank; i++)
-        ns.dim[i] = sym_dim(cb.dim[i]);
-    if (br == 2 && !mm->ta && ab.rank > 0) {
+    if (br == 2 && !mm.ta && ab.rank > 0) {
         int64_t rows = ir_shape_numel_per_n(&ab), m;
         /* the constant part of the folded M must fit BLAS's int, as every dim does */
-        if (rows >= 0 && !ir_mul_overflows(rows, mm->m.c, &m) && m <= INT_MAX) {
+        if (rows >= 0 && !ir_mul_overflows(rows, mm.m.c, &m) && m <= INT_MAX) {
             for (int i = 0; i < ab.rank; i++)
-                mm->m = sym_mul(mm->m, sym_dim(ab.dim[i]));
-            ns.rank = 0;
+                mm.m = sym_mul(mm.m, sym_dim(ab.dim[i]));
+            cb.rank = 0;
         }
     }
-    if (ns.rank > 0) {
-        Sym mats[3] = {sym_mul(mm->m, mm->nn), sym_mul(a0, a1), sym_mul(b0, b1)};
-        contiguous_strides(&cb, ns.stride[0]);
-        broadcast_strides(&ab, &cb, ns.stride[1]);
-        broadcast_strides(&bb, &cb, ns.stride[2]);
-        for (int op = 0; op < 3; op++)
-            for (int i = 0; i < cb.rank; i++)
-                ns.stride[op][i] = sym_mul(ns.stride[op][i], mats[op]);
+    Sym batches = {1, 0};
+    for (int i = 0; i < cb.rank; i++)
+        batches = sym_mul(batches, sym_dim(cb.dim[i]));
+    set_count(cnt, sym_mul(batches, mm.m), (Sym){1, 0}, sym_mul((Sym){2, 0}, sym_mul(mm.nn, mm.kk)));
+
+    LLVMValueRef pa = typed_buf(k, cg_llvm_buf_index(ks, nd->inputs[0]), t);
+    LLVMValueRef pb = typed_buf(k, cg_llvm_buf_index(ks, nd->inputs[1]), t);
+    LLVMValueRef pc, alpha = fconst(k, t, 1), beta = fconst(k, t, 0);
+    if (ks->sgd_gemm) {
+        const Node *root = ks->root;
+        pc = typed_buf(k, cg_llvm_buf_index(ks, root), t);
+        alpha = sgd_scale(k, root->inputs[1]);
+        beta = fconst(k, t, 1);
+    } else {
+        pc = typed_buf(k, cg_llvm_buf_index(ks, nd), t);
     }
-    run_nest(k, &ns, matmul_body, &mb);
+    LLVMValueRef M = sym_value(k, mm.m), lda = sym_value(k, mm.lda), nn = sym_value(k, mm.nn);
+    if (cb.rank == 0) {
+        LLVMValueRef a_row = mm.ta ? k->lo : LLVMBuildNSWMul(k->b, k->lo, lda, "");
+        gemm_call(k, t, &mm, LLVMBuildNSWSub(k->b, k->hi, k->lo, ""), alpha, beta, elem_ptr(k, t, pa, a_row), pb,
+                  elem_ptr(k, t, pc, LLVMBuildNSWMul(k->b, k->lo, nn, "")));
+        return;
+    }
+    Sym sa[IR_MAX_RANK], sb[IR_MAX_RANK], sc[IR_MAX_RANK];
+    broadcast_strides(&ab, &cb, sa);
+    broadcast_strides(&bb, &cb, sb);
+    contiguous_strides(&cb, sc);
+    Sym mats[3] = {sym_mul(a0, a1), sym_mul(b0, b1), sym_mul(mm.m, mm.nn)};
+    /* the batches that meet [lo, hi): lo / M .. ceil(hi / M) */
+    LLVMValueRef first = LLVMBuildSDiv(k->b, k->lo, M, "");
+    LLVMValueRef end = LLVMBuildSDiv(k->b, LLVMBuildNSWAdd(k->b, k->hi, LLVMBuildNSWSub(k->b, M, ci64(k, 1), ""), ""), M, "");
+    Loop l = loop_from(k, first, end);
+    LLVMValueRef base = LLVMBuildNSWMul(k->b, l.iv, M, "");
+    LLVMValueRef r0 = max_i64(k, LLVMBuildNSWSub(k->b, k->lo, base, ""), ci64(k, 0));
+    LLVMValueRef r1 = min_i64(k, LLVMBuildNSWSub(k->b, k->hi, base, ""), M);
+    LLVMValueRef rem = l.iv, off[3] = {ci64(k, 0), ci64(k, 0), ci64(k, 0)};
+    for (int i = cb.rank - 1; i >= 0; i--) {
+        LLVMValueRef d = sym_value(k, sym_dim(cb.dim[i]));
+        LLVMValueRef idx = i == 0 ? rem : LLVMBuildSRem(k->b, rem, d, "");
+        if (i > 0)
+            rem = LLVMBuildSDiv(k->b, rem, d, "");
+        Sym st[3] = {sym_mul(sa[i], mats[0]), sym_mul(sb[i], mats[1]), sym_mul(sc[i], mats[2])};
+        for (int o = 0; o < 3; o++)
+            if (st[o].c != 0)
+                off[o] = LLVMBuildNSWAdd(k->b, off[o], LLVMBuildNSWMul(k->b, idx, sym_value(k, st[o]), ""), "");
+    }
+    LLVMValueRef a_row = mm.ta ? r0 : LLVMBuildNSWMul(k->b, r0, lda, "");
+    gemm_call(k, t, &mm, LLVMBuildNSWSub(k->b, r1, r0, ""), alpha, beta,
+              elem_ptr(k, t, pa, LLVMBuildNSWAdd(k->b, off[0], a_row, "")), elem_ptr(k, t, pb, off[1]),
+              elem_ptr(k, t, pc, LLVMBuildNSWAdd(k->b, off[2], LLVMBuildNSWMul(k->b, r0, nn, ""), "")));
+    loop_end(k, &l);
+}
+
+/* The members over rows [lo, hi) of the domain's first lead dims (flattened); an inner nest over the rest. */
+static void emit_epilogue(Kern *k, int lead) {
+    const Shape *D = k->domain;
+    Nest inner = {.rank = D->rank - lead, .nops = k->npat, .split = -1, .scale = {1, 0}};
+    for (int i = lead; i < D->rank; i++) {
+        inner.dim[i - lead] = sym_dim(D->dim[i]);
+        for (int p = 0; p < k->npat; p++)
+            inner.stride[p][i - lead] = k->pat[p][i];
+    }
+    nest_simplify(&inner);
+    Loop l = loop_from(k, k->lo, k->hi);
+    LLVMValueRef offs[NEST_MAX_OPS], rem = l.iv;
+    for (int p = 0; p < k->npat; p++)
+        offs[p] = ci64(k, 0);
+    for (int i = lead - 1; i >= 0; i--) {
+        LLVMValueRef d = sym_value(k, sym_dim(D->dim[i]));
+        LLVMValueRef idx = i == 0 ? rem : LLVMBuildSRem(k->b, rem, d, "");
+        if (i > 0)
+            rem = LLVMBuildSDiv(k->b, rem, d, "");
+        for (int p = 0; p < k->npat; p++)
+            if (k->pat[p][i].c != 0)
+                offs[p] = LLVMBuildNSWAdd(k->b, offs[p], LLVMBuildNSWMul(k->b, idx, sym_value(k, k->pat[p][i]), ""), "");
+    }
+    emit_nest(k, &inner, 0, offs, elementwise_body, NULL);
+    loop_end(k, &l);
 }
 
 /* ---------------------------------------------------------------- iota */
@@ -897,11 +1220,9 @@ static int build_desc(const Node *nd, int64_t *d) {
     return len;
 }
 
-/* lathe_k_<op>_<dtype>(out, in, n, desc): desc a private constant of this node, in an array of the input
-   addresses on the stack. */
-static void emit_callout(Kern *k) {
+/* A private constant: the descriptor of nd. */
+static LLVMValueRef desc_global(Kern *k, const Node *nd) {
     CgCtx *c = k->c;
-    const Node *nd = k->nd;
     int64_t d[DESC_MAX];
     int len = build_desc(nd, d);
     LLVMValueRef vals[DESC_MAX];
@@ -915,20 +1236,54 @@ static void emit_callout(Kern *k) {
     LLVMSetGlobalConstant(gv, true);
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
     LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
+    return LLVMConstBitCast(gv, LLVMPointerType(c->t_i64, 0));
+}
 
-    LLVMTypeRef pp = LLVMPointerType(c->t_ptr, 0), pi64 = LLVMPointerType(c->t_i64, 0);
+/* An array on the stack of nd's input addresses. */
+static LLVMValueRef input_array(Kern *k, const Node *nd) {
+    CgCtx *c = k->c;
+    LLVMTypeRef pp = LLVMPointerType(c->t_ptr, 0);
     LLVMValueRef ins = k_alloca(k, LLVMArrayType(c->t_ptr, (unsigned)nd->ninputs));
     LLVMValueRef ins_p = LLVMBuildBitCast(k->b, ins, pp, "");
     for (int i = 0; i < nd->ninputs; i++) {
         LLVMValueRef idx = ci64(k, i);
-        LLVMBuildStore(k->b, LLVMGetParam(k->fn, (unsigned)i + 1), LLVMBuildInBoundsGEP2(k->b, c->t_ptr, ins_p, &idx, 1, ""));
+        LLVMBuildStore(k->b, k->buf[cg_llvm_buf_index(k->ks, nd->inputs[i])], LLVMBuildInBoundsGEP2(k->b, c->t_ptr, ins_p, &idx, 1, ""));
     }
+    return ins_p;
+}
+
+/* lathe_k_<op>_<dtype>(out, in, n, desc): the whole node in one call (the runtime parallelizes inside). */
+static void emit_callout(Kern *k) {
+    CgCtx *c = k->c;
+    const Node *nd = k->nd;
+    LLVMValueRef desc = desc_global(k, nd), ins = input_array(k, nd);
     char fname[96];
     snprintf(fname, sizeof fname, "lathe_k_%s_%s", ir_op_name(nd->op), ir_dtype_name(nd->op == OP_RANDOM ? DT_F32 : nd->dtype));
-    LLVMTypeRef ps[4] = {c->t_ptr, pp, c->t_i64, pi64};
+    LLVMTypeRef ps[4] = {c->t_ptr, LLVMPointerType(c->t_ptr, 0), c->t_i64, LLVMPointerType(c->t_i64, 0)};
     LLVMValueRef f = declare_fn(c, fname, c->t_void, ps, 4);
-    LLVMValueRef args[4] = {LLVMGetParam(k->fn, 0), ins_p, k->n, LLVMConstBitCast(gv, pi64)};
+    LLVMValueRef args[4] = {k->buf[cg_llvm_buf_index(k->ks, nd)], ins, k->n, desc};
     call(k, f, args, 4);
+}
+
+/* A convolution anchor's rows [lo, hi): lathe_k_<op>_<dtype>_range (runtime/kern_window.c). */
+static void emit_conv_range(Kern *k, CgCount *cnt) {
+    CgCtx *c = k->c;
+    const Node *an = k->ks->anchor;
+    LLVMValueRef desc = desc_global(k, an), ins = input_array(k, an);
+    char fname[96];
+    snprintf(fname, sizeof fname, "lathe_k_%s_%s_range", ir_op_name(an->op), ir_dtype_name(an->dtype));
+    LLVMTypeRef ps[6] = {c->t_ptr, LLVMPointerType(c->t_ptr, 0), c->t_i64, LLVMPointerType(c->t_i64, 0), c->t_i64, c->t_i64};
+    LLVMValueRef f = declare_fn(c, fname, c->t_void, ps, 6);
+    LLVMValueRef args[6] = {k->buf[cg_llvm_buf_index(k->ks, an)], ins, k->n, desc, k->lo, k->hi};
+    call(k, f, args, 6);
+    /* per row: each output element costs a window over the weight's other dims */
+    const Shape *ws = &an->inputs[1]->shape;
+    Sym row = {1, 0}, wpart = {1, 0};
+    for (int i = 1; i < an->shape.rank; i++)
+        row = sym_mul(row, sym_dim(an->shape.dim[i]));
+    for (int i = 1; i < ws->rank; i++)
+        wpart = sym_mul(wpart, sym_dim(ws->dim[i]));
+    set_count(cnt, sym_dim(an->shape.dim[0]), (Sym){1, 0}, sym_mul((Sym){2, 0}, sym_mul(row, wpart)));
 }
 
 /* ---------------------------------------------------------------- the kernel function */
@@ -936,6 +1291,10 @@ static void emit_callout(Kern *k) {
 bool cg_llvm_folds_const(const Node *user) {
     OpKind kind = ir_op_kind(user->op);
     return kind == K_UNARY || kind == K_BINARY || kind == K_COMPARE || user->op == OP_SELECT || user->op == OP_BROADCAST;
+}
+
+static bool is_pointwise(const Node *n) {
+    return cg_llvm_folds_const(n) || n->op == OP_TRANSPOSE || n->op == OP_CONST;
 }
 
 /* cblas takes int sizes: a larger constant dimension would be truncated into a wrong product, so it is an
@@ -955,62 +1314,101 @@ static bool gemm_dims_fit(CgCtx *c, const Node *nd) {
     return true;
 }
 
-LLVMValueRef cg_llvm_kernel(CgCtx *c, const Node *nd, bool noalias) {
-    if (nd->op == OP_MATMUL && !gemm_dims_fit(c, nd))
+/* The code of k over its range [lo, hi), into the body function fn. */
+static void emit_body(Kern *k, CgCount *cnt) {
+    const CgKernel *ks = k->ks;
+    const Node *nd = ks->root;
+    set_count(cnt, (Sym){1, 0}, (Sym){1, 0}, (Sym){1, 0});
+    if (ks->anchor) {
+        k->domain = &ks->anchor->shape;
+        plan_members(k);
+        if (ks->anchor->op == OP_MATMUL)
+            emit_gemm(k, cnt);
+        else
+            emit_conv_range(k, cnt);
+        if (ks->nmembers > 1 && !ks->sgd_gemm)
+            emit_epilogue(k, ks->anchor->op == OP_MATMUL ? k->domain->rank - 1 : 1);
+        return;
+    }
+    if (is_reduce_root(nd)) {
+        k->domain = &nd->inputs[0]->shape;
+        plan_members(k);
+        if (nd->op == OP_ARGMAX || nd->op == OP_ARGMIN)
+            emit_argmax(k, cnt);
+        else
+            emit_reduce(k, cnt);
+        return;
+    }
+    if (is_pointwise(nd)) {
+        k->domain = &nd->shape;
+        plan_members(k);
+        emit_elementwise(k, cnt);
+        return;
+    }
+    /* a lone node with a kernel of its own, run as one item */
+    k->out = typed_buf(k, cg_llvm_buf_index(ks, nd), nd->dtype);
+    for (int i = 0; i < nd->ninputs; i++)
+        k->in[i] = typed_buf(k, cg_llvm_buf_index(ks, nd->inputs[i]), nd->inputs[i]->dtype);
+    switch (nd->op) {
+    case OP_IOTA: emit_iota(k); break;
+    case OP_ONE_HOT: emit_one_hot(k); break;
+    default:
+        if (!is_callout(nd->op))
+            LATHE_UNREACHABLE("no kernel for this op");
+        emit_callout(k);
+        break;
+    }
+}
+
+LLVMValueRef cg_llvm_kernel(CgCtx *c, const CgKernel *ks, CgCount *cnt) {
+    const Node *nd = ks->root;
+    if (ks->anchor && ks->anchor->op == OP_MATMUL && !gemm_dims_fit(c, ks->anchor))
         return NULL;
-    int np = 2 + nd->ninputs;
-    LLVMTypeRef ps[2 + IR_MAX_CONCAT];
-    assert(nd->ninputs <= IR_MAX_CONCAT && "kernels take at most IR_MAX_CONCAT inputs");
-    for (int i = 0; i < np - 1; i++)
+    assert(ks->nbufs <= CG_MAX_BUFS);
+    /* the body: `void (i8 *noalias buf..., i64 n, i64 lo, i64 hi)`; distinct buffers never overlap */
+    int np = ks->nbufs + 3;
+    LLVMTypeRef ps[CG_MAX_BUFS + 3];
+    for (int i = 0; i < ks->nbufs; i++)
         ps[i] = c->t_ptr;
-    ps[np - 1] = c->t_i64;
+    ps[np - 3] = ps[np - 2] = ps[np - 1] = c->t_i64;
     char name[64];
     snprintf(name, sizeof name, "k%d_%s", nd->id, ir_op_name(nd->op));
-    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, ps, np, false));
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, ps, (unsigned)np, false));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     cg_llvm_function_attrs(c, fn);
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
-    if (noalias) {
-        unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
-        for (int i = 0; i < np - 1; i++)
-            LLVMAddAttributeAtIndex(fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, na, 0));
-    }
+    unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
+    for (int i = 0; i < ks->nbufs; i++)
+        LLVMAddAttributeAtIndex(fn, (unsigned)i + 1, LLVMCreateEnumAttribute(c->ctx, na, 0));
 
-    Kern k = {.c = c, .b = c->b, .fn = fn, .nd = nd};
+    Kern k = {.c = c, .b = c->b, .fn = fn, .nd = nd, .ks = ks};
     k.allocas = LLVMAppendBasicBlockInContext(c->ctx, fn, "entry");
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, fn, "start");
     LLVMPositionBuilderAtEnd(c->b, body);
-    k.n = LLVMGetParam(fn, (unsigned)np - 1);
-    k.out = LLVMBuildBitCast(c->b, LLVMGetParam(fn, 0), LLVMPointerType(elem_type(c, nd->dtype), 0), "out");
-    for (int i = 0; i < nd->ninputs; i++) {
-        const Node *in = nd->inputs[i];
-        k.in[i] = LLVMBuildBitCast(c->b, LLVMGetParam(fn, (unsigned)i + 1), LLVMPointerType(elem_type(c, in->dtype), 0), "");
-        if (in->op == OP_CONST && cg_llvm_folds_const(nd))
-            k.imm[i] = const_value(&k, in, in->dtype);
-    }
-
-    switch (nd->op) {
-    case OP_CONST: emit_const(&k); break;
-    case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: case OP_REDUCE_MIN: emit_reduce(&k); break;
-    case OP_ARGMAX: case OP_ARGMIN: emit_argmax(&k); break;
-    case OP_IOTA: emit_iota(&k); break;
-    case OP_MATMUL: emit_matmul(&k); break;
-    case OP_TRANSPOSE: emit_transpose(&k); break;
-    case OP_ONE_HOT: emit_one_hot(&k); break;
-    case OP_BROADCAST: emit_elementwise(&k); break;
-    default:
-        if (is_callout(nd->op)) {
-            emit_callout(&k);
-            break;
-        }
-        if (!cg_llvm_folds_const(nd))
-            LATHE_UNREACHABLE("no kernel for this op");
-        emit_elementwise(&k);
-        break;
-    }
+    for (int i = 0; i < ks->nbufs; i++)
+        k.buf[i] = LLVMGetParam(fn, (unsigned)i);
+    k.n = LLVMGetParam(fn, (unsigned)np - 3);
+    k.lo = LLVMGetParam(fn, (unsigned)np - 2);
+    k.hi = LLVMGetParam(fn, (unsigned)np - 1);
+    emit_body(&k, cnt);
     LLVMBuildRetVoid(c->b);
     LLVMPositionBuilderAtEnd(c->b, k.allocas);
     LLVMBuildBr(c->b, body);
-    return fn;
+
+    /* the ABI's function (lathe_kern.h): unpacks bufs into the body's arguments */
+    LLVMTypeRef ws[4] = {LLVMPointerType(c->t_ptr, 0), c->t_i64, c->t_i64, c->t_i64};
+    snprintf(name, sizeof name, "k%d_%s.run", nd->id, ir_op_name(nd->op));
+    LLVMValueRef wrap = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, ws, 4, false));
+    LLVMSetLinkage(wrap, LLVMInternalLinkage);
+    cg_llvm_function_attrs(c, wrap);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, wrap, "entry"));
+    LLVMValueRef args[CG_MAX_BUFS + 3];
+    for (int i = 0; i < ks->nbufs; i++) {
+        LLVMValueRef idx = LLVMConstInt(c->t_i64, (unsigned long long)i, false);
+        args[i] = LLVMBuildLoad2(c->b, c->t_ptr, LLVMBuildInBoundsGEP2(c->b, c->t_ptr, LLVMGetParam(wrap, 0), &idx, 1, ""), "");
+    }
+    for (int i = 0; i < 3; i++)
+        args[ks->nbufs + i] = LLVMGetParam(wrap, (unsigned)i + 1);
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(fn), fn, args, (unsigned)np, "");
+    LLVMBuildRetVoid(c->b);
+    return wrap;
 }

@@ -93,13 +93,14 @@ bool cg_llvm_ctx_init(CgCtx *c, const CgOptions *o, const char *module_name, Dia
 }
 
 /* ---------------------------------------------------------------- the kernel cache
-   A kernel's code depends on its op, dtypes and shapes, its attributes, the values of the constants it
-   folds, and whether its output may alias an input; nothing else. Nodes that agree on all of that call one
-   function: a ResNet's blocks of one stage repeat the same few dozen kernels, and LLVM's optimization time
-   grows with the number of functions. */
+   A kernel's code depends on its members' ops, dtypes, shapes and attributes, on how they read one another
+   and their buffers, on the values of the constants they fold, and on which buffers coincide; nothing
+   else. Kernels that agree on all of that call one function: a ResNet's blocks of one stage repeat the same
+   few dozen kernels, and LLVM's optimization time grows with the number of functions. */
 typedef struct KernelCache {
     char **keys;
     LLVMValueRef *fns;
+    CgCount *counts;
     int n, cap; /* open addressing over cap (a power of two) slots */
 } KernelCache;
 
@@ -110,16 +111,19 @@ static uint64_t key_hash(const char *s) {
     return h;
 }
 
-/* The key of nd's kernel, malloc'd: the printed node's op, attributes and type without its id, operands
-   and location, then each input's type and folded constant value, then the aliasing flag. */
-static char *kernel_key(const Node *nd, bool noalias) {
-    char *buf = NULL, *text = NULL;
-    size_t len = 0, tlen = 0;
-    FILE *f = open_memstream(&buf, &len), *t = open_memstream(&text, &tlen);
-    if (!f || !t) {
-        fprintf(stderr, "lathe: out of memory\n");
-        exit(1);
-    }
+static void out_of_memory(void) {
+    fprintf(stderr, "lathe: out of memory\n");
+    exit(1);
+}
+
+/* One node's part of a key: the printed node's op, attributes and type without its id, operands and
+   location; a constant's value. */
+static void node_key(FILE *f, const Node *nd) {
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *t = open_memstream(&text, &tlen);
+    if (!t)
+        out_of_memory();
     ir_print_node(t, nd);
     fclose(t);
     const char *attrs = strstr(text, " {"), *type = strstr(text, " : ");
@@ -129,36 +133,62 @@ static char *kernel_key(const Node *nd, bool noalias) {
         fprintf(f, "%.17g^%d|", nd->attr.value, nd->attr.npow);
     if (attrs && (!type || attrs < type))
         fwrite(attrs, 1, (size_t)((type ? type : attrs + strlen(attrs)) - attrs), f);
-    for (int k = 0; k < nd->ninputs; k++) {
-        const Node *in = nd->inputs[k];
-        fprintf(f, "|%s", ir_type_str(in->dtype, &in->shape, tb, sizeof tb));
-        if (in->op == OP_CONST)
-            fprintf(f, "=%.17g^%d", in->attr.value, in->attr.npow);
-    }
-    fprintf(f, "|%d", noalias);
-    fclose(f);
     free(text);
+}
+
+static int member_index(const CgKernel *k, const Node *x) {
+    for (int i = 0; i < k->nmembers; i++)
+        if (k->members[i] == x)
+            return i;
+    return -1;
+}
+
+/* The key of kernel k, malloc'd: each member (materialized into which buffer), each of its inputs as a
+   member, a buffer or a folded constant, with its type. */
+static char *kernel_key(const CgKernel *k) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        out_of_memory();
+    char tb[256];
+    fprintf(f, "%d/%d/%d/%d", k->kind, k->nbufs, k->nouts, k->sgd_gemm);
+    for (int i = 0; i < k->nmembers; i++) {
+        const Node *m = k->members[i];
+        fprintf(f, "\n%s", m == k->anchor ? "@" : "");
+        node_key(f, m);
+        fprintf(f, "|>%d", k->materialized[i] ? cg_llvm_buf_index(k, m) : -1);
+        for (int j = 0; j < m->ninputs; j++) {
+            const Node *x = m->inputs[j];
+            int mi = member_index(k, x);
+            fprintf(f, "|%s", ir_type_str(x->dtype, &x->shape, tb, sizeof tb));
+            if (mi >= 0)
+                fprintf(f, "=m%d", mi);
+            else if (cg_llvm_buf_index(k, x) >= 0)
+                fprintf(f, "=b%d", cg_llvm_buf_index(k, x));
+            else
+                fprintf(f, "=%.17g^%d", x->attr.value, x->attr.npow);
+        }
+    }
+    fclose(f);
     return buf;
 }
 
-/* The cached kernel for nd, emitting it on a miss; NULL after an error. */
-static LLVMValueRef cached_kernel(CgCtx *c, const Node *nd, bool noalias) {
+/* The cached kernel for k, emitting it on a miss; NULL after an error. */
+static LLVMValueRef cached_kernel(CgCtx *c, const CgKernel *k, CgCount *count) {
     KernelCache *kc = c->kcache;
     if (!kc) {
         kc = c->kcache = calloc(1, sizeof *kc);
-        if (!kc) {
-            fprintf(stderr, "lathe: out of memory\n");
-            exit(1);
-        }
+        if (!kc)
+            out_of_memory();
     }
     if (2 * (kc->n + 1) > kc->cap) {
         KernelCache grown = {.cap = kc->cap ? 2 * kc->cap : 256, .n = kc->n};
         grown.keys = calloc((size_t)grown.cap, sizeof *grown.keys);
         grown.fns = calloc((size_t)grown.cap, sizeof *grown.fns);
-        if (!grown.keys || !grown.fns) {
-            fprintf(stderr, "lathe: out of memory\n");
-            exit(1);
-        }
+        grown.counts = calloc((size_t)grown.cap, sizeof *grown.counts);
+        if (!grown.keys || !grown.fns || !grown.counts)
+            out_of_memory();
         for (int i = 0; i < kc->cap; i++) {
             if (!kc->keys[i])
                 continue;
@@ -167,27 +197,31 @@ static LLVMValueRef cached_kernel(CgCtx *c, const Node *nd, bool noalias) {
                 j = (j + 1) & (size_t)(grown.cap - 1);
             grown.keys[j] = kc->keys[i];
             grown.fns[j] = kc->fns[i];
+            grown.counts[j] = kc->counts[i];
         }
         free(kc->keys);
         free(kc->fns);
+        free(kc->counts);
         *kc = grown;
     }
-    char *key = kernel_key(nd, noalias);
+    char *key = kernel_key(k);
     size_t j = key_hash(key) & (size_t)(kc->cap - 1);
     while (kc->keys[j]) {
         if (strcmp(kc->keys[j], key) == 0) {
             free(key);
+            *count = kc->counts[j];
             return kc->fns[j];
         }
         j = (j + 1) & (size_t)(kc->cap - 1);
     }
-    LLVMValueRef fn = cg_llvm_kernel(c, nd, noalias);
+    LLVMValueRef fn = cg_llvm_kernel(c, k, count);
     if (!fn) {
         free(key);
         return NULL;
     }
     kc->keys[j] = key;
     kc->fns[j] = fn;
+    kc->counts[j] = *count;
     kc->n++;
     return fn;
 }
@@ -199,6 +233,7 @@ static void kernel_cache_free(KernelCache *kc) {
         free(kc->keys[i]);
     free(kc->keys);
     free(kc->fns);
+    free(kc->counts);
     free(kc);
 }
 
@@ -229,6 +264,10 @@ void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn) {
         LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                                 LLVMCreateStringAttribute(c->ctx, "target-features", 15, c->features,
                                                           (unsigned)strlen(c->features)));
+    /* LLVM's AVX-512 CPUs prefer 256-bit vectors (against Intel's clock drop on wide ones); Zen 4 runs
+       512-bit ones at full clock in half the instructions. Targets without AVX-512 keep their widest. */
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(c->ctx, "prefer-vector-width", 19, "512", 3));
 }
 
 /* ---------------------------------------------------------------- graph entries */
@@ -236,7 +275,8 @@ void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn) {
 typedef struct Entry {
     CgCtx *c;
     LLVMValueRef args, n, arena;
-    LLVMValueRef *addr; /* i8* of each node's buffer, by id */
+    LLVMValueRef *addr; /* i8* of each node's buffer, by id (NULL: a fused member has none) */
+    LLVMValueRef run_kernel;
 } Entry;
 
 static const Node *buffer_owner(const Node *n) {
@@ -245,7 +285,7 @@ static const Node *buffer_owner(const Node *n) {
     return n;
 }
 
-static bool same_buffer(const Node *a, const Node *b) {
+bool cg_llvm_same_buffer(const Node *a, const Node *b) {
     a = buffer_owner(a);
     b = buffer_owner(b);
     if (a == b)
@@ -253,6 +293,109 @@ static bool same_buffer(const Node *a, const Node *b) {
     if (a->mem.kind == MEM_ARG && b->mem.kind == MEM_ARG)
         return a->mem.arg == b->mem.arg;
     return false;
+}
+
+int cg_llvm_buf_index(const CgKernel *k, const Node *x) {
+    for (int i = 0; i < k->nbufs; i++)
+        if (k->bufs[i] == x)
+            return i;
+    if (x->mem.kind == MEM_FUSED)
+        return -1;
+    for (int i = 0; i < k->nbufs; i++)
+        if (cg_llvm_same_buffer(k->bufs[i], x))
+            return i;
+    return -1;
+}
+
+bool cg_llvm_is_member(const CgKernel *k, const Node *x) {
+    return member_index(k, x) >= 0;
+}
+
+static void add_buf(CgKernel *k, const Node *x) {
+    if (cg_llvm_buf_index(k, x) >= 0)
+        return;
+    if (k->nbufs == CG_MAX_BUFS)
+        LATHE_UNREACHABLE("a kernel touches more than CG_MAX_BUFS buffers");
+    k->bufs[k->nbufs++] = x;
+}
+
+/* Whether a node outside n's group, or an output, reads n. */
+static bool read_outside(const Graph *g, const Node *n) {
+    for (int i = n->id + 1; i < g->nnodes; i++) {
+        const Node *u = g->nodes[i];
+        if (u->group >= 0 && u->group == n->group)
+            continue;
+        for (int j = 0; j < u->ninputs; j++)
+            if (u->inputs[j] == n)
+                return true;
+    }
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].value == n)
+            return true;
+    return false;
+}
+
+/* Whether an epilogue is exactly root = P - s * anchor, P the root's own buffer (an in-place parameter
+   update) and s a scalar, with nothing else reading the anchor: then one GEMM with alpha = -s and beta = 1
+   updates P, and the anchor's buffer is never written. */
+static bool is_sgd_gemm(const Graph *g, const CgKernel *k) {
+    const Node *root = k->root, *an = k->anchor;
+    if (k->kind != GROUP_EPILOGUE || an->op != OP_MATMUL || root->op != OP_SUB || !ir_dtype_is_float(root->dtype))
+        return false;
+    const Node *p = root->inputs[0], *mul = root->inputs[1];
+    if (cg_llvm_is_member(k, p) || !cg_llvm_same_buffer(root, p) || !ir_shape_eq(&p->shape, &root->shape) ||
+        p->dtype != root->dtype || an->dtype != root->dtype)
+        return false;
+    if (!cg_llvm_is_member(k, mul) || mul->op != OP_MUL || read_outside(g, mul) || read_outside(g, an))
+        return false;
+    int ai = mul->inputs[0] == an ? 0 : mul->inputs[1] == an ? 1 : -1;
+    if (ai < 0)
+        return false;
+    const Node *s = mul->inputs[1 - ai];
+    if (s == an || s->dtype != root->dtype || ir_shape_has_n(&s->shape) || ir_shape_numel_per_n(&s->shape) != 1)
+        return false;
+    if (cg_llvm_is_member(k, s) ? s->op != OP_CONST : s->mem.kind == MEM_FUSED)
+        return false;
+    if (k->nmembers != 3 + cg_llvm_is_member(k, s))
+        return false;
+    return !cg_llvm_same_buffer(an->inputs[0], p) && !cg_llvm_same_buffer(an->inputs[1], p);
+}
+
+/* The kernel that computes root: its group's, or the lone node's. */
+static void kernel_of(const Graph *g, const Node *root, CgKernel *k) {
+    memset(k, 0, sizeof *k);
+    k->g = g;
+    k->root = root;
+    k->kind = ir_group_kind(g, root);
+    if (k->kind == GROUP_NONE) {
+        k->members[k->nmembers] = root;
+        k->materialized[k->nmembers++] = true;
+        k->anchor = root->op == OP_MATMUL ? root : NULL;
+    } else {
+        for (int i = 0; i <= root->id; i++) {
+            const Node *m = g->nodes[i];
+            if (m->group != root->id)
+                continue;
+            if (k->nmembers == CG_MAX_MEMBERS)
+                LATHE_UNREACHABLE("a fusion group has more than CG_MAX_MEMBERS members");
+            k->members[k->nmembers] = m;
+            k->materialized[k->nmembers++] = ir_group_materialized(g, m);
+        }
+        k->anchor = ir_group_anchor(g, root);
+    }
+    for (int i = 0; i < k->nmembers; i++)
+        if (k->materialized[i])
+            add_buf(k, k->members[i]);
+    k->nouts = k->nbufs;
+    for (int i = 0; i < k->nmembers; i++) {
+        const Node *m = k->members[i];
+        for (int j = 0; j < m->ninputs; j++) {
+            const Node *x = m->inputs[j];
+            if (!cg_llvm_is_member(k, x) && !(x->op == OP_CONST && cg_llvm_folds_const(m)))
+                add_buf(k, x);
+        }
+    }
+    k->sgd_gemm = is_sgd_gemm(g, k);
 }
 
 static LLVMValueRef arg_addr(Entry *e, int arg) {
@@ -287,7 +430,8 @@ static LLVMValueRef byte_size(Entry *e, const Node *nd) {
     return ir_shape_has_n(&nd->shape) ? LLVMBuildMul(c->b, v, e->n, "") : v;
 }
 
-/* A CONST's buffer is filled only when something reads it: a user that does not fold it, or an output. */
+/* A lone CONST's buffer is filled only when something reads it: a user that does not fold it, or an
+   output. */
 static bool const_needed(const Graph *g, const Node *cn) {
     for (int i = 0; i < g->nnodes; i++) {
         const Node *u = g->nodes[i];
@@ -305,6 +449,38 @@ static void copy_bytes(Entry *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRe
     LLVMBuildMemCpy(e->c->b, dst, 1, src, 1, size);
 }
 
+static LLVMValueRef size_value(Entry *e, int64_t c, int p) {
+    LLVMValueRef v = LLVMConstInt(e->c->t_i64, (unsigned long long)c, true);
+    for (int i = 0; i < p; i++)
+        v = LLVMBuildMul(e->c->b, v, e->n, "");
+    return v;
+}
+
+/* bufs on the stack, then lathe_run_kernel(k, bufs, n, count, cost). */
+static void call_kernel(Entry *e, const CgKernel *k, LLVMValueRef fn, const CgCount *cnt) {
+    CgCtx *c = e->c;
+    LLVMValueRef arr = LLVMBuildArrayAlloca(c->b, c->t_ptr, LLVMConstInt(c->t_i64, (unsigned long long)k->nbufs, false), "bufs");
+    for (int i = 0; i < k->nbufs; i++) {
+        LLVMValueRef idx = LLVMConstInt(c->t_i64, (unsigned long long)i, false);
+        LLVMValueRef a = e->addr[k->bufs[i]->id];
+        if (!a)
+            LATHE_UNREACHABLE("a kernel's buffer belongs to a fused member");
+        LLVMBuildStore(c->b, a, LLVMBuildInBoundsGEP2(c->b, c->t_ptr, arr, &idx, 1, ""));
+    }
+    LLVMValueRef dim = size_value(e, cnt->dim_c, cnt->dim_p), scale = size_value(e, cnt->scale_c, cnt->scale_p);
+    LLVMValueRef count = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, dim, LLVMBuildSub(c->b, scale, LLVMConstInt(c->t_i64, 1, false), ""), ""), scale, "");
+    LLVMValueRef args[5] = {LLVMBuildBitCast(c->b, fn, c->t_ptr, ""), arr, e->n, count, size_value(e, cnt->cost_c, cnt->cost_p)};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(e->run_kernel), e->run_kernel, args, 5, "");
+}
+
+static LLVMValueRef declare_run_kernel(CgCtx *c) {
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, "lathe_run_kernel");
+    if (f)
+        return f;
+    LLVMTypeRef ps[5] = {c->t_ptr, LLVMPointerType(c->t_ptr, 0), c->t_i64, c->t_i64, c->t_i64};
+    return LLVMAddFunction(c->mod, "lathe_run_kernel", LLVMFunctionType(c->t_void, ps, 5, false));
+}
+
 bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
     LLVMTypeRef ps[3] = {LLVMPointerType(c->t_ptr, 0), c->t_i64, c->t_ptr};
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, ps, 3, false));
@@ -316,46 +492,39 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
         return true;
     }
     Entry e = {.c = c, .args = LLVMGetParam(fn, 0), .n = LLVMGetParam(fn, 1), .arena = LLVMGetParam(fn, 2)};
+    e.run_kernel = declare_run_kernel(c);
     e.addr = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, sizeof *e.addr);
-    if (!e.addr) {
-        fprintf(stderr, "lathe: out of memory\n");
-        exit(1);
-    }
+    if (!e.addr)
+        out_of_memory();
     LLVMPositionBuilderAtEnd(c->b, bb);
     for (int i = 0; i < g->nnodes; i++)
-        e.addr[i] = node_addr(&e, g->nodes[i]);
+        if (g->nodes[i]->mem.kind != MEM_FUSED)
+            e.addr[i] = node_addr(&e, g->nodes[i]);
 
     for (int i = 0; i < g->nnodes; i++) {
         const Node *nd = g->nodes[i];
+        if (nd->group >= 0 && nd->group != nd->id)
+            continue; /* computed by its group's kernel, at the root */
         if (!ir_is_kernel(nd) && nd->op != OP_CONST)
             continue;
-        if (nd->op == OP_CONST && !const_needed(g, nd))
+        if (nd->op == OP_CONST && nd->group < 0 && !const_needed(g, nd))
             continue;
-        bool noalias = true;
-        for (int k = 0; k < nd->ninputs; k++)
-            if (same_buffer(nd, nd->inputs[k]))
-                noalias = false;
-        LLVMValueRef kfn = cached_kernel(c, nd, noalias);
+        CgKernel k;
+        kernel_of(g, nd, &k);
+        CgCount cnt;
+        LLVMValueRef kfn = cached_kernel(c, &k, &cnt);
         if (!kfn) {
             free(e.addr);
             return false;
         }
         LLVMPositionBuilderAtEnd(c->b, bb);
-        LLVMValueRef cargs[2 + IR_MAX_CONCAT];
-        int na = 0;
-        cargs[na++] = e.addr[nd->id];
-        for (int k = 0; k < nd->ninputs; k++)
-            cargs[na++] = e.addr[nd->inputs[k]->id];
-        cargs[na++] = e.n;
-        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kfn), kfn, cargs, (unsigned)na, "");
+        call_kernel(&e, &k, kfn, &cnt);
     }
 
     int nargs = ir_graph_args(g, NULL);
     GraphArg *args = calloc(nargs > 0 ? (size_t)nargs : 1, sizeof *args);
-    if (!args) {
-        fprintf(stderr, "lathe: out of memory\n");
-        exit(1);
-    }
+    if (!args)
+        out_of_memory();
     ir_graph_args(g, args);
     for (int a = 0; a < nargs; a++) {
         const Node *v = args[a].node;
@@ -372,7 +541,7 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
             p = ir_find_leaf(g, OP_STATE, o->name);
         if (!p)
             LATHE_UNREACHABLE("an update output names no PARAM or STATE");
-        if (!same_buffer(o->value, p))
+        if (!cg_llvm_same_buffer(o->value, p))
             copy_bytes(&e, e.addr[p->id], e.addr[o->value->id], byte_size(&e, p));
     }
     free(args);
