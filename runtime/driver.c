@@ -1,6 +1,7 @@
 /* driver.c: the commands of a produced executable (train, eval, predict, info). This is the only file that
    prints errors and picks exit statuses: 2 for a bad flag or value, 1 for bad data, checkpoints or I/O. */
 #include "rt.h"
+#include "lathe_kern.h"
 
 #include <errno.h>
 #include <math.h>
@@ -8,9 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-/* Only the final executable links OpenBLAS; the runtime tests do not. */
-extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 typedef struct Run {
     const char *prog;
@@ -152,10 +150,60 @@ static void set_test_json(json_t *o, const RtEvalResult *ev, bool tested) {
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+static void store_step(RtBinding *b, int64_t step) {
+    if (b->step_arg < 0)
+        return;
+    void *p = b->args[b->step_arg];
+    if (b->g->args[b->step_arg].dtype == RT_I64)
+        *(int64_t *)p = step;
+    else
+        *(int32_t *)p = (int32_t)step;
+}
+
+/* One training epoch as rt_train_epoch runs it (the same samples in the same order, the same steps), with
+   the batch gathered by the loader: batch k+1 is gathered while step k runs, into the buffers that step k
+   does not read. Returns the mean loss. */
+static double train_epoch(RtBinding *b, RtModel *md, RtLoader *ld, const RtDataset *d, const RtConfig *c,
+                          int64_t epoch, FILE *out) {
+    int64_t *order = malloc((size_t)d->count * sizeof *order);
+    if (!order)
+        return NAN;
+    rt_epoch_order(d->count, c->shuffle, c->seed, epoch, order);
+    int64_t nb = rt_batch_count(d->count, c->batch);
+    double sum = 0;
+    if (nb)
+        rt_loader_request(ld, order, min64(c->batch, d->count));
+    for (int64_t k = 0; k < nb; k++) {
+        int64_t start = k * c->batch, n = min64(d->count - start, c->batch);
+        void *x, *y = NULL;
+        rt_loader_wait(ld, &x, &y);
+        b->args[b->x_arg] = x;
+        if (b->y_arg >= 0)
+            b->args[b->y_arg] = y;
+        if (k + 1 < nb)
+            rt_loader_request(ld, order + start + n, min64(d->count - start - n, c->batch));
+        store_step(b, md->step);
+        b->g->fn(b->args, n, b->arena);
+        md->step++;
+        double loss = rt_output_scalar(b, b->loss_arg);
+        sum += loss;
+        if (out && k % 100 == 0) {
+            fprintf(out, "loss: %f  [%5lld/%5lld]\n", loss, (long long)(start + n), (long long)d->count);
+            fflush(out);
+        }
+    }
+    b->args[b->x_arg] = b->owned[b->x_arg];
+    if (b->y_arg >= 0)
+        b->args[b->y_arg] = b->owned[b->y_arg];
+    free(order);
+    return nb ? sum / (double)nb : NAN;
+}
+
 static int cmd_train(Run *r) {
     RtConfig *c = &r->cfg;
     RtDataset train = {0}, test = {0};
     RtBinding tb = {0}, eb = {0};
+    RtLoader loader = {0};
     FILE *log = NULL;
     json_t *meta = NULL;
     int status = 1;
@@ -183,6 +231,10 @@ static int cmd_train(Run *r) {
         goto done;
     if (test.count && rt_bind(&eb, &r->md, &r->m.eval, c, min64(c->batch, test.count), &r->err) != RT_OK)
         goto done;
+    if (tb.x_arg >= 0 && rt_loader_open(&loader, &train, &tb.g->args[tb.x_arg],
+                                        tb.y_arg >= 0 ? &tb.g->args[tb.y_arg] : NULL, tb.max_n, true,
+                                        &r->err) != RT_OK)
+        goto done;
     if (c->checkpoint_dir && mkdir_p(c->checkpoint_dir, &r->err) != RT_OK)
         goto done;
     if (c->log_json && !(log = fopen(c->log_json, "a"))) {
@@ -194,7 +246,8 @@ static int cmd_train(Run *r) {
     for (int64_t ep = start_epoch; ep < c->epochs; ep++) {
         printf("Epoch %lld\n-------------------------------\n", (long long)ep + 1);
         double t0 = now();
-        double train_loss = rt_train_epoch(&tb, &r->md, &train, c, ep, stdout);
+        double train_loss = tb.x_arg >= 0 ? train_epoch(&tb, &r->md, &loader, &train, c, ep, stdout)
+                                          : rt_train_epoch(&tb, &r->md, &train, c, ep, stdout);
         double secs = now() - t0;
         RtEvalResult ev = {NAN, NAN, 0};
         if (test.count) {
@@ -225,6 +278,7 @@ done:
         status = 1;
     }
     json_decref(meta);
+    rt_loader_close(&loader);
     rt_unbind(&tb);
     rt_unbind(&eb);
     rt_dataset_free(&train);
@@ -406,8 +460,7 @@ static int dispatch(Run *r, int argc, char **argv) {
     }
     if (rc != RT_OK)
         return fail(r, 2);
-    if (r->cfg.threads && openblas_set_num_threads)
-        openblas_set_num_threads(r->cfg.threads);
+    lathe_pool_init(r->cfg.threads);
     if (r->cfg.cmd == RT_CMD_INFO)
         return cmd_info(r);
     if (rt_model_init(&r->md, &r->m, r->cfg.seed, &r->err) != RT_OK)

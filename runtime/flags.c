@@ -61,7 +61,8 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --checkpoint-dir DIR  write DIR/last.safetensors after each epoch\n"
                 "  --log-json FILE       append one JSON object per epoch to FILE\n"
                 "  --resume FILE         continue from a checkpoint with the next epoch\n"
-                "  --threads N           OpenBLAS threads\n",
+                "  --threads N           threads for Lathe's kernels (OpenBLAS runs inside them);\n"
+                "                        default: one per core\n",
                 prog);
         break;
     case RT_CMD_EVAL:
@@ -73,7 +74,8 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --batch N       samples per batch\n"
                 "  --limit N       use the first N test samples\n"
                 "  --json          print one JSON object\n"
-                "  --threads N     OpenBLAS threads\n",
+                "  --threads N     threads for Lathe's kernels (OpenBLAS runs inside them);\n"
+                "                  default: one per core\n",
                 prog);
         break;
     case RT_CMD_PREDICT:
@@ -82,7 +84,9 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "Predicts the class of test sample I (default 0).\n"
                 "  --weights FILE  the checkpoint (safetensors)\n"
                 "  --data DIR      folder of the recipe's data files (default .)\n"
-                "  --index I       the test sample\n",
+                "  --index I       the test sample\n"
+                "  --threads N     threads for Lathe's kernels (OpenBLAS runs inside them);\n"
+                "                  default: one per core\n",
                 prog);
         break;
     case RT_CMD_INFO:

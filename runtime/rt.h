@@ -7,6 +7,7 @@
 #include "lathe_rt.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,7 +118,7 @@ typedef struct RtConfig {
     double lr;
     bool has_lr;
     bool shuffle, json;
-    int threads; /* 0: leave OpenBLAS as it is */
+    int threads; /* the thread pool's size (--threads); 0: one per core */
     const char *data_dir, *checkpoint_dir, *log_json, *resume, *weights; /* borrowed from argv */
     RtDataSpec train_data, test_data;
     int nclasses;
@@ -199,6 +200,34 @@ void rt_dataset_gather(const RtDataset *d, const int64_t *idx, int64_t n, RtDTyp
 /* The sample order of one epoch: 0..n-1, or a permutation derived from (seed, epoch) only. */
 void rt_epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch, int64_t *order);
 int64_t rt_batch_count(int64_t n, int64_t batch); /* the last partial batch is kept */
+
+/* The prefetching loader: rt_loader_request starts gathering a batch into one of two buffer pairs on the
+   loader's thread, so that the gather of batch k+1 runs while the step of batch k does; rt_loader_wait
+   returns that batch's buffers, which stay valid until the request after the next one. The samples and the
+   values are those of rt_dataset_gather. Without a thread (prefetch false, or none could start) a request
+   gathers at once on the caller. The buffers are 64-byte aligned, as the binding's own. */
+typedef struct RtLoader {
+    const RtDataset *d;
+    RtDType xt, yt;
+    bool has_y, threaded;
+    void *x[2], *y[2];
+    int slot;  /* the buffer pair of the latest request */
+    int state; /* LOADER_IDLE, _REQUESTED, _WORKING, _QUIT (data.c); under mu */
+    const int64_t *idx;
+    int64_t n;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} RtLoader;
+
+/* x: the model's input spec (and y its labels' spec, or NULL), buffers sized for batches of max_n. */
+int rt_loader_open(RtLoader *l, const RtDataset *d, const RtTensorSpec *x, const RtTensorSpec *y, int64_t max_n,
+                   bool prefetch, RtErr *e);
+/* Starts gathering samples idx[0..n) (idx must stay valid until rt_loader_wait returns); the previous request
+   must have been waited for. */
+void rt_loader_request(RtLoader *l, const int64_t *idx, int64_t n);
+void rt_loader_wait(RtLoader *l, void **x, void **y);
+void rt_loader_close(RtLoader *l);
 
 /* ---------------------------------------------------------------- checkpoints (safetensors.c) */
 typedef struct RtTensor {

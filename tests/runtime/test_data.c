@@ -1,7 +1,7 @@
 /* test_data.c: the data sources beyond 2-D IDX images: IDX images of 1 to 4 dims after the count,
    text(file, context, stride) with labels [N, T] (the next byte of each position), and csv(file, header,
    label_column, regression); each checked against a model's inputs, and every bad file rejected with its
-   name and the byte offset or line. */
+   name and the byte offset or line. The prefetching loader yields the batches of a serial gather. */
 #include "support.h"
 
 #include <setjmp.h>
@@ -442,6 +442,170 @@ static void test_csv_missing_file(void **state) {
     assert_contains(e.msg, "nope.csv: cannot open: No such file");
 }
 
+/* ---------------------------------------------------------------- the prefetching loader */
+
+/* The loader's batches, each checked against a serial gather of the same samples while the next batch is
+   being gathered into the other buffers, as the driver's epoch uses them. */
+static void check_loader_batches(const RtDataset *d, const RtTensorSpec *xs, const RtTensorSpec *ys, int64_t batch,
+                                 bool prefetch) {
+    RtLoader l;
+    RtErr e;
+    assert_int_equal(rt_loader_open(&l, d, xs, ys, batch, prefetch, &e), RT_OK);
+    assert_int_equal(l.threaded, prefetch);
+    int64_t *order = malloc((size_t)d->count * sizeof *order);
+    assert_non_null(order);
+    size_t xb = (size_t)(batch * d->per_sample) * rt_dtype_size(xs->dtype);
+    size_t yb = (size_t)(batch * d->per_label) * rt_dtype_size(ys->dtype);
+    void *want_x = malloc(xb), *want_y = malloc(yb);
+    assert_true(want_x && want_y);
+    for (int64_t epoch = 0; epoch < 3; epoch++) {
+        rt_epoch_order(d->count, true, 42, epoch, order);
+        int64_t nb = rt_batch_count(d->count, batch);
+        rt_loader_request(&l, order, batch < d->count ? batch : d->count);
+        for (int64_t k = 0; k < nb; k++) {
+            int64_t start = k * batch, n = d->count - start < batch ? d->count - start : batch;
+            void *x, *y;
+            rt_loader_wait(&l, &x, &y);
+            if (k + 1 < nb)
+                rt_loader_request(&l, order + start + n, d->count - start - n < batch ? d->count - start - n : batch);
+            rt_dataset_gather(d, order + start, n, xs->dtype, want_x, ys->dtype, want_y);
+            assert_memory_equal(x, want_x, (size_t)(n * d->per_sample) * rt_dtype_size(xs->dtype));
+            assert_memory_equal(y, want_y, (size_t)(n * d->per_label) * rt_dtype_size(ys->dtype));
+            assert_int_equal((uintptr_t)x % 64, 0);
+        }
+    }
+    free(want_x);
+    free(want_y);
+    free(order);
+    rt_loader_close(&l);
+}
+
+static void write_loader_idx(int count, int per) {
+    char p[512];
+    uint8_t *px = malloc((size_t)(count * per)), *lb = malloc((size_t)count);
+    assert_true(px && lb);
+    for (int i = 0; i < count * per; i++)
+        px[i] = (uint8_t)(i * 7 + i / per);
+    for (int i = 0; i < count; i++)
+        lb[i] = (uint8_t)(i % 10);
+    uint32_t dims[2] = {(uint32_t)count, (uint32_t)per}, dl[1] = {(uint32_t)count};
+    write_idx(tmp_path(p, sizeof p, dir, "ld-images"), 2, dims, px, false);
+    write_idx(tmp_path(p, sizeof p, dir, "ld-labels"), 1, dl, lb, false);
+    free(px);
+    free(lb);
+}
+
+static void test_loader_prefetched_batches_equal_serial_gather(void **state) {
+    write_loader_idx(103, 13);
+    RtDataSpec s = {.present = true, .images = "ld-images", .labels = "ld-labels", .scale = 1.0 / 255};
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    RtTensorSpec xs = {.name = "x", .dtype = RT_F32, .rank = 2, .shape = {-1, 13}};
+    RtTensorSpec ys = {.name = "label", .dtype = RT_I64, .rank = 1, .shape = {-1}};
+    for (int64_t batch = 1; batch <= 128; batch = batch * 3 + 1) {
+        check_loader_batches(&d, &xs, &ys, batch, true);
+        check_loader_batches(&d, &xs, &ys, batch, false);
+    }
+    rt_dataset_free(&d);
+}
+
+static void test_loader_text_windows_and_labels_equal_serial_gather(void **state) {
+    char text[600];
+    for (int i = 0; i < 599; i++)
+        text[i] = (char)('a' + (i * 11) % 26);
+    text[599] = 0;
+    write_file("ld.txt", text);
+    RtDataSpec s = {.present = true, .kind = RT_DATA_TEXT, .images = "ld.txt", .context = 16, .stride = 5};
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    RtTensorSpec xs = {.name = "x", .dtype = RT_I64, .rank = 2, .shape = {-1, 16}};
+    RtTensorSpec ys = {.name = "label", .dtype = RT_I64, .rank = 2, .shape = {-1, 16}};
+    check_loader_batches(&d, &xs, &ys, 7, true);
+    rt_dataset_free(&d);
+}
+
+static void test_loader_without_labels_and_close_after_request(void **state) {
+    write_loader_idx(20, 3);
+    RtDataSpec s = {.present = true, .images = "ld-images", .labels = "ld-labels", .scale = 1};
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    RtTensorSpec xs = {.name = "x", .dtype = RT_F64, .rank = 2, .shape = {-1, 3}};
+    RtLoader l;
+    assert_int_equal(rt_loader_open(&l, &d, &xs, NULL, 4, true, &e), RT_OK);
+    int64_t idx[4] = {19, 0, 5, 5};
+    rt_loader_request(&l, idx, 4);
+    void *x;
+    rt_loader_wait(&l, &x, NULL);
+    double want[12];
+    rt_dataset_gather(&d, idx, 4, RT_F64, want, RT_U8, NULL);
+    assert_memory_equal(x, want, sizeof want);
+    rt_loader_request(&l, idx, 2);
+    rt_loader_close(&l); /* with a request in flight: waits for it, joins the thread */
+    rt_dataset_free(&d);
+}
+
+/* The driver's prefetching epochs train exactly as rt_train_epoch's serial ones, at any thread count. */
+static float *checkpoint_params(const char *ckdir) {
+    static float w[12], b[3];
+    char path[600];
+    snprintf(path, sizeof path, "%s/last.safetensors", ckdir);
+    RtTensor ts[2] = {{.name = "w", .dtype = RT_F32, .rank = 2, .shape = {3, 4}, .data = w},
+                      {.name = "b", .dtype = RT_F32, .rank = 1, .shape = {3}, .data = b}};
+    RtErr e;
+    if (rt_st_load(path, ts, 2, NULL, 0, NULL, &e) != RT_OK)
+        fail_msg("%s", e.msg);
+    float *out = malloc(15 * sizeof *out);
+    assert_non_null(out);
+    memcpy(out, w, sizeof w);
+    memcpy(out + 12, b, sizeof b);
+    return out;
+}
+
+static void test_driver_prefetching_epochs_match_serial_epochs(void **state) {
+    write_fake_dataset(dir, "train", 203, false);
+    write_fake_dataset(dir, "test", 20, false);
+    float *got[2];
+    const char *threads[2] = {"1", "2"};
+    for (int t = 0; t < 2; t++) {
+        char ck[512];
+        tmp_path(ck, sizeof ck, dir, threads[t][0] == '1' ? "ck-t1" : "ck-t2");
+        const char *args[] = {"train", "--data", dir, "--seed", "9", "--epochs", "2", "--batch", "16",
+                              "--threads", threads[t], "--checkpoint-dir", ck, NULL};
+        assert_int_equal(run_driver(NULL, NULL, args), 0);
+        got[t] = checkpoint_params(ck);
+    }
+    RtManifest m;
+    RtErr e;
+    assert_int_equal(rt_manifest_parse(&m, lathe_manifest, &e), RT_OK);
+    m.train.fn = lathe_train;
+    char *argv[] = {"prog", "train", "--seed", "9", "--batch", "16", NULL};
+    RtConfig cfg;
+    assert_int_equal(rt_config_parse(&cfg, &m, 6, argv, &e), RT_OK);
+    RtModel md;
+    RtDataset train;
+    RtBinding tb;
+    assert_int_equal(rt_model_init(&md, &m, cfg.seed, &e), RT_OK);
+    assert_int_equal(rt_dataset_load(&train, dir, &cfg.train_data, &e), RT_OK);
+    assert_int_equal(rt_bind(&tb, &md, &m.train, &cfg, cfg.batch, &e), RT_OK);
+    for (int ep = 0; ep < 2; ep++)
+        rt_train_epoch(&tb, &md, &train, &cfg, ep, NULL);
+    float want[15];
+    memcpy(want, md.params[rt_manifest_param_index(&m, "w")], 12 * sizeof *want);
+    memcpy(want + 12, md.params[rt_manifest_param_index(&m, "b")], 3 * sizeof *want);
+    assert_memory_equal(got[0], want, sizeof want);
+    assert_memory_equal(got[1], want, sizeof want);
+    free(got[0]);
+    free(got[1]);
+    rt_unbind(&tb);
+    rt_dataset_free(&train);
+    rt_model_free(&md);
+    rt_config_free(&cfg);
+    rt_manifest_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idx_reads_images_of_three_dims_after_count),
@@ -474,6 +638,10 @@ int main(void) {
         cmocka_unit_test(test_csv_class_label_beyond_model_classes_names_line),
         cmocka_unit_test(test_csv_feature_count_other_than_model_input_is_error),
         cmocka_unit_test(test_csv_missing_file),
+        cmocka_unit_test(test_loader_prefetched_batches_equal_serial_gather),
+        cmocka_unit_test(test_loader_text_windows_and_labels_equal_serial_gather),
+        cmocka_unit_test(test_loader_without_labels_and_close_after_request),
+        cmocka_unit_test(test_driver_prefetching_epochs_match_serial_epochs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

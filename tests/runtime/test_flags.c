@@ -226,6 +226,34 @@ static void test_flags_set_refuses_compiled_optimizer_argument(void **state) {
     json_object_del(kw, "momentum");
 }
 
+/* --threads sizes the thread pool: one per core when absent, at least 1 when given. */
+static void test_flags_threads_default_and_range(void **state) {
+    RtConfig c;
+    RtErr e;
+    assert_int_equal(parse(&c, &e, "train", NULL), RT_OK);
+    assert_int_equal(c.threads, 0);
+    rt_config_free(&c);
+    assert_int_equal(parse(&c, &e, "predict", "--weights", "w.st", "--threads", "3", NULL), RT_OK);
+    assert_int_equal(c.threads, 3);
+    rt_config_free(&c);
+    expect_error("--threads", parse(&c, &e, "train", "--threads", "0", NULL), &c, &e);
+    expect_error("--threads: at most 4096", parse(&c, &e, "train", "--threads", "5000", NULL), &c, &e);
+}
+
+static void test_flags_help_describes_threads_as_kernel_threads(void **state) {
+    for (int cmd = RT_CMD_TRAIN; cmd <= RT_CMD_PREDICT; cmd++) {
+        char *text = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&text, &n);
+        assert_non_null(f);
+        rt_usage(f, "prog", cmd);
+        fclose(f);
+        assert_contains(text, "--threads N");
+        assert_contains(text, "threads for Lathe's kernels (OpenBLAS runs inside them)");
+        free(text);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flags_recipe_defaults),
@@ -245,6 +273,8 @@ int main(void) {
         cmocka_unit_test(test_flags_unknown_and_missing_command),
         cmocka_unit_test(test_flags_eval_requires_weights),
         cmocka_unit_test(test_flags_set_errors),
+        cmocka_unit_test(test_flags_threads_default_and_range),
+        cmocka_unit_test(test_flags_help_describes_threads_as_kernel_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
