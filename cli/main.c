@@ -308,7 +308,7 @@ static int cmd_opt(const Options *o, Arena *a, Diag *d) {
     if (ngraphs == 0)
         return 1;
     for (int k = 0; k < o->npasses; k++) {
-        /* the pipeline's fuse waits for LATHE_FUSE=1 (passes.h); asked for by name, it fuses */
+        /* the pipeline's fuse yields to LATHE_FUSE=0 (passes.h); asked for by name, it fuses */
         PassFn fn = strcmp(o->passes[k], "fuse") == 0 ? pass_fuse_run : pass_by_name(o->passes[k]);
         if (!fn)
             return bad_usage("unknown pass '%s' (autodiff, optimizer, simplify, cse, layout, dce, fuse, memplan)",

@@ -490,11 +490,11 @@ bool pass_fuse_run(Graph *g, Diag *d) {
     return true;
 }
 
-/* The pipeline's pass fuses only when LATHE_FUSE=1 until the code generators understand groups;
-   `lathe opt --pass fuse` and the tests call pass_fuse_run. */
+/* The pipeline's pass fuses unless LATHE_FUSE=0, the switch that shows what fusion is worth (and takes it
+   out of the way when a miscompile is suspected); `lathe opt --pass fuse` and the tests call pass_fuse_run. */
 bool pass_fuse(Graph *g, Diag *d) {
     const char *on = getenv("LATHE_FUSE");
-    if (!on || strcmp(on, "1") != 0)
+    if (on && strcmp(on, "0") == 0)
         return true;
     return pass_fuse_run(g, d);
 }

@@ -25,8 +25,7 @@ bool pass_dce(Graph *g, Diag *d);
 /* Fusion groups (ir.h): elementwise chains, reductions with their producers, matmul epilogues. May reorder
    nodes (keeping a topological order) so that each group runs at its root. */
 bool pass_fuse(Graph *g, Diag *d);
-/* pass_fuse's work, whatever LATHE_FUSE says (pass_fuse fuses only when LATHE_FUSE=1 until the code
-   generators understand groups). */
+/* pass_fuse's work, whatever LATHE_FUSE says (pass_fuse does nothing when LATHE_FUSE=0). */
 bool pass_fuse_run(Graph *g, Diag *d);
 /* For ir_print_noted: before a group's root, a comment line naming the group's kind, size and model lines. */
 void pass_fuse_note(FILE *out, const Graph *g, const Node *n);

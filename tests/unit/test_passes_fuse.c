@@ -29,10 +29,7 @@ static int teardown(void **state) {
 
 /* The model through the whole pipeline, fused or not. */
 static Program *pipeline(const char *name, bool fuse) {
-    if (fuse)
-        setenv("LATHE_FUSE", "1", 1);
-    else
-        unsetenv("LATHE_FUSE");
+    setenv("LATHE_FUSE", fuse ? "1" : "0", 1);
     Program *p = ts_compile_text(name, ts_read_model(name));
     if (!pass_pipeline(p, NULL, NULL, ts.d))
         fail_msg("%s: %s", name, diag_first_message(ts.d));
@@ -123,8 +120,12 @@ static void test_fuse_fashion_mlp_groups(void **state) {
     assert_int_equal(matmuls, 3);
 }
 
-static void test_fuse_off_unless_lathe_fuse_is_1(void **state) {
+static void test_fuse_on_unless_lathe_fuse_is_0(void **state) {
     (void)state;
+    unsetenv("LATHE_FUSE");
+    Program *on = ts_compile_text("fashion_mlp.lathe", ts_read_model("fashion_mlp.lathe"));
+    assert_true(pass_pipeline(on, NULL, NULL, ts.d));
+    assert_true(count_groups(on->train).groups > 0);
     setenv("LATHE_FUSE", "0", 1);
     Program *p = ts_compile_text("fashion_mlp.lathe", ts_read_model("fashion_mlp.lathe"));
     assert_true(pass_pipeline(p, NULL, NULL, ts.d));
@@ -561,7 +562,7 @@ int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_fuse_every_model_verifies_with_sane_groups),
         T(test_fuse_fashion_mlp_groups),
-        T(test_fuse_off_unless_lathe_fuse_is_1),
+        T(test_fuse_on_unless_lathe_fuse_is_0),
         T(test_fuse_keeps_results_of_fashion_mlp),
         T(test_fuse_keeps_results_of_lenet5),
         T(test_fuse_keeps_graph_arguments_in_order),
