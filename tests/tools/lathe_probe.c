@@ -181,11 +181,11 @@ static Program *compile(Arena *a, Diag *d, const char *path) {
     /* the forward's result as one more plain output, before autodiff so that it survives dce */
     ir_add_output(g, "logits", p->train_logits, false);
     if (!pass_autodiff(g, d) || !pass_simplify(g, d) || !pass_cse(g, d) || !pass_layout(g, d) || !pass_dce(g, d) ||
-        !pass_memplan(g, d) || !ir_verify(g, d))
+        !pass_fuse(g, d) || !pass_memplan(g, d) || !ir_verify(g, d))
         die("%s: the passes failed", path);
     Graph *pg = p->predict;
     if (!pg || !pass_simplify(pg, d) || !pass_cse(pg, d) || !pass_layout(pg, d) || !pass_dce(pg, d) ||
-        !pass_memplan(pg, d) || !ir_verify(pg, d))
+        !pass_fuse(pg, d) || !pass_memplan(pg, d) || !ir_verify(pg, d))
         die("%s: the passes over the predict graph failed", path);
     return p;
 }
