@@ -673,9 +673,17 @@ static void emit_elementwise(Kern *k, CgCount *cnt) {
    The root reduces an expression of its pointwise members over the domain (its input's shape). Only kept
    dims are split into ranges, so that every output is reduced in one order whatever the split. */
 
+/* A sum over a long innermost reduced dim keeps REDUCE_LANES accumulators, element i adding into lane
+   i mod REDUCE_LANES, combined pairwise at the end: independent chains the SLP vectorizer packs into one
+   vector register, where one accumulator is a chain of dependent adds (4 cycles each). The order depends
+   on the shape only, never on the range split. */
+enum { REDUCE_LANES = 8 };
+
 typedef struct Reduce {
     Nest inner;             /* the reduced dims, over the domain */
     LLVMValueRef acc;       /* alloca of the accumulator */
+    LLVMValueRef lanes[REDUCE_LANES]; /* allocas of the lanes, when lanes is set */
+    bool lanes_on;
     LLVMTypeRef acc_type;
     DType acc_dt;
     Sym count;              /* elements reduced into each output */
@@ -742,10 +750,54 @@ static LLVMValueRef mean_of(Kern *k, LLVMValueRef a, DType t, Sym count) {
     return binary_op(k, OP_DIV, t, a, convert(k, sym_value(k, count), DT_I64, t));
 }
 
+/* The innermost reduced dim in REDUCE_LANES lanes (the outer reduced dims are looped around it). */
+static void reduce_lanes_body(Kern *k, LLVMValueRef *offs, void *user) {
+    Reduce *r = user;
+    const Nest *in = &r->inner;
+    int last = in->rank - 1;
+    LLVMValueRef len = sym_value(k, in->dim[last]);
+    LLVMValueRef chunks = LLVMBuildSDiv(k->b, len, ci64(k, REDUCE_LANES), "");
+    LLVMValueRef at[NEST_MAX_OPS];
+    Loop l = loop_begin(k, chunks);
+    for (int j = 0; j < REDUCE_LANES; j++) {
+        LLVMValueRef i = LLVMBuildNSWAdd(k->b, LLVMBuildNSWMul(k->b, l.iv, ci64(k, REDUCE_LANES), ""), ci64(k, j), "");
+        for (int p = 0; p < in->nops; p++)
+            at[p] = LLVMBuildNSWAdd(k->b, offs[p], LLVMBuildNSWMul(k->b, i, sym_value(k, in->stride[p][last]), ""), "");
+        at_index(k, at);
+        LLVMValueRef x = reduced_value(k, r->acc_dt);
+        LLVMValueRef a = LLVMBuildLoad2(k->b, r->acc_type, r->lanes[j], "");
+        LLVMBuildStore(k->b, binary_op(k, OP_ADD, r->acc_dt, a, x), r->lanes[j]);
+    }
+    loop_end(k, &l);
+    Loop t = loop_from(k, LLVMBuildNSWMul(k->b, chunks, ci64(k, REDUCE_LANES), ""), len);
+    for (int p = 0; p < in->nops; p++)
+        at[p] = LLVMBuildNSWAdd(k->b, offs[p], LLVMBuildNSWMul(k->b, t.iv, sym_value(k, in->stride[p][last]), ""), "");
+    at_index(k, at);
+    LLVMValueRef x = reduced_value(k, r->acc_dt);
+    LLVMValueRef a = LLVMBuildLoad2(k->b, r->acc_type, r->lanes[0], "");
+    LLVMBuildStore(k->b, binary_op(k, OP_ADD, r->acc_dt, a, x), r->lanes[0]);
+    loop_end(k, &t);
+}
+
 static void reduce_outer_body(Kern *k, LLVMValueRef *offs, void *user) {
     Reduce *r = user;
-    LLVMBuildStore(k->b, reduce_identity(k, r->acc_dt), r->acc);
-    emit_nest(k, &r->inner, 0, offs, reduce_inner_body, r);
+    if (r->lanes_on) {
+        for (int j = 0; j < REDUCE_LANES; j++)
+            LLVMBuildStore(k->b, reduce_identity(k, r->acc_dt), r->lanes[j]);
+        Nest outer_dims = r->inner;
+        outer_dims.rank--;
+        emit_nest(k, &outer_dims, 0, offs, reduce_lanes_body, r);
+        LLVMValueRef v[REDUCE_LANES];
+        for (int j = 0; j < REDUCE_LANES; j++)
+            v[j] = LLVMBuildLoad2(k->b, r->acc_type, r->lanes[j], "");
+        for (int w = 1; w < REDUCE_LANES; w *= 2) /* pairwise: (l0+l1)+(l2+l3) ... */
+            for (int j = 0; j + w < REDUCE_LANES; j += 2 * w)
+                v[j] = binary_op(k, OP_ADD, r->acc_dt, v[j], v[j + w]);
+        LLVMBuildStore(k->b, v[0], r->acc);
+    } else {
+        LLVMBuildStore(k->b, reduce_identity(k, r->acc_dt), r->acc);
+        emit_nest(k, &r->inner, 0, offs, reduce_inner_body, r);
+    }
     LLVMValueRef a = LLVMBuildLoad2(k->b, r->acc_type, r->acc, "");
     if (k->nd->op == OP_REDUCE_MEAN)
         a = mean_of(k, a, r->acc_dt, r->count);
@@ -859,6 +911,13 @@ static void emit_reduce(Kern *k, CgCount *cnt) {
     r.acc_dt = reduce_combine(nd) == OP_ADD && ir_dtype_is_float(t) ? DT_F64 : t;
     r.acc_type = elem_type(k->c, r.acc_dt);
     r.acc = k_alloca(k, r.acc_type);
+    /* lanes where the innermost reduced dim is long (N counts as long) */
+    if (reduce_combine(nd) == OP_ADD && r.inner.rank > 0) {
+        Sym len = r.inner.dim[r.inner.rank - 1];
+        r.lanes_on = len.p > 0 || len.c >= 4 * REDUCE_LANES;
+        for (int j = 0; r.lanes_on && j < REDUCE_LANES; j++)
+            r.lanes[j] = k_alloca(k, r.acc_type);
+    }
     run_nest(k, &outer, reduce_outer_body, &r);
 }
 

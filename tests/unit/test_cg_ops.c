@@ -383,6 +383,16 @@ static void test_reduce_leading_dims_keep_inner_f64(void **state) {
     reduce_all(DT_F64, ts_shape(3, N, 7, 13), 3u);
 }
 
+/* An innermost reduced dim of 45 (>= 32): sums in 8 lanes, 5 left for the tail loop. */
+static void test_reduce_long_inner_in_lanes(void **state) {
+    reduce_all(DT_F32, ts_shape(3, N, 3, 45), 1u << 2);
+}
+
+/* The lanes over two reduced dims (the outer one looped around them) and in integers. */
+static void test_reduce_lanes_two_dims_i64(void **state) {
+    reduce_all(DT_I64, ts_shape(3, N, 5, 37), (1u << 1) | (1u << 2));
+}
+
 /* log of negative numbers: NaN propagates through max, min and reductions, relu passes it, argmax and
    argmin take the first NaN, and comparisons with NaN are false (ne true), as in the interpreter. */
 static void test_nan_semantics(void **state) {
@@ -888,6 +898,8 @@ int main(void) {
         T(test_reduce_outer_and_inner_f64),
         T(test_reduce_middle_i32),
         T(test_reduce_leading_dims_keep_inner_f64),
+        T(test_reduce_long_inner_in_lanes),
+        T(test_reduce_lanes_two_dims_i64),
         T(test_nan_semantics),
         T(test_argmax_axes_and_ties),
         T(test_argmax_empty_axis_is_zero),
