@@ -22,6 +22,7 @@
 #define BENCH_NAME "gemm_cnn"
 #include "gemm_split.h"
 
+
 /* fashion_cnn: Conv2d(1, 32, 3, padding=1) on 28x28, Conv2d(32, 64, 3, padding=1) on 14x14 (3x3, stride 1,
    so OH = H); then Linear(3136, 128), Linear(128, 10). */
 typedef struct Conv {

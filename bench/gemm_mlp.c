@@ -6,6 +6,7 @@
    SAMPLES LAYER_SIZES...   prints one JSON line with the epoch's seconds and samples per second. */
 #define BENCH_NAME "gemm_mlp"
 #include "gemm_split.h"
+
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr, "usage: gemm_mlp THREADS BATCH SAMPLES SIZE0 SIZE1 [SIZE2 ...]\n");
