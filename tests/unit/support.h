@@ -68,5 +68,13 @@ void ts_expect_compile_error(const char *text, const char *msg, int line, int co
 const ParamInfo *ts_param(const Program *p, const char *name);
 /* How many nodes of g compute op. */
 int ts_count_op(const Graph *g, Op op);
+/* How many nodes of g have op and are still read by a node or an output (a pass leaves the dead to dce). */
+int ts_count_used_op(const Graph *g, Op op);
+/* ts.g through the interpreter with N = n and every INPUT and PARAM (the first 16) bound to fixed
+   pseudo-random values in [-0.5, 0.5); returns the outputs (fails the test on an interpreter error). */
+ITensor *ts_interp_random(int64_t n);
+/* Runs pass over ts.g, verifies it, and checks that every output keeps its shape and its values (to 1e-12,
+   N = 2) against the interpreter before the pass. */
+void ts_pass_keeps_values(bool (*pass)(Graph *g, Diag *d));
 
 #endif

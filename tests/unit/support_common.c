@@ -1,6 +1,8 @@
 /* support_common.c: the helpers of support.h. */
 #include "support.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +114,59 @@ int ts_count_op(const Graph *g, Op op)
     for (int i = 0; i < g->nnodes; i++)
         k += g->nodes[i]->op == op;
     return k;
+}
+
+int ts_count_used_op(const Graph *g, Op op)
+{
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        bool used = false;
+        for (int o = 0; o < g->noutputs; o++)
+            used |= g->outputs[o].value == n;
+        for (int j = 0; j < g->nnodes && !used; j++)
+            for (int q = 0; q < g->nodes[j]->ninputs; q++)
+                used |= g->nodes[j]->inputs[q] == n;
+        k += used && n->op == op;
+    }
+    return k;
+}
+
+ITensor *ts_interp_random(int64_t n)
+{
+    IBinding b[16];
+    int nb = 0;
+    uint64_t r = 12345;
+    for (int i = 0; i < ts.g->nnodes && nb < 16; i++) {
+        Node *nd = ts.g->nodes[i];
+        if (nd->op != OP_INPUT && nd->op != OP_PARAM)
+            continue;
+        ITensor t = {ts_shape_at(nd->shape, n), NULL};
+        int64_t cnt = ir_shape_numel(&nd->shape, n);
+        t.data = arena_alloc(ts.a, (size_t)cnt * sizeof(double) + 8);
+        for (int64_t k = 0; k < cnt; k++)
+            t.data[k] = (double)(ts_rand_next(&r) >> 40) / (double)(1 << 24) - 0.5;
+        b[nb++] = (IBinding){nd->attr.name, t};
+    }
+    ITensor *out = ir_interp(ts.a, ts.g, n, b, nb, ts.d);
+    assert_non_null(out);
+    return out;
+}
+
+void ts_pass_keeps_values(bool (*pass)(Graph *g, Diag *d))
+{
+    ITensor *before = ts_interp_random(2);
+    int nout = ts.g->noutputs;
+    assert_true(pass(ts.g, ts.d));
+    assert_true(ir_verify(ts.g, ts.d));
+    assert_int_equal(ts.g->noutputs, nout);
+    ITensor *after = ts_interp_random(2);
+    for (int i = 0; i < nout; i++) {
+        assert_true(ir_shape_eq(&before[i].shape, &after[i].shape));
+        int64_t cnt = ir_shape_numel(&before[i].shape, 2);
+        for (int64_t k = 0; k < cnt; k++)
+            assert_true(fabs(before[i].data[k] - after[i].data[k]) < 1e-12);
+    }
 }
 
 void ts_expect_compile_error(const char *text, const char *msg, int line, int col)

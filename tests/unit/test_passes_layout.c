@@ -21,59 +21,6 @@ static int setup(void **s) {
 
 static Node *param(const char *name, Shape s) { return ir_param(ts.g, L, name, DT_F64, s); }
 
-/* Every leaf bound to fixed pseudo-random values, N = 2; returns the outputs. */
-static ITensor *run(void) {
-    IBinding b[16];
-    int nb = 0;
-    uint64_t r = 12345;
-    for (int i = 0; i < ts.g->nnodes && nb < 16; i++) {
-        Node *n = ts.g->nodes[i];
-        if (n->op != OP_INPUT && n->op != OP_PARAM)
-            continue;
-        ITensor t = {ts_shape_at(n->shape, 2), NULL};
-        int64_t cnt = ir_shape_numel(&n->shape, 2);
-        t.data = arena_alloc(ts.a, (size_t)cnt * sizeof(double) + 8);
-        for (int64_t k = 0; k < cnt; k++) {
-            t.data[k] = (double)(ts_rand_next(&r) >> 40) / (double)(1 << 24) - 0.5;
-        }
-        b[nb++] = (IBinding){n->attr.name, t};
-    }
-    ITensor *out = ir_interp(ts.a, ts.g, 2, b, nb, ts.d);
-    assert_non_null(out);
-    return out;
-}
-
-/* layout, verify, and compare every output's values with those before */
-static void layout_keeps_values(void) {
-    ITensor *before = run();
-    int nout = ts.g->noutputs;
-    assert_true(pass_layout(ts.g, ts.d));
-    assert_true(ir_verify(ts.g, ts.d));
-    assert_int_equal(ts.g->noutputs, nout);
-    ITensor *after = run();
-    for (int i = 0; i < nout; i++) {
-        assert_true(ir_shape_eq(&before[i].shape, &after[i].shape));
-        int64_t cnt = ir_shape_numel(&before[i].shape, 2);
-        for (int64_t k = 0; k < cnt; k++)
-            assert_true(fabs(before[i].data[k] - after[i].data[k]) < 1e-12);
-    }
-}
-
-static int count_op(Op op) {
-    int k = 0;
-    for (int i = 0; i < ts.g->nnodes; i++) {
-        Node *n = ts.g->nodes[i];
-        /* count only nodes something still uses */
-        bool used = false;
-        for (int o = 0; o < ts.g->noutputs; o++)
-            used |= ts.g->outputs[o].value == n;
-        for (int j = 0; j < ts.g->nnodes && !used; j++)
-            for (int k2 = 0; k2 < ts.g->nodes[j]->ninputs; k2++)
-                used |= ts.g->nodes[j]->inputs[k2] == n;
-        k += used && n->op == op;
-    }
-    return k;
-}
 
 static void test_transpose_folds_into_matmul_transpose_b(void **s) {
     (void)s;
@@ -82,12 +29,12 @@ static void test_transpose_folds_into_matmul_transpose_b(void **s) {
     Node *t = ir_transpose(ts.g, ts.d, L, w, (int[]){1, 0});
     Node *y = ir_matmul(ts.g, ts.d, L, x, t, false, false);
     ir_add_output(ts.g, "y", y, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_ptr_equal(ts.g->outputs[0].value, y);
     assert_ptr_equal(y->inputs[1], w);
     assert_false(y->attr.transpose_a);
     assert_true(y->attr.transpose_b);
-    assert_int_equal(count_op(OP_TRANSPOSE), 0);
+    assert_int_equal(ts_count_used_op(ts.g, OP_TRANSPOSE), 0);
 }
 
 static void test_transpose_folds_into_both_flags_batched(void **s) {
@@ -98,7 +45,7 @@ static void test_transpose_folds_into_both_flags_batched(void **s) {
     Node *tb = ir_transpose(ts.g, ts.d, L, b, (int[]){0, 2, 1});
     Node *y = ir_matmul(ts.g, ts.d, L, ta, tb, false, false);
     ir_add_output(ts.g, "y", y, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_ptr_equal(y->inputs[0], a);
     assert_ptr_equal(y->inputs[1], b);
     assert_true(y->attr.transpose_a);
@@ -113,7 +60,7 @@ static void test_batch_transpose_stays_before_matmul(void **s) {
     Node *ta = ir_transpose(ts.g, ts.d, L, a, (int[]){1, 0, 2});
     Node *y = ir_matmul(ts.g, ts.d, L, ta, b, false, false);
     ir_add_output(ts.g, "y", y, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_ptr_equal(y->inputs[0], ta);
     assert_false(y->attr.transpose_a);
 }
@@ -126,15 +73,15 @@ static void test_transpose_of_matmul_swaps_operands(void **s) {
     Node *m = ir_matmul(ts.g, ts.d, L, x, g, true, false); /* [4,3] */
     Node *t = ir_transpose(ts.g, ts.d, L, m, (int[]){1, 0});
     ir_add_output(ts.g, "gw", t, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     Node *v = ts.g->outputs[0].value;
     assert_int_equal(v->op, OP_MATMUL);
     assert_ptr_equal(v->inputs[0], g);
     assert_ptr_equal(v->inputs[1], x);
     assert_true(v->attr.transpose_a);
     assert_false(v->attr.transpose_b);
-    assert_int_equal(count_op(OP_TRANSPOSE), 0);
-    assert_int_equal(count_op(OP_MATMUL), 1);
+    assert_int_equal(ts_count_used_op(ts.g, OP_TRANSPOSE), 0);
+    assert_int_equal(ts_count_used_op(ts.g, OP_MATMUL), 1);
 }
 
 static void test_transpose_of_shared_matmul_stays(void **s) {
@@ -145,9 +92,9 @@ static void test_transpose_of_shared_matmul_stays(void **s) {
     Node *t = ir_transpose(ts.g, ts.d, L, m, (int[]){1, 0});
     ir_add_output(ts.g, "m", m, false);
     ir_add_output(ts.g, "t", t, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_int_equal(ts.g->outputs[1].value->op, OP_TRANSPOSE);
-    assert_int_equal(count_op(OP_MATMUL), 1);
+    assert_int_equal(ts_count_used_op(ts.g, OP_MATMUL), 1);
 }
 
 static void test_transpose_of_transpose_composes(void **s) {
@@ -156,7 +103,7 @@ static void test_transpose_of_transpose_composes(void **s) {
     Node *t1 = ir_transpose(ts.g, ts.d, L, x, (int[]){2, 0, 1});  /* [4,2,3] */
     Node *t2 = ir_transpose(ts.g, ts.d, L, t1, (int[]){0, 2, 1}); /* [4,3,2] */
     ir_add_output(ts.g, "y", t2, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_ptr_equal(t2->inputs[0], x);
     assert_int_equal(t2->attr.perm[0], 2);
     assert_int_equal(t2->attr.perm[1], 1);
@@ -169,9 +116,9 @@ static void test_transpose_of_transpose_to_identity_disappears(void **s) {
     Node *t1 = ir_transpose(ts.g, ts.d, L, x, (int[]){2, 0, 1});
     Node *t2 = ir_transpose(ts.g, ts.d, L, t1, (int[]){1, 2, 0});
     ir_add_output(ts.g, "y", ir_unary(ts.g, ts.d, L, OP_EXP, t2), false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_ptr_equal(ts.g->outputs[0].value->inputs[0], x);
-    assert_int_equal(count_op(OP_TRANSPOSE), 0);
+    assert_int_equal(ts_count_used_op(ts.g, OP_TRANSPOSE), 0);
 }
 
 /* [N,1,5] -> [1,N,5] moves only a dim of size 1: the same bytes, a reshape (a view) */
@@ -180,7 +127,7 @@ static void test_transpose_of_unit_dims_becomes_reshape(void **s) {
     Node *x = param("x", ts_shape(3, N, 1, 5));
     Node *t = ir_transpose(ts.g, ts.d, L, x, (int[]){1, 0, 2});
     ir_add_output(ts.g, "y", t, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_int_equal(t->op, OP_RESHAPE);
     assert_ptr_equal(t->inputs[0], x);
     assert_true(ir_shape_eq(&t->attr.shape, &t->shape));
@@ -192,7 +139,7 @@ static void test_transpose_moving_n_past_a_dim_stays(void **s) {
     Node *x = param("x", ts_shape(3, N, 1, 5));
     Node *t = ir_transpose(ts.g, ts.d, L, x, (int[]){2, 1, 0});
     ir_add_output(ts.g, "y", t, false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_int_equal(t->op, OP_TRANSPOSE);
 }
 
@@ -204,7 +151,7 @@ static void test_transpose_feeding_elementwise_stays(void **s) {
     Node *t = ir_transpose(ts.g, ts.d, L, x, (int[]){1, 0});
     Node *a = ir_binary(ts.g, ts.d, L, OP_ADD, t, y);
     ir_add_output(ts.g, "y", ir_unary(ts.g, ts.d, L, OP_RELU, a), false);
-    layout_keeps_values();
+    ts_pass_keeps_values(pass_layout);
     assert_ptr_equal(a->inputs[0], t);
     assert_int_equal(t->op, OP_TRANSPOSE);
 }
