@@ -150,55 +150,6 @@ static void set_test_json(json_t *o, const RtEvalResult *ev, bool tested) {
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-static void store_step(RtBinding *b, int64_t step) {
-    if (b->step_arg < 0)
-        return;
-    void *p = b->args[b->step_arg];
-    if (b->g->args[b->step_arg].dtype == RT_I64)
-        *(int64_t *)p = step;
-    else
-        *(int32_t *)p = (int32_t)step;
-}
-
-/* One training epoch as rt_train_epoch runs it (the same samples in the same order, the same steps), with
-   the batch gathered by the loader: batch k+1 is gathered while step k runs, into the buffers that step k
-   does not read. Returns the mean loss. */
-static double train_epoch(RtBinding *b, RtModel *md, RtLoader *ld, const RtDataset *d, const RtConfig *c,
-                          int64_t epoch, FILE *out) {
-    int64_t *order = malloc((size_t)d->count * sizeof *order);
-    if (!order)
-        return NAN;
-    rt_epoch_order(d->count, c->shuffle, c->seed, epoch, order);
-    int64_t nb = rt_batch_count(d->count, c->batch);
-    double sum = 0;
-    if (nb)
-        rt_loader_request(ld, order, min64(c->batch, d->count));
-    for (int64_t k = 0; k < nb; k++) {
-        int64_t start = k * c->batch, n = min64(d->count - start, c->batch);
-        void *x, *y = NULL;
-        rt_loader_wait(ld, &x, &y);
-        b->args[b->x_arg] = x;
-        if (b->y_arg >= 0)
-            b->args[b->y_arg] = y;
-        if (k + 1 < nb)
-            rt_loader_request(ld, order + start + n, min64(d->count - start - n, c->batch));
-        store_step(b, md->step);
-        b->g->fn(b->args, n, b->arena);
-        md->step++;
-        double loss = rt_output_scalar(b, b->loss_arg);
-        sum += loss;
-        if (out && k % 100 == 0) {
-            fprintf(out, "loss: %f  [%5lld/%5lld]\n", loss, (long long)(start + n), (long long)d->count);
-            fflush(out);
-        }
-    }
-    b->args[b->x_arg] = b->owned[b->x_arg];
-    if (b->y_arg >= 0)
-        b->args[b->y_arg] = b->owned[b->y_arg];
-    free(order);
-    return nb ? sum / (double)nb : NAN;
-}
-
 static int cmd_train(Run *r) {
     RtConfig *c = &r->cfg;
     RtDataset train = {0}, test = {0};
@@ -246,8 +197,7 @@ static int cmd_train(Run *r) {
     for (int64_t ep = start_epoch; ep < c->epochs; ep++) {
         printf("Epoch %lld\n-------------------------------\n", (long long)ep + 1);
         double t0 = now();
-        double train_loss = tb.x_arg >= 0 ? train_epoch(&tb, &r->md, &loader, &train, c, ep, stdout)
-                                          : rt_train_epoch(&tb, &r->md, &train, c, ep, stdout);
+        double train_loss = rt_train_epoch(&tb, &r->md, tb.x_arg >= 0 ? &loader : NULL, &train, c, ep, stdout);
         double secs = now() - t0;
         RtEvalResult ev = {NAN, NAN, 0};
         if (test.count) {

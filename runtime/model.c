@@ -230,14 +230,19 @@ void rt_unbind(RtBinding *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* Runs b's graph over the batch of n samples already in its input buffers, at md's step. */
+static void run_step(RtBinding *b, RtModel *md, int64_t n) {
+    if (b->step_arg >= 0)
+        store_count(b->g->args[b->step_arg].dtype, b->args[b->step_arg], (uint64_t)md->step);
+    b->g->fn(b->args, n, b->arena);
+}
+
 void rt_run_batch(RtBinding *b, RtModel *md, const RtDataset *d, const int64_t *idx, int64_t n) {
     const RtTensorSpec *a = b->g->args;
     if (b->x_arg >= 0)
         rt_dataset_gather(d, idx, n, a[b->x_arg].dtype, b->args[b->x_arg], b->y_arg >= 0 ? a[b->y_arg].dtype : RT_U8,
                           b->y_arg >= 0 ? b->args[b->y_arg] : NULL);
-    if (b->step_arg >= 0)
-        store_count(a[b->step_arg].dtype, b->args[b->step_arg], (uint64_t)md->step);
-    b->g->fn(b->args, n, b->arena);
+    run_step(b, md, n);
 }
 
 double rt_output_scalar(const RtBinding *b, int arg) {
@@ -269,17 +274,33 @@ void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, R
     out->accuracy = nb && b->correct_arg >= 0 ? correct / labels : NAN;
 }
 
-double rt_train_epoch(RtBinding *b, RtModel *md, const RtDataset *d, const RtConfig *cfg, int64_t epoch,
-                      FILE *out) {
+double rt_train_epoch(RtBinding *b, RtModel *md, RtLoader *ld, const RtDataset *d, const RtConfig *cfg,
+                      int64_t epoch, FILE *out) {
     int64_t *order = malloc((size_t)d->count * sizeof *order);
     if (!order)
         return NAN;
     rt_epoch_order(d->count, cfg->shuffle, cfg->seed, epoch, order);
-    int64_t nb = rt_batch_count(d->count, cfg->batch);
+    int64_t nb = rt_batch_count(d->count, cfg->batch), batch = cfg->batch;
+    if (b->x_arg < 0)
+        ld = NULL;
+    if (ld && nb)
+        rt_loader_request(ld, order, d->count < batch ? d->count : batch);
     double sum = 0;
     for (int64_t k = 0; k < nb; k++) {
-        int64_t start = k * cfg->batch, n = d->count - start < cfg->batch ? d->count - start : cfg->batch;
-        rt_run_batch(b, md, d, order + start, n);
+        int64_t start = k * batch, n = d->count - start < batch ? d->count - start : batch;
+        if (ld) {
+            /* the loader's buffers of batch k in, then batch k+1 requested while step k runs */
+            void *x, *y = NULL;
+            rt_loader_wait(ld, &x, &y);
+            b->args[b->x_arg] = x;
+            if (b->y_arg >= 0)
+                b->args[b->y_arg] = y;
+            if (k + 1 < nb)
+                rt_loader_request(ld, order + start + n, d->count - start - n < batch ? d->count - start - n : batch);
+            run_step(b, md, n);
+        } else {
+            rt_run_batch(b, md, d, order + start, n);
+        }
         md->step++;
         double loss = rt_output_scalar(b, b->loss_arg);
         sum += loss;
@@ -287,6 +308,11 @@ double rt_train_epoch(RtBinding *b, RtModel *md, const RtDataset *d, const RtCon
             fprintf(out, "loss: %f  [%5lld/%5lld]\n", loss, (long long)(start + n), (long long)d->count);
             fflush(out);
         }
+    }
+    if (ld) {
+        b->args[b->x_arg] = b->owned[b->x_arg];
+        if (b->y_arg >= 0)
+            b->args[b->y_arg] = b->owned[b->y_arg];
     }
     free(order);
     return nb ? sum / (double)nb : NAN;

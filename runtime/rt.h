@@ -286,9 +286,11 @@ typedef struct RtEvalResult {
 } RtEvalResult;
 void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, RtEvalResult *out);
 
-/* One training epoch (epoch counts from 0); prints progress to out when not NULL. Returns the mean loss. */
-double rt_train_epoch(RtBinding *b, RtModel *md, const RtDataset *d, const RtConfig *cfg, int64_t epoch,
-                      FILE *out);
+/* One training epoch (epoch counts from 0); prints progress to out when not NULL. Returns the mean loss.
+   With a loader (opened on d for b's inputs), batch k+1 is gathered while step k runs; without one (NULL),
+   each batch is gathered before its step. The samples, their order and the steps are the same either way. */
+double rt_train_epoch(RtBinding *b, RtModel *md, RtLoader *ld, const RtDataset *d, const RtConfig *cfg,
+                      int64_t epoch, FILE *out);
 
 /* ---------------------------------------------------------------- the driver (driver.c) */
 /* rt_main with an explicit manifest text and graph entries, so that tests can run the whole driver. */

@@ -89,7 +89,7 @@ static void test_train_epoch_passes_batch_sizes(void **state) {
     d.images = calloc(60000, 4);
     d.labels = calloc(60000, 1);
     nns = 0;
-    double loss = rt_train_epoch(&b, &md, &d, &cfg, 0, NULL);
+    double loss = rt_train_epoch(&b, &md, NULL, &d, &cfg, 0, NULL);
     assert_true(loss == 1.0);
     assert_int_equal(nns, 938);
     for (int i = 0; i < 937; i++)

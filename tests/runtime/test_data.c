@@ -591,7 +591,7 @@ static void test_driver_prefetching_epochs_match_serial_epochs(void **state) {
     assert_int_equal(rt_dataset_load(&train, dir, &cfg.train_data, &e), RT_OK);
     assert_int_equal(rt_bind(&tb, &md, &m.train, &cfg, cfg.batch, &e), RT_OK);
     for (int ep = 0; ep < 2; ep++)
-        rt_train_epoch(&tb, &md, &train, &cfg, ep, NULL);
+        rt_train_epoch(&tb, &md, NULL, &train, &cfg, ep, NULL);
     float want[15];
     memcpy(want, md.params[rt_manifest_param_index(&m, "w")], 12 * sizeof *want);
     memcpy(want + 12, md.params[rt_manifest_param_index(&m, "b")], 3 * sizeof *want);

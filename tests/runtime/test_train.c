@@ -47,9 +47,9 @@ static void test_training_lowers_loss(void **state) {
     assert_int_equal(rt_bind(&eb, &md, &m.eval, &cfg, cfg.batch, &e), RT_OK);
     RtEvalResult before, after;
     rt_evaluate(&eb, &md, &test, cfg.batch, &before);
-    double first = rt_train_epoch(&tb, &md, &train, &cfg, 0, NULL), last = first;
+    double first = rt_train_epoch(&tb, &md, NULL, &train, &cfg, 0, NULL), last = first;
     for (int ep = 1; ep < 4; ep++)
-        last = rt_train_epoch(&tb, &md, &train, &cfg, ep, NULL);
+        last = rt_train_epoch(&tb, &md, NULL, &train, &cfg, ep, NULL);
     rt_evaluate(&eb, &md, &test, cfg.batch, &after);
     assert_true(last < first);
     assert_true(after.loss < 0.5 * before.loss);
