@@ -54,7 +54,6 @@ typedef struct Pool {
     _Atomic bool quit;
     atomic_flag busy; /* held by the thread running a loop: a second outside caller runs its loop serially */
     uint32_t start_gen;
-    bool blas_single;
     bool exit_hook;
 } Pool;
 
@@ -207,12 +206,6 @@ static void run_loop(int64_t count, int64_t cost, lathe_range_fn call, void *ctx
         run_serial(count, parts, call, ctx);
         return;
     }
-    if (!pool.blas_single) {
-        /* from the first loop of Lathe's own on, a GEMM runs inside a range (see lathe_pool_init) */
-        if (openblas_set_num_threads)
-            openblas_set_num_threads(1);
-        pool.blas_single = true;
-    }
     pool.call = call;
     pool.ctx = ctx;
     pool.count = count;
@@ -255,9 +248,9 @@ static int cores(void) {
     return n > 0 ? (int)n : 1;
 }
 
-/* OpenBLAS keeps the pool's thread count until the pool runs its first loop: the GEMMs of code that does
-   not split its kernels yet still use every core, and from the first split on every GEMM is single-threaded
-   inside a range, so that the two never oversubscribe. No worker is left running at exit. */
+/* OpenBLAS runs single-threaded from here on: every GEMM is called inside a kernel's range (generated code
+   splits a GEMM by rows, the window kernels by samples or channels), so the pool's threads and OpenBLAS's
+   never oversubscribe the cores. No worker is left running at exit. */
 void lathe_pool_init(int threads) {
     assert(!tl_in_range && "lathe_pool_init inside a parallel range");
     if (threads <= 0)
@@ -270,7 +263,7 @@ void lathe_pool_init(int threads) {
         atexit(stop_workers);
     }
     if (openblas_set_num_threads)
-        openblas_set_num_threads(pool.blas_single ? 1 : threads);
+        openblas_set_num_threads(1);
     if (threads == 1 || !(pool.workers = calloc((size_t)threads, sizeof *pool.workers)))
         return;
     pool.start_gen = atomic_load(&pool.wake_gen);
