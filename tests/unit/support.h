@@ -70,6 +70,9 @@ const ParamInfo *ts_param(const Program *p, const char *name);
 int ts_count_op(const Graph *g, Op op);
 /* How many nodes of g have op and are still read by a node or an output (a pass leaves the dead to dce). */
 int ts_count_used_op(const Graph *g, Op op);
+/* Element i of a buffer of dtype t, as a double, and back (a value converted as C converts it). */
+double ts_elem_get(const void *buf, DType t, int64_t i);
+void ts_elem_put(void *buf, DType t, int64_t i, double v);
 /* ts.g through the interpreter with N = n and every INPUT and PARAM (the first 16) bound to fixed
    pseudo-random values in [-0.5, 0.5); returns the outputs (fails the test on an interpreter error). */
 ITensor *ts_interp_random(int64_t n);

@@ -116,6 +116,32 @@ int ts_count_op(const Graph *g, Op op)
     return k;
 }
 
+double ts_elem_get(const void *buf, DType t, int64_t i)
+{
+    switch (t) {
+    case DT_F32: return ((const float *)buf)[i];
+    case DT_F64: return ((const double *)buf)[i];
+    case DT_I32: return ((const int32_t *)buf)[i];
+    case DT_I64: return (double)((const int64_t *)buf)[i];
+    case DT_U8: return ((const uint8_t *)buf)[i];
+    default: break;
+    }
+    fail_msg("bad dtype");
+    return 0;
+}
+
+void ts_elem_put(void *buf, DType t, int64_t i, double v)
+{
+    switch (t) {
+    case DT_F32: ((float *)buf)[i] = (float)v; break;
+    case DT_F64: ((double *)buf)[i] = v; break;
+    case DT_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
+    case DT_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
+    case DT_U8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
+    default: fail_msg("bad dtype");
+    }
+}
+
 int ts_count_used_op(const Graph *g, Op op)
 {
     int k = 0;

@@ -29,30 +29,6 @@ static int teardown(void **state) {
     return ts_teardown(state);
 }
 
-static double get(const void *buf, DType t, int64_t i) {
-    switch (t) {
-    case DT_F32: return ((const float *)buf)[i];
-    case DT_F64: return ((const double *)buf)[i];
-    case DT_I32: return ((const int32_t *)buf)[i];
-    case DT_I64: return (double)((const int64_t *)buf)[i];
-    case DT_U8: return ((const uint8_t *)buf)[i];
-    default: break;
-    }
-    fail_msg("bad dtype");
-    return 0;
-}
-
-static void put(void *buf, DType t, int64_t i, double v) {
-    switch (t) {
-    case DT_F32: ((float *)buf)[i] = (float)v; break;
-    case DT_F64: ((double *)buf)[i] = v; break;
-    case DT_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
-    case DT_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
-    case DT_U8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
-    default: fail_msg("bad dtype");
-    }
-}
-
 /* floats in [-2, 2); integers in [-5, 5] ([0, 5] for u8); a scalar "lr" small and positive */
 static double random_value(DType t, bool small) {
     double u = ts_rand_uniform(&rng);
@@ -164,8 +140,8 @@ static void check_graph_untouched(Graph *g, int64_t n, const Node *untouched) {
         ITensor t = {ts_shape_at(v->shape, n), arena_alloc(ts.a, sizeof(double) * (size_t)(numel + 1))};
         bool small = strcmp(args[a].name, "lr") == 0;
         for (int64_t i = 0; i < numel; i++) {
-            put(src[a], v->dtype, i, random_value(v->dtype, small));
-            t.data[i] = get(src[a], v->dtype, i);
+            ts_elem_put(src[a], v->dtype, i, random_value(v->dtype, small));
+            t.data[i] = ts_elem_get(src[a], v->dtype, i);
         }
         bind[nbind++] = (IBinding){args[a].name, t};
     }
@@ -189,7 +165,7 @@ static void check_graph_untouched(Graph *g, int64_t n, const Node *untouched) {
                 fail_msg("output %s: the run in %d parts differs from the whole run", o->name, parts[r]);
         int64_t numel = ir_shape_numel(&o->value->shape, n);
         for (int64_t k = 0; k < numel; k++) {
-            double x = get(runs[0].bufs[a], t, k), want = ref[i].data[k];
+            double x = ts_elem_get(runs[0].bufs[a], t, k), want = ref[i].data[k];
             bool ok = (isnan(x) && isnan(want)) || x == want || fabs(x - want) <= tol * fmax(1.0, fabs(want));
             if (!ok)
                 fail_msg("output %s[%lld]: generated %.9g, interpreter %.9g", o->name, (long long)k, x, want);

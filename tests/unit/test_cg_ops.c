@@ -56,30 +56,6 @@ static void out(const char *name, Node *v) {
     ir_add_output(ts.g, name, v, false);
 }
 
-static double get(const void *buf, DType t, int64_t i) {
-    switch (t) {
-    case DT_F32: return ((const float *)buf)[i];
-    case DT_F64: return ((const double *)buf)[i];
-    case DT_I32: return ((const int32_t *)buf)[i];
-    case DT_I64: return (double)((const int64_t *)buf)[i];
-    case DT_U8: return ((const uint8_t *)buf)[i];
-    default: break;
-    }
-    fail_msg("bad dtype");
-    return 0;
-}
-
-static void put(void *buf, DType t, int64_t i, double v) {
-    switch (t) {
-    case DT_F32: ((float *)buf)[i] = (float)v; break;
-    case DT_F64: ((double *)buf)[i] = v; break;
-    case DT_I32: ((int32_t *)buf)[i] = (int32_t)v; break;
-    case DT_I64: ((int64_t *)buf)[i] = (int64_t)v; break;
-    case DT_U8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
-    default: fail_msg("bad dtype");
-    }
-}
-
 static double random_value(DType t) {
     if (ir_dtype_is_float(t))
         return fx.lo + (fx.hi - fx.lo) * ts_rand_uniform(&fx.rng);
@@ -136,8 +112,8 @@ static void run_check(int64_t n) {
         }
         ITensor t = {ts_shape_at(v->shape, n), arena_alloc(ts.a, sizeof(double) * (size_t)(numel + 1))};
         for (int64_t i = 0; i < numel; i++) {
-            put(bufs[a], v->dtype, i, random_value(v->dtype));
-            t.data[i] = get(bufs[a], v->dtype, i);
+            ts_elem_put(bufs[a], v->dtype, i, random_value(v->dtype));
+            t.data[i] = ts_elem_get(bufs[a], v->dtype, i);
         }
         bind[nbind++] = (IBinding){args[a].name, t};
     }
@@ -162,7 +138,7 @@ static void run_check(int64_t n) {
         double tol = t == DT_F32 ? fx.tol : t == DT_F64 ? 1e-12 : 0;
         int64_t numel = ir_shape_numel(&o->value->shape, n);
         for (int64_t k = 0; k < numel; k++) {
-            double x = get(bufs[a], t, k), r = ref[i].data[k];
+            double x = ts_elem_get(bufs[a], t, k), r = ref[i].data[k];
             bool ok = (isnan(x) && isnan(r)) || x == r || fabs(x - r) <= tol * fmax(1.0, fabs(r));
             if (!ok)
                 fail_msg("output %s[%lld]: generated %.9g, interpreter %.9g", o->name, (long long)k, x, r);
