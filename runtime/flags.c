@@ -255,128 +255,6 @@ static int recipe_int(json_t *recipe, const char *key, int64_t dflt, int64_t min
     return RT_OK;
 }
 
-/* A call's argument: kwargs[key], or else its positional argument pos (pos < 0: keyword only). */
-static json_t *call_arg(json_t *call, const char *key, int pos) {
-    json_t *v = json_object_get(json_object_get(call, "kwargs"), key);
-    return v ? v : pos >= 0 ? json_array_get(json_object_get(call, "args"), (size_t)pos) : NULL;
-}
-
-/* The arguments a data source takes, for the message on an unknown one. */
-static int known_args(json_t *call, const char *key, const char *name, const char *const *known, int nknown,
-                      int npositional, RtErr *e) {
-    if (json_array_size(json_object_get(call, "args")) > (size_t)npositional)
-        return rt_errf(e, "recipe key %s: %s takes at most %d positional arguments", key, name, npositional);
-    const char *k;
-    json_t *v;
-    json_object_foreach(json_object_get(call, "kwargs"), k, v) {
-        int i = 0;
-        while (i < nknown && strcmp(known[i], k) != 0)
-            i++;
-        if (i == nknown)
-            return rt_errf(e, "recipe key %s: %s has no argument '%s'", key, name, k);
-    }
-    return RT_OK;
-}
-
-static int int_arg(json_t *call, const char *key, const char *arg, int pos, int64_t dflt, int64_t min, int64_t *out,
-                   RtErr *e) {
-    json_t *v = call_arg(call, arg, pos);
-    *out = dflt;
-    if (!v)
-        return RT_OK;
-    if (!json_is_integer(v) || json_integer_value(v) < min)
-        return rt_errf(e, "recipe key %s: %s must be an integer of at least %lld", key, arg, (long long)min);
-    *out = json_integer_value(v);
-    return RT_OK;
-}
-
-static int bool_arg(json_t *call, const char *key, const char *arg, int pos, bool dflt, bool *out, RtErr *e) {
-    json_t *v = call_arg(call, arg, pos);
-    *out = dflt;
-    if (!v)
-        return RT_OK;
-    if (!json_is_boolean(v))
-        return rt_errf(e, "recipe key %s: %s must be true or false", key, arg);
-    *out = json_is_true(v);
-    return RT_OK;
-}
-
-static int idx_spec(json_t *v, const char *key, RtDataSpec *d, RtErr *e) {
-    static const char *const known[] = {"images", "labels", "scale"};
-    if (known_args(v, key, "idx(images, labels, scale = 1)", known, 3, 3, e) != RT_OK)
-        return RT_ERR;
-    json_t *im = call_arg(v, "images", 0), *lb = call_arg(v, "labels", 1), *scale = call_arg(v, "scale", 2);
-    if (!json_is_string(im) || !json_is_string(lb))
-        return rt_errf(e, "recipe key %s: idx needs the images and labels files as strings", key);
-    d->images = json_string_value(im);
-    d->labels = json_string_value(lb);
-    d->scale = 1.0;
-    if (scale) {
-        if (!json_is_number(scale))
-            return rt_errf(e, "recipe key %s: scale must be a number", key);
-        d->scale = json_number_value(scale);
-    }
-    return RT_OK;
-}
-
-/* context defaults to the model's tokens per sample: x i64[N, T] */
-static int text_spec(json_t *v, const char *key, const RtManifest *m, RtDataSpec *d, RtErr *e) {
-    static const char *const known[] = {"file", "context", "stride"};
-    if (known_args(v, key, "text(file, context = T, stride = T)", known, 3, 3, e) != RT_OK)
-        return RT_ERR;
-    json_t *file = call_arg(v, "file", 0);
-    if (!json_is_string(file))
-        return rt_errf(e, "recipe key %s: text needs the file name as a string", key);
-    d->images = json_string_value(file);
-    int64_t model_t = 0;
-    if (m->ninputs > 0 && !rt_numel(&m->inputs[0], 1, &model_t))
-        model_t = 0;
-    if (int_arg(v, key, "context", 1, model_t, 1, &d->context, e) != RT_OK)
-        return RT_ERR;
-    if (d->context < 1)
-        return rt_errf(e, "recipe key %s: text needs context = T (the model's input gives none)", key);
-    return int_arg(v, key, "stride", 2, d->context, 1, &d->stride, e);
-}
-
-static int csv_spec(json_t *v, const char *key, RtDataSpec *d, RtErr *e) {
-    static const char *const known[] = {"file", "header", "label_column", "regression"};
-    if (known_args(v, key, "csv(file, header = true, label_column = -1, regression = false)", known, 4, 4, e) != RT_OK)
-        return RT_ERR;
-    json_t *file = call_arg(v, "file", 0);
-    if (!json_is_string(file))
-        return rt_errf(e, "recipe key %s: csv needs the file name as a string", key);
-    d->images = json_string_value(file);
-    if (bool_arg(v, key, "header", 1, true, &d->header, e) != RT_OK ||
-        int_arg(v, key, "label_column", 2, -1, INT32_MIN, &d->label_column, e) != RT_OK ||
-        bool_arg(v, key, "regression", 3, false, &d->regression, e) != RT_OK)
-        return RT_ERR;
-    return RT_OK;
-}
-
-static int data_spec(json_t *recipe, const RtManifest *m, const char *key, RtDataSpec *d, RtErr *e) {
-    memset(d, 0, sizeof *d);
-    json_t *v = json_object_get(recipe, key);
-    if (!v)
-        return RT_OK;
-    const char *call = json_string_value(json_object_get(v, "call"));
-    int rc;
-    if (call && strcmp(call, "idx") == 0) {
-        d->kind = RT_DATA_IDX;
-        rc = idx_spec(v, key, d, e);
-    } else if (call && strcmp(call, "text") == 0) {
-        d->kind = RT_DATA_TEXT;
-        rc = text_spec(v, key, m, d, e);
-    } else if (call && strcmp(call, "csv") == 0) {
-        d->kind = RT_DATA_CSV;
-        rc = csv_spec(v, key, d, e);
-    } else {
-        return rt_errf(e, "recipe key %s: the runtime reads idx(images, labels, scale = S), text(file, context = T, "
-                       "stride = T) and csv(file, header = true, label_column = -1, regression = false)", key);
-    }
-    d->present = rc == RT_OK;
-    return rc;
-}
-
 static int recipe_defaults(RtConfig *c, const RtManifest *m, RtErr *e) {
     json_t *r = c->recipe;
     int64_t seed = 0;
@@ -395,7 +273,8 @@ static int recipe_defaults(RtConfig *c, const RtManifest *m, RtErr *e) {
         c->lr = json_number_value(lr);
         c->has_lr = true;
     }
-    if (data_spec(r, m, "data", &c->train_data, e) || data_spec(r, m, "test", &c->test_data, e))
+    if (rt_data_spec_parse(json_object_get(r, "data"), m, "data", &c->train_data, e) ||
+        rt_data_spec_parse(json_object_get(r, "test"), m, "test", &c->test_data, e))
         return RT_ERR;
     json_t *classes = json_object_get(r, "classes");
     if (json_is_array(classes)) {

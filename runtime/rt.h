@@ -131,6 +131,22 @@ int rt_config_parse(RtConfig *cfg, const RtManifest *m, int argc, char **argv, R
 void rt_config_free(RtConfig *cfg);
 void rt_usage(FILE *f, const char *prog, int cmd); /* cmd < 0: the general help */
 
+/* ---------------------------------------------------------------- recipe calls (recipe.c) */
+/* A call of the recipe ({"call": "idx", "args": [...], "kwargs": {...}}, see lathe_rt.h) as its readers
+   see it. Messages name the recipe key: "recipe key data: idx has no argument 'scal'". */
+json_t *rt_call_arg(const json_t *call, const char *arg, int pos); /* kwargs[arg], else args[pos] (pos < 0:
+                                                                      keyword only); NULL when absent */
+/* At most npositional positional arguments, and keywords only among known[0..nknown); sig is the call's
+   signature for messages ("idx(images, labels, scale = 1)"). */
+int rt_call_check(const json_t *call, const char *key, const char *sig, const char *const *known, int nknown,
+                  int npositional, RtErr *e);
+/* An argument's value, dflt when absent, refused outside its range or of the wrong kind. */
+int rt_call_int(const json_t *call, const char *key, const char *arg, int pos, int64_t dflt, int64_t min,
+                int64_t *out, RtErr *e);
+int rt_call_bool(const json_t *call, const char *key, const char *arg, int pos, bool dflt, bool *out, RtErr *e);
+int rt_call_num(const json_t *call, const char *key, const char *arg, int pos, double dflt, double min, double max,
+                double *out, RtErr *e);
+
 /* ---------------------------------------------------------------- random numbers (rng.c) */
 typedef struct RtRng {
     uint64_t state, inc;
@@ -181,6 +197,9 @@ typedef struct RtDataset {
     double scale;      /* idx */
 } RtDataset;
 
+/* Reads a source call of the recipe (v: the value of recipe key `key`, NULL when absent: d->present false)
+   into d (dataspec.c); the model's input gives text's default context. */
+int rt_data_spec_parse(const json_t *v, const RtManifest *m, const char *key, RtDataSpec *d, RtErr *e);
 /* Loads the files of spec (names resolved against dir unless absolute). */
 int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr *e);
 /* text and csv sources (textdata.c), called by rt_dataset_load with the resolved path in d->images_path */
@@ -197,37 +216,7 @@ double rt_dataset_label(const RtDataset *d, int64_t i, int64_t k);
 void rt_dataset_gather(const RtDataset *d, const int64_t *idx, int64_t n, RtDType xt, void *x, RtDType yt,
                        void *y);
 
-/* The sample order of one epoch: 0..n-1, or a permutation derived from (seed, epoch) only. */
-void rt_epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch, int64_t *order);
-int64_t rt_batch_count(int64_t n, int64_t batch); /* the last partial batch is kept */
-
-/* The prefetching loader: rt_loader_request starts gathering a batch into one of two buffer pairs on the
-   loader's thread, so that the gather of batch k+1 runs while the step of batch k does; rt_loader_wait
-   returns that batch's buffers, which stay valid until the request after the next one. The samples and the
-   values are those of rt_dataset_gather. Without a thread (prefetch false, or none could start) a request
-   gathers at once on the caller. The buffers are 64-byte aligned, as the binding's own. */
-typedef struct RtLoader {
-    const RtDataset *d;
-    RtDType xt, yt;
-    bool has_y, threaded;
-    void *x[2], *y[2];
-    int slot;  /* the buffer pair of the latest request */
-    int state; /* LOADER_IDLE, _REQUESTED, _WORKING, _QUIT (data.c); under mu */
-    const int64_t *idx;
-    int64_t n;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-} RtLoader;
-
-/* x: the model's input spec (and y its labels' spec, or NULL), buffers sized for batches of max_n. */
-int rt_loader_open(RtLoader *l, const RtDataset *d, const RtTensorSpec *x, const RtTensorSpec *y, int64_t max_n,
-                   bool prefetch, RtErr *e);
-/* Starts gathering samples idx[0..n) (idx must stay valid until rt_loader_wait returns); the previous request
-   must have been waited for. */
-void rt_loader_request(RtLoader *l, const int64_t *idx, int64_t n);
-void rt_loader_wait(RtLoader *l, void **x, void **y);
-void rt_loader_close(RtLoader *l);
+#include "loader.h" /* the sample order, the batches, the prefetching loader, splits and transforms */
 
 /* ---------------------------------------------------------------- checkpoints (safetensors.c) */
 typedef struct RtTensor {
