@@ -101,6 +101,7 @@ bool cg_link(const char *object, const char *output, Diag *d) {
     argv[argc++] = "-ljansson";
     argv[argc++] = "-Wl,-Bdynamic";
     argv[argc++] = "-lopenblas";
+    argv[argc++] = "-lpng";
     argv[argc++] = "-lz";
     argv[argc++] = "-lm";
     argv[argc++] = "-lpthread";

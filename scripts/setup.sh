@@ -2,7 +2,7 @@
 # Installs what Lathe needs on Debian (as root): the build tools and libraries, FashionMNIST, and with
 # --test the test tools and the PyTorch reference (python3-torch). Runs apt-get only for what is missing.
 set -euo pipefail
-pkgs=(cmake gcc make pkg-config llvm-dev libopenblas-dev zlib1g-dev libjansson-dev libcmocka-dev
+pkgs=(cmake gcc make pkg-config llvm-dev libopenblas-dev zlib1g-dev libjansson-dev libpng-dev libcmocka-dev
       dataset-fashion-mnist)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(python3 python3-numpy python3-torch)
