@@ -1,8 +1,11 @@
 /* flags.c: the command line of a produced executable. The recipe (the model file's train block) gives the
-   defaults, --set KEY=VALUE overrides any recipe key, and the dedicated flags (--epochs, --lr, ...) override
-   both. Every bad flag or value is one message naming the flag. */
+   defaults, --set KEY=EXPR (EXPR as in the model file, read by rexpr.c) overrides any recipe key, and the
+   dedicated flags (--epochs, --lr, ...) override both. Every bad flag or value is one message naming the
+   flag. */
 #include "rt.h"
+#include "rexpr.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -57,7 +60,9 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --seed N              seed of initialization and shuffling\n"
                 "  --shuffle, --no-shuffle  shuffle the training samples each epoch, or not\n"
                 "  --limit N             use the first N training and test samples\n"
-                "  --set KEY=VALUE       override a recipe key (optimizer.lr=0.1 for a call's argument)\n"
+                "  --set KEY=EXPR        override a recipe key, EXPR written as in the model file:\n"
+                "                        --set 'optimizer=Adam(lr = 1e-3)'; KEY.ARG=EXPR sets one\n"
+                "                        argument of a call: --set optimizer.lr=0.1\n"
                 "  --checkpoint-dir DIR  write DIR/last.safetensors after each epoch\n"
                 "  --log-json FILE       append one JSON object per epoch to FILE\n"
                 "  --resume FILE         continue from a checkpoint with the next epoch\n"
@@ -140,107 +145,94 @@ static int parse_real(const char *flag, const char *s, double *out, RtErr *e) {
     return RT_OK;
 }
 
-/* A --set value as JSON: an integer, a number, true/false, or else a string. */
-static json_t *parse_value(const char *s) {
-    char *end;
-    errno = 0;
-    long long i = strtoll(s, &end, 10);
-    if (*s && !*end && errno == 0)
-        return json_integer(i);
-    errno = 0;
-    double d = strtod(s, &end);
-    if (*s && !*end && errno == 0 && isfinite(d))
-        return json_real(d);
-    if (strcmp(s, "true") == 0)
-        return json_true();
-    if (strcmp(s, "false") == 0)
-        return json_false();
-    return json_string(s);
+/* The train block's keys, as the frontend knows them (recipe_keys in frontend/lower.c): both lists must
+   hold the same keys. */
+static const char *const recipe_keys[] = {
+    "data", "test", "validation", "classes", "batch", "epochs", "shuffle", "seed", "workers", "drop_last",
+    "transforms", "optimizer", "param_groups", "clip_grad_norm", "clip_grad_value", "accumulate", "schedule",
+    "warmup", "loss", "metrics", "early_stop",
+};
+#define NRECIPE_KEYS ((int)(sizeof recipe_keys / sizeof *recipe_keys))
+
+static bool is_recipe_key(const char *key) {
+    for (int i = 0; i < NRECIPE_KEYS; i++)
+        if (strcmp(key, recipe_keys[i]) == 0)
+            return true;
+    return false;
 }
 
-static const char *json_kind(json_t *v) {
-    if (json_is_number(v))
-        return "number";
-    if (json_is_boolean(v))
-        return "boolean";
-    if (json_is_string(v))
-        return "string";
-    if (json_is_array(v))
-        return "list";
-    return json_object_get(v, "call") ? "call" : "identifier";
+static bool is_name(const char *s) {
+    if (!(isalpha((unsigned char)*s) || *s == '_'))
+        return false;
+    while (isalnum((unsigned char)*s) || *s == '_')
+        s++;
+    return !*s;
 }
 
-/* Replaces obj[key] (which exists) by text, keeping the kind of value it holds. */
-static int replace_value(json_t *obj, const char *key, const char *full, const char *text, RtErr *e) {
-    json_t *old = json_object_get(obj, key);
-    json_t *v = parse_value(text);
-    if (json_is_number(old) && !json_is_number(v)) {
-        json_decref(v);
-        return rt_errf(e, "--set %s=%s: %s takes a number", full, text, full);
+/* The keys that flags.c reads itself (recipe_defaults) are checked as soon as --set gives them; every other
+   key is checked by the module that reads it. */
+static const char *own_key_problem(const char *key, const json_t *v) {
+    if (strcmp(key, "shuffle") == 0)
+        return json_is_boolean(v) ? NULL : "takes true or false";
+    if (strcmp(key, "seed") == 0)
+        return json_is_integer(v) && json_integer_value(v) >= 0 ? NULL : "takes an integer of at least 0";
+    if (strcmp(key, "epochs") == 0 || strcmp(key, "batch") == 0)
+        return json_is_integer(v) && json_integer_value(v) >= 1 ? NULL : "takes an integer of at least 1";
+    return NULL;
+}
+
+/* --set KEY=EXPR: EXPR (written as in the model file) replaces recipe key KEY; --set KEY.ARG=EXPR replaces
+   (or adds) the keyword argument ARG of the call that KEY holds; --set lr=X is optimizer.lr. */
+static int apply_set(json_t *recipe, const char *arg, RtErr *e) {
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return rt_errf(e, "--set: expected KEY=EXPR, got '%s'", arg);
+    char key[256];
+    if (eq - arg >= (ptrdiff_t)sizeof key)
+        return rt_errf(e, "--set: the key of '%.40s...' is too long", arg);
+    snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
+    char *sub = strchr(key, '.');
+    if (sub)
+        *sub++ = 0;
+    if (!sub && strcmp(key, "lr") == 0 && json_object_get(json_object_get(recipe, "optimizer"), "call")) {
+        strcpy(key, "optimizer");
+        sub = key + strlen(key) + 1;
+        strcpy(sub, "lr");
     }
-    if (json_is_boolean(old) && !json_is_boolean(v)) {
-        json_decref(v);
-        return rt_errf(e, "--set %s=%s: %s takes true or false", full, text, full);
+    if (strcmp(key, "loss") == 0)
+        return rt_errf(e, "--set %s: the loss is compiled into the model's graphs; change it in the model file", arg);
+    if (!is_recipe_key(key)) {
+        const char *close = rt_closest(key, recipe_keys, NRECIPE_KEYS);
+        return rt_errf(e, "--set %s: unknown recipe key '%s'%s%s%s", arg, key, close ? " (did you mean '" : "",
+                       close ? close : "", close ? "'?)" : "");
     }
-    if (json_is_string(old)) {
-        json_decref(v);
-        v = json_string(text);
-    } else if (!json_is_number(old) && !json_is_boolean(old)) {
-        json_decref(v);
-        return rt_errf(e, "--set %s=%s: %s holds a %s, which --set cannot override", full, text, full,
-                       json_kind(old));
+    json_t *call = NULL;
+    if (sub) {
+        call = json_object_get(recipe, key);
+        if (!call)
+            return rt_errf(e, "--set %s: the model file sets no '%s' (set it whole: --set '%s=CALL(...)')", arg, key,
+                           key);
+        if (!json_object_get(call, "call"))
+            return rt_errf(e, "--set %s: '%s' holds no call, so it has no argument '%s'", arg, key, sub);
+        if (!is_name(sub))
+            return rt_errf(e, "--set %s: '%s' is not an argument name", arg, sub);
     }
-    json_object_set_new(obj, key, v);
+    RtErr pe;
+    json_t *v = rt_rexpr_parse(eq + 1, &pe);
+    if (!v)
+        return rt_errf(e, "--set %s: %s", arg, pe.msg);
+    const char *problem = sub ? NULL : own_key_problem(key, v);
+    if (problem) {
+        json_decref(v);
+        return rt_errf(e, "--set %s: %s %s", arg, key, problem);
+    }
+    json_object_set_new(sub ? json_object_get(call, "kwargs") : recipe, sub ? sub : key, v);
     return RT_OK;
 }
 
 static json_t *call_kwargs(json_t *recipe, const char *key) {
     json_t *call = json_object_get(recipe, key);
     return json_object_get(call, "call") ? json_object_get(call, "kwargs") : NULL;
-}
-
-static bool graph_takes(const RtGraph *g, const char *name) {
-    for (int i = 0; i < g->nargs; i++)
-        if (g->args[i].role == RT_ROLE_INPUT && strcmp(g->args[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-static int apply_set(json_t *recipe, const RtManifest *m, const char *arg, RtErr *e) {
-    const char *eq = strchr(arg, '=');
-    if (!eq || eq == arg)
-        return rt_errf(e, "--set: expected KEY=VALUE, got '%s'", arg);
-    char key[256];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
-    const char *text = eq + 1;
-    char *dot = strchr(key, '.');
-    if (dot) {
-        *dot = 0;
-        json_t *kw = call_kwargs(recipe, key);
-        *dot = '.';
-        if (!kw || !json_object_get(kw, dot + 1))
-            return rt_errf(e, "--set %s: unknown recipe key '%s'", arg, key);
-        /* the optimizer's arguments other than lr are constants of the compiled train step, unless it takes
-           them as inputs: changing the recipe alone would train with other values than the ones shown */
-        if (strncmp(key, "optimizer.", 10) == 0 && strcmp(dot + 1, "lr") != 0 && !graph_takes(&m->train, dot + 1))
-            return rt_errf(e, "--set %s: %s is compiled into the train step; change it in the model file", arg, key);
-        return replace_value(kw, dot + 1, key, text, e);
-    }
-    if (json_object_get(recipe, key))
-        return replace_value(recipe, key, key, text, e);
-    if (strcmp(key, "lr") == 0) {
-        json_t *kw = call_kwargs(recipe, "optimizer");
-        if (kw && json_object_get(kw, "lr"))
-            return replace_value(kw, "lr", "lr", text, e);
-    }
-    /* keys the runtime understands even when the model file leaves them out */
-    static const char *known[] = {"epochs", "batch", "seed", "shuffle"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(key, known[i]) == 0) {
-            json_object_set_new(recipe, key, strcmp(key, "shuffle") == 0 ? json_false() : json_integer(0));
-            return replace_value(recipe, key, key, text, e);
-        }
-    return rt_errf(e, "--set %s: unknown recipe key '%s'", arg, key);
 }
 
 static int recipe_int(json_t *recipe, const char *key, int64_t dflt, int64_t min, int64_t *out, RtErr *e) {
@@ -390,7 +382,7 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
     if (rc == RT_OK && optind < argc - 1)
         rc = rt_errf(e, "unexpected argument '%s' for '%s'", argv[optind + 1], argv[1]);
     for (int i = 0; i < nsets && rc == RT_OK; i++)
-        rc = apply_set(c->recipe, m, sets[i], e);
+        rc = apply_set(c->recipe, sets[i], e);
     free(sets);
     if (rc != RT_OK)
         return rc;

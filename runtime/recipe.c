@@ -2,6 +2,7 @@
    argument by keyword or position, and the checks every reader of a call makes. */
 #include "rt.h"
 
+#include <ctype.h>
 #include <string.h>
 
 /* A call's argument: kwargs[key], or else its positional argument pos (pos < 0: keyword only). */
@@ -60,4 +61,41 @@ int rt_call_num(const json_t *call, const char *key, const char *arg, int pos, d
         return rt_errf(e, "recipe key %s: %s must be a number from %g to %g", key, arg, min, max);
     *out = json_number_value(v);
     return RT_OK;
+}
+
+int rt_edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return 1000;
+    int row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *rt_closest(const char *name, const char *const *cands, int n) {
+    const char *best = NULL;
+    int best_d = 1000, limit = (int)strlen(name) / 3 + 1;
+    for (int i = 0; i < n; i++) {
+        int d = rt_edit_distance(name, cands[i]);
+        if (d < best_d && d <= limit) {
+            best = cands[i];
+            best_d = d;
+        }
+    }
+    return best;
 }

@@ -7,7 +7,8 @@
 
 #include "rt.h"
 
-/* Parses text written as in a train block: a number (1e-3, 64, 0x10), a string ("a.csv" or 'a.csv'),
+/* Parses text written as in a train block: a number as the model language writes it (64, 1e-3, 0.5: digits
+   on both sides of a '.'), a string ("a.csv" or 'a.csv', with the escapes \" \' \\ \n),
    true/false, none (JSON null), an identifier, a list [a, b], a call f(a, key = b) (positional arguments
    first), arithmetic + - * / // % ** with unary -, comparisons are not needed, and parentheses. The JSON is
    the manifest's recipe form: numbers as JSON integers or reals (an integer literal stays an integer; 1 / 255
@@ -21,8 +22,9 @@ json_t *rt_rexpr_parse(const char *text, RtErr *e);
 
 /* Evaluates v as a number with the variables names[0..nvars) bound to vals. v is a number, an identifier
    (a variable, or the constants pi and e), or a call: an operator above, or one of exp log sqrt sin cos tan
-   tanh abs floor ceil min max (two or more arguments) round. RT_ERR naming what is wrong ("unknown name
-   'epochs' (the names here: epoch, step)", "cos takes 1 argument") */
+   tanh abs floor ceil min max (two or more arguments) round (half to even). RT_ERR naming what is wrong
+   ("unknown name 'epochs' (the names here: epoch, step, pi, e)", "cos takes 1 argument", a division by
+   zero, a result that is not finite: "'log(x)' gives -inf with x = 0"). nvars may be 0 (names NULL). */
 int rt_rexpr_eval(const json_t *v, const char *const *names, const double *vals, int nvars, double *out,
                   RtErr *e);
 

@@ -1,6 +1,7 @@
 /* test_flags.c: the command line: recipe defaults, flags and --set overriding them, and one clear message
    naming the flag for each bad flag or value. */
 #include "support.h"
+#include "rexpr.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -196,34 +197,113 @@ static void test_flags_set_errors(void **state) {
     RtConfig c;
     RtErr e;
     expect_error("unknown recipe key 'momentum'", parse(&c, &e, "train", "--set", "momentum=0.9", NULL), &c, &e);
-    expect_error("unknown recipe key 'optimizer.beta'", parse(&c, &e, "train", "--set", "optimizer.beta=1", NULL), &c,
+    expect_error("epochs takes an integer of at least 1", parse(&c, &e, "train", "--set", "epochs=many", NULL), &c,
                  &e);
-    expect_error("epochs takes a number", parse(&c, &e, "train", "--set", "epochs=many", NULL), &c, &e);
     expect_error("shuffle takes true or false", parse(&c, &e, "train", "--set", "shuffle=1", NULL), &c, &e);
-    expect_error("expected KEY=VALUE", parse(&c, &e, "train", "--set", "epochs", NULL), &c, &e);
-    expect_error("cannot override", parse(&c, &e, "train", "--set", "data=x", NULL), &c, &e);
-    expect_error("recipe key batch", parse(&c, &e, "train", "--set", "batch=0", NULL), &c, &e);
+    expect_error("seed takes an integer of at least 0", parse(&c, &e, "train", "--set", "seed=-1", NULL), &c, &e);
+    expect_error("expected KEY=EXPR", parse(&c, &e, "train", "--set", "epochs", NULL), &c, &e);
+    expect_error("--set batch=0: batch takes an integer of at least 1",
+                 parse(&c, &e, "train", "--set", "batch=0", NULL), &c, &e);
+    expect_error("--set batch=2.5: batch takes an integer", parse(&c, &e, "train", "--set", "batch=2.5", NULL), &c,
+                 &e);
 }
 
-/* momentum is a constant of the compiled train step: --set may change it only where the graph takes it as an
-   input */
-static void test_flags_set_refuses_compiled_optimizer_argument(void **state) {
+/* EXPR is read as in the model file: a call, a list, arithmetic; the whole value replaces the key. */
+static void test_flags_set_replaces_key_with_expression(void **state) {
     RtConfig c;
     RtErr e;
-    json_t *kw = json_object_get(json_object_get(m.recipe, "optimizer"), "kwargs");
-    json_object_set_new(kw, "momentum", json_real(0.9));
-    expect_error("optimizer.momentum is compiled into the train step",
-                 parse(&c, &e, "train", "--set", "optimizer.momentum=0.5", NULL), &c, &e);
-    RtTensorSpec *lr = &m.train.args[2];
-    const char *name = lr->name;
-    lr->name = "momentum"; /* a train step that takes momentum as its input */
-    int rc = parse(&c, &e, "train", "--set", "optimizer.momentum=0.5", NULL);
-    lr->name = name;
-    assert_int_equal(rc, RT_OK);
-    assert_true(json_real_value(json_object_get(json_object_get(json_object_get(c.recipe, "optimizer"), "kwargs"),
-                                                "momentum")) == 0.5);
+    assert_int_equal(parse(&c, &e, "train", "--set", "optimizer=Adam(lr = 1e-3, betas = [0.9, 0.999])", "--set",
+                           "batch=2 ** 5", NULL),
+                     RT_OK);
+    json_t *opt = json_object_get(c.recipe, "optimizer");
+    assert_string_equal(json_string_value(json_object_get(opt, "call")), "Adam");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(opt, "kwargs"), "betas")), 2);
+    assert_true(c.has_lr && c.lr == 1e-3); /* the new call's lr */
+    assert_int_equal(c.batch, 32);
     rt_config_free(&c);
-    json_object_del(kw, "momentum");
+    assert_int_equal(parse(&c, &e, "train", "--set", "data=csv('other.csv', header = false)", NULL), RT_OK);
+    assert_int_equal(c.train_data.kind, RT_DATA_CSV);
+    assert_string_equal(c.train_data.images, "other.csv");
+    assert_false(c.train_data.header);
+    rt_config_free(&c);
+}
+
+/* Keys the model file leaves out can be given too; their readers check the values later. */
+static void test_flags_set_adds_keys_the_model_file_leaves_out(void **state) {
+    RtConfig c;
+    RtErr e;
+    assert_null(json_object_get(m.recipe, "schedule"));
+    assert_int_equal(parse(&c, &e, "train", "--set", "schedule=LambdaLR(0.95 ** epoch)", "--set",
+                           "metrics=[accuracy, top_k(5)]", "--set", "workers=4", "--set", "early_stop=none", NULL),
+                     RT_OK);
+    RtErr pe;
+    json_t *want = rt_rexpr_parse("LambdaLR(0.95 ** epoch)", &pe);
+    assert_non_null(want);
+    json_t *sched = json_object_get(c.recipe, "schedule");
+    assert_true(json_equal(sched, want));
+    json_decref(want);
+    json_t *pw = json_array_get(json_object_get(sched, "args"), 0);
+    assert_string_equal(json_string_value(json_object_get(pw, "call")), "pow");
+    json_t *metrics = json_object_get(c.recipe, "metrics");
+    assert_int_equal(json_array_size(metrics), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(metrics, 1), "call")), "top_k");
+    assert_int_equal(json_integer_value(json_object_get(c.recipe, "workers")), 4);
+    assert_true(json_is_null(json_object_get(c.recipe, "early_stop")));
+    rt_config_free(&c);
+}
+
+static void test_flags_set_unknown_key_suggests_closest(void **state) {
+    RtConfig c;
+    RtErr e;
+    expect_error("unknown recipe key 'epoch' (did you mean 'epochs'?)",
+                 parse(&c, &e, "train", "--set", "epoch=3", NULL), &c, &e);
+    expect_error("unknown recipe key 'shedule' (did you mean 'schedule'?)",
+                 parse(&c, &e, "train", "--set", "shedule=StepLR(1)", NULL), &c, &e);
+    assert_int_equal(parse(&c, &e, "train", "--set", "zzzzzzzz=1", NULL), RT_ERR);
+    assert_null(strstr(e.msg, "did you mean"));
+    rt_config_free(&c);
+}
+
+/* A mistake in EXPR names its column in EXPR. */
+static void test_flags_set_expression_error_names_column(void **state) {
+    RtConfig c;
+    RtErr e;
+    expect_error("--set optimizer=Adam(lr = ): column 11: expected an expression after '='",
+                 parse(&c, &e, "train", "--set", "optimizer=Adam(lr = )", NULL), &c, &e);
+    expect_error("column 5: unterminated string", parse(&c, &e, "train", "--set", "data=idx(\"a, 'b')", NULL), &c,
+                 &e);
+}
+
+/* KEY.ARG replaces or adds one keyword argument of a call: the runtime runs every optimizer itself, so no
+   argument of it is fixed by the compiled train step. */
+static void test_flags_set_call_argument(void **state) {
+    RtConfig c;
+    RtErr e;
+    assert_int_equal(parse(&c, &e, "train", "--set", "optimizer.momentum=0.5", "--set", "optimizer.lr=1 / 8", NULL),
+                     RT_OK);
+    json_t *kw = json_object_get(json_object_get(c.recipe, "optimizer"), "kwargs");
+    assert_true(json_real_value(json_object_get(kw, "momentum")) == 0.5);
+    assert_true(c.lr == 0.125);
+    /* the manifest's own recipe is left as it was */
+    assert_null(json_object_get(json_object_get(json_object_get(m.recipe, "optimizer"), "kwargs"), "momentum"));
+    rt_config_free(&c);
+    assert_int_equal(parse(&c, &e, "train", "--set", "data.scale=0.5", NULL), RT_OK);
+    assert_true(c.train_data.scale == 0.5);
+    rt_config_free(&c);
+    expect_error("'batch' holds no call", parse(&c, &e, "train", "--set", "batch.size=3", NULL), &c, &e);
+    expect_error("the model file sets no 'schedule'", parse(&c, &e, "train", "--set", "schedule.gamma=0.5", NULL), &c,
+                 &e);
+    expect_error("unknown recipe key 'optimiser' (did you mean 'optimizer'?)",
+                 parse(&c, &e, "train", "--set", "optimiser.lr=0.1", NULL), &c, &e);
+    expect_error("'l-r' is not an argument name", parse(&c, &e, "train", "--set", "optimizer.l-r=0.1", NULL), &c, &e);
+}
+
+/* The graphs compute the loss: a recipe loss given at run time would change nothing. */
+static void test_flags_set_refuses_loss(void **state) {
+    RtConfig c;
+    RtErr e;
+    expect_error("the loss is compiled into the model's graphs",
+                 parse(&c, &e, "train", "--set", "loss=mse_loss(logits, label)", NULL), &c, &e);
 }
 
 /* --threads sizes the thread pool: one per core when absent, at least 1 when given. */
@@ -257,7 +337,6 @@ static void test_flags_help_describes_threads_as_kernel_threads(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flags_recipe_defaults),
-        cmocka_unit_test(test_flags_set_refuses_compiled_optimizer_argument),
         cmocka_unit_test(test_flags_override_recipe),
         cmocka_unit_test(test_flags_set_overrides_recipe_keys),
         cmocka_unit_test(test_flags_dedicated_flag_beats_set),
@@ -273,6 +352,12 @@ int main(void) {
         cmocka_unit_test(test_flags_unknown_and_missing_command),
         cmocka_unit_test(test_flags_eval_requires_weights),
         cmocka_unit_test(test_flags_set_errors),
+        cmocka_unit_test(test_flags_set_replaces_key_with_expression),
+        cmocka_unit_test(test_flags_set_adds_keys_the_model_file_leaves_out),
+        cmocka_unit_test(test_flags_set_unknown_key_suggests_closest),
+        cmocka_unit_test(test_flags_set_expression_error_names_column),
+        cmocka_unit_test(test_flags_set_call_argument),
+        cmocka_unit_test(test_flags_set_refuses_loss),
         cmocka_unit_test(test_flags_threads_default_and_range),
         cmocka_unit_test(test_flags_help_describes_threads_as_kernel_threads),
     };
