@@ -1,8 +1,8 @@
 /* optim.h: the optimizers of torch.optim, run by the runtime on the gradients that the "grads" graph
-   outputs (optim.c). The update formulas are PyTorch's (torch/optim/*.py, the single-tensor
-   implementations of PyTorch 1.13), element by element, in the parameter's dtype (f32 or f64). The train
-   graph's fused SGD (passes/optimizer.c) is the fast path for plain SGD; this file serves every optimizer
-   and every option, and names its state as the fused SGD does, so that one checkpoint loads in either. */
+   outputs (optim.c). The update formulas are PyTorch's (torch/optim, the single-tensor implementations of
+   PyTorch 1.13), element by element, in the parameter's dtype (f32 or f64). The train graph's fused SGD
+   (passes/optimizer.c) is the fast path for plain SGD; this file serves every optimizer and every option,
+   and names its state as the fused SGD does, so that one checkpoint loads in either. */
 #ifndef LATHE_RT_OPTIM_H
 #define LATHE_RT_OPTIM_H
 
@@ -43,7 +43,8 @@ typedef struct RtOptimSpec {
     RtOptGroup groups[RT_OPT_MAX_GROUPS];
     double clip_grad_norm;               /* recipe key clip_grad_norm = 1.0: torch.nn.utils.clip_grad_norm_
                                             (max_norm, norm_type 2, over every trained parameter); 0: none */
-    double clip_grad_value;              /* recipe key clip_grad_value = 0.5: clip_grad_value_; 0: none */
+    double clip_grad_value;              /* recipe key clip_grad_value = 0.5: clip_grad_value_, after the
+                                            norm's clipping when both are given; 0: none */
     int64_t accumulate;                  /* recipe key accumulate = k: one step per k batches (1: every batch) */
 } RtOptimSpec;
 
@@ -58,6 +59,7 @@ int rt_optim_spec_parse(const json_t *recipe, RtOptimSpec *s, RtErr *e);
 bool rt_optim_is_fused(const RtOptimSpec *s, const RtOptimSpec *compiled);
 
 typedef struct RtOptState RtOptState; /* one parameter's buffers (optim.c) */
+typedef struct RtOptBlock RtOptBlock; /* a range of one parameter's elements (optim.c) */
 
 typedef struct RtOptim {
     RtOptimSpec spec;
@@ -65,10 +67,21 @@ typedef struct RtOptim {
     int nparams;          /* m->nparams */
     int *group;           /* per manifest param: its group, -1 for a parameter that is not trained */
     RtOptState *st;       /* per manifest param */
-    int64_t steps;        /* optimizer steps taken (not batches): Adam's bias correction counts these */
+    int64_t steps;        /* optimizer steps taken (not batches): Adam's bias correction and Adagrad's lr decay
+                             count these, and SGD's momentum buffer is the gradient itself at step 0 (a driver
+                             that resumes from a checkpoint restores it with the state) */
     int64_t pending;      /* batches accumulated since the last step */
     int ntensors;
     RtTensor *tensors;    /* the state as checkpoint tensors, "optimizer.NAME.KEY", pointing at the buffers */
+    /* The work is cut into blocks of at most a fixed number of elements of one parameter, the same for any
+       number of threads, so that the global norm's partial sums, added in block order, give the same bits. */
+    int64_t numel;        /* elements of the trained parameters */
+    int64_t nblocks;
+    RtOptBlock *blocks;
+    double *block_sumsq;
+    bool norm_f32;        /* clip_grad_norm_ computes in f32: every trained parameter is f32 */
+    double last_norm;
+    char *names;          /* the tensors' names */
 } RtOptim;
 
 /* Allocates the state of every trained parameter of m, zeroed as PyTorch starts it (Adagrad's sum at
@@ -79,10 +92,14 @@ typedef struct RtOptim {
 int rt_optim_open(RtOptim *o, const RtOptimSpec *s, const RtManifest *m, RtErr *e);
 void rt_optim_close(RtOptim *o);
 
+/* The bytes of the state that rt_optim_open allocates for s on m (with the accumulated gradients). */
+int64_t rt_optim_state_bytes(const RtOptimSpec *s, const RtManifest *m);
+
 /* One batch's gradients in: grads[i] is the gradient of manifest param i (NULL for one not trained). With
    accumulate k, the gradients of k batches are averaged (as `(loss / k).backward()` k times would give) and
    the step taken on the k-th; returns true when a step was taken. params[i]: the parameter buffers, updated
-   in place. group_lr[g]: the learning rate of group g for this step (the schedule's value). Clipping applies
+   in place. group_lr[g]: the learning rate of group g for this step (the schedule's value); NULL: each
+   group's own lr. The gradient buffers are read, never written. Clipping applies
    to the averaged gradient, before weight decay, as clip_grad_norm_ before optimizer.step() does. The work
    runs on the thread pool (lathe_parallel_for), and gives the same bits for any number of threads. */
 bool rt_optim_feed(RtOptim *o, void **params, void *const *grads, const double *group_lr);
@@ -91,7 +108,9 @@ bool rt_optim_feed(RtOptim *o, void **params, void *const *grads, const double *
    those; returns false when there were none. */
 bool rt_optim_flush(RtOptim *o, void **params, const double *group_lr);
 
-/* The global 2-norm of the last gradients fed (before clipping): what clip_grad_norm_ returns. */
+/* The global 2-norm of the gradients of the last step (averaged over the batches accumulated, before
+   clipping): what clip_grad_norm_ returns. Computed on every step, with or without clipping; 0 before the
+   first. */
 double rt_optim_last_grad_norm(const RtOptim *o);
 
 #endif
