@@ -1,5 +1,5 @@
-/* test_batch.c: batching (the last partial batch kept), seeded shuffling reproducible per (seed, epoch),
-   --limit, and the n each graph call receives. */
+/* test_batch.c: batching (the last partial batch kept), seeded shuffling reproducible per (seed, epoch) and
+   unchanged across versions, --limit, and the n each graph call receives. */
 #include "support.h"
 
 #include <setjmp.h>
@@ -65,6 +65,17 @@ static void test_epoch_order_differs_across_seeds(void **state) {
     assert_true(differ(a, b, 500) > 400);
 }
 
+/* The orders of earlier versions, so that a seed's run stays the same run (checkpoints resume into it). */
+static void test_epoch_order_unchanged_for_seed(void **state) {
+    const int64_t want42[12] = {1, 10, 7, 3, 8, 0, 5, 11, 2, 4, 6, 9};
+    const int64_t want7[12] = {7, 6, 0, 3, 8, 11, 1, 4, 2, 5, 10, 9};
+    int64_t o[12];
+    rt_epoch_order(12, true, 42, 1, o);
+    assert_memory_equal(o, want42, sizeof o);
+    rt_epoch_order(12, true, 7, 0, o);
+    assert_memory_equal(o, want7, sizeof o);
+}
+
 /* A graph that records the n of each call. */
 static int64_t ns[2000];
 static int nns;
@@ -85,7 +96,8 @@ static void test_train_epoch_passes_batch_sizes(void **state) {
     RtBinding b;
     assert_int_equal(rt_model_init(&md, &m, 0, &e), RT_OK);
     assert_int_equal(rt_bind(&b, &md, &m.train, &cfg, 64, &e), RT_OK);
-    RtDataset d = {.count = 60000, .per_sample = 4, .per_label = 1, .scale = 1};
+    RtDataset d = {.count = 60000, .per_sample = 4, .per_label = 1, .scale = 1, .images_dtype = RT_U8,
+                   .labels_dtype = RT_U8};
     d.images = calloc(60000, 4);
     d.labels = calloc(60000, 1);
     nns = 0;
@@ -163,6 +175,7 @@ int main(void) {
         cmocka_unit_test(test_epoch_order_reproducible_for_seed_and_epoch),
         cmocka_unit_test(test_epoch_order_differs_across_epochs),
         cmocka_unit_test(test_epoch_order_differs_across_seeds),
+        cmocka_unit_test(test_epoch_order_unchanged_for_seed),
         cmocka_unit_test(test_train_epoch_passes_batch_sizes),
         cmocka_unit_test(test_bind_rejects_data_input_without_leading_batch_dim),
         cmocka_unit_test(test_limit_keeps_first_samples),
