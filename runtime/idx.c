@@ -1,7 +1,8 @@
 /* idx.c: reads IDX files (the MNIST format: a big-endian magic 0x000008NN, NN dimensions of 4 bytes, then
-   unsigned bytes; 08 is the type byte of u8, the only type read), plain or gzip through zlib, whose gzread reads both. Every size read from the file is
-   checked before it is trusted, and the buffer grows only as data actually arrives, so that a header
-   claiming huge dimensions fails as a truncated file rather than as a huge allocation. */
+   unsigned bytes; 08 is the type byte of u8, the only type read), plain or gzip through zlib, whose gzread
+   reads both. Every size read from the file is checked before it is trusted, and the buffer grows only as
+   data actually arrives, so that a header claiming huge dimensions fails as a truncated file rather than as
+   a huge allocation. */
 #include "rt.h"
 
 #include <errno.h>
@@ -15,21 +16,31 @@
 #define IDX_MAX_BYTES (1ll << 34)
 #define IDX_CHUNK (1 << 20)
 
+/* zlib's message without the "<fd:3>: " that it puts before it */
+static const char *gz_reason(gzFile gz) {
+    int errnum = Z_OK;
+    const char *msg = gzerror(gz, &errnum), *colon = strstr(msg, ": ");
+    return errnum == Z_ERRNO ? strerror(errno) : colon ? colon + 2 : msg;
+}
+
 /* Reads up to len bytes; returns the count read, or -1 with e filled. */
 static int64_t read_bytes(gzFile gz, const char *path, int64_t offset, uint8_t *buf, int64_t len, RtErr *e) {
     int64_t got = 0;
     while (got < len) {
         int64_t want = len - got < IDX_CHUNK ? len - got : IDX_CHUNK;
         int r = gzread(gz, buf + got, (unsigned)want);
-        if (r < 0) {
-            int errnum = 0;
-            const char *msg = gzerror(gz, &errnum);
-            if (errnum == Z_ERRNO)
-                msg = strerror(errno);
-            return rt_errf(e, "%s: read error at byte offset %lld: %s", path, (long long)(offset + got), msg);
-        }
-        if (r == 0)
+        if (r < 0)
+            return rt_errf(e, "%s: read error at byte offset %lld: %s", path, (long long)(offset + got),
+                           gz_reason(gz));
+        if (r == 0) {
+            /* zlib reports a gzip stream cut short as the end of the data with an error set */
+            int errnum = Z_OK;
+            gzerror(gz, &errnum);
+            if (errnum != Z_OK)
+                return rt_errf(e, "%s: truncated at byte offset %lld of the uncompressed data: %s", path,
+                               (long long)(offset + got), gz_reason(gz));
             break;
+        }
         got += r;
     }
     return got;

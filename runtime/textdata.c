@@ -1,5 +1,6 @@
-/* textdata.c: the data sources read from whole files: text(file, context, stride), where bytes are tokens
-   and each sample's labels are the bytes that follow its inputs (a character language model), and
+/* textdata.c: the data sources read from whole files: text(file, context, stride, tokens, lines, pad), where
+   bytes or UTF-8 characters are tokens and each sample's labels are the tokens that follow its inputs (a
+   character language model), running windows over the file or one sample a line, and
    csv(file, header, label_column, regression), numeric records of features and one label. Both read plain
    or gzip files; every bad file is one message with the file and the byte offset or line. */
 #include "rt.h"
@@ -15,6 +16,13 @@
 /* 16 GiB, as for IDX: far beyond what this runtime keeps in memory */
 #define DATA_MAX_BYTES (1ll << 34)
 #define CHUNK (1 << 20)
+
+/* zlib's message without the "<fd:3>: " that it puts before it */
+static const char *gz_reason(gzFile gz) {
+    int errnum = Z_OK;
+    const char *msg = gzerror(gz, &errnum), *colon = strstr(msg, ": ");
+    return errnum == Z_ERRNO ? strerror(errno) : colon ? colon + 2 : msg;
+}
 
 int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, RtErr *e) {
     *data = NULL;
@@ -49,11 +57,14 @@ int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, R
         int64_t want = cap - got < CHUNK ? cap - got : CHUNK;
         int r = gzread(gz, buf + got, (unsigned)want);
         if (r < 0) {
-            int errnum = 0;
-            const char *msg = gzerror(gz, &errnum);
-            rc = rt_errf(e, "%s: read error at byte offset %lld: %s", path, (long long)got,
-                         errnum == Z_ERRNO ? strerror(errno) : msg);
+            rc = rt_errf(e, "%s: read error at byte offset %lld: %s", path, (long long)got, gz_reason(gz));
         } else if (r == 0) {
+            /* zlib reports a gzip stream cut short as the end of the data with an error set */
+            int errnum = Z_OK;
+            gzerror(gz, &errnum);
+            if (errnum != Z_OK)
+                rc = rt_errf(e, "%s: truncated at byte offset %lld of the uncompressed data: %s", path,
+                             (long long)got, gz_reason(gz));
             break;
         }
         got += r > 0 ? r : 0;
@@ -71,23 +82,225 @@ int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, R
 
 /* ---------------------------------------------------------------- text */
 
+/* The code point of the UTF-8 sequence at s[0..n) into *cp and its length into *len; false when the bytes
+   are not valid UTF-8 (an overlong form, a surrogate, beyond U+10FFFF, a cut sequence). */
+static bool utf8_next(const uint8_t *s, int64_t n, uint32_t *cp, int *len) {
+    uint8_t c = s[0];
+    int k;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        *len = 1;
+        return true;
+    } else if ((c & 0xe0) == 0xc0) {
+        k = 2, v = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        k = 3, v = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        k = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return false;
+    }
+    if (n < k)
+        return false;
+    for (int i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return false;
+        v = v << 6 | (s[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return false;
+    *cp = v;
+    *len = k;
+    return true;
+}
+
+/* The segments of the text that hold tokens: the whole file, or with lines each line without its "\n" (and
+   a "\r" before it). */
+typedef struct Segments {
+    const uint8_t *text;
+    int64_t size, at, line;
+    bool lines;
+} Segments;
+
+static bool next_segment(Segments *g, int64_t *start, int64_t *end) {
+    if (g->at >= g->size && !(g->at == 0 && !g->lines))
+        return false;
+    if (!g->lines) {
+        *start = 0;
+        *end = g->size;
+        g->at = g->size + 1;
+        return true;
+    }
+    const uint8_t *nl = memchr(g->text + g->at, '\n', (size_t)(g->size - g->at));
+    int64_t e = nl ? nl - g->text : g->size;
+    *start = g->at;
+    *end = e > g->at && g->text[e - 1] == '\r' ? e - 1 : e;
+    g->at = e + 1;
+    g->line++;
+    return true;
+}
+
+static int bad_utf8(const char *path, const uint8_t *text, int64_t at, RtErr *e) {
+    return rt_errf(e, "%s: byte offset %lld: invalid UTF-8 (byte 0x%02x); text(..., tokens = \"bytes\") reads any "
+                   "file", path, (long long)at, text[at]);
+}
+
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* tokens = "chars": the distinct code points of the segments, ascending, into d->vocab (ids 0..V-1), and
+   each as UTF-8 into d->class_names, so that predict can print them. */
+static int build_vocab(RtDataset *d, const uint8_t *text, int64_t size, bool lines, int64_t *ntokens, RtErr *e) {
+    uint8_t *seen = calloc(0x110000 / 8, 1);
+    if (!seen)
+        return rt_errf(e, "%s: out of memory", d->images_path);
+    Segments g = {.text = text, .size = size, .lines = lines};
+    int64_t s, end, n = 0, v = 0;
+    while (next_segment(&g, &s, &end))
+        for (int64_t i = s; i < end;) {
+            uint32_t cp;
+            int len;
+            if (!utf8_next(text + i, end - i, &cp, &len)) {
+                free(seen);
+                return bad_utf8(d->images_path, text, i, e);
+            }
+            if (!(seen[cp >> 3] & (1u << (cp & 7))))
+                v++;
+            seen[cp >> 3] |= (uint8_t)(1u << (cp & 7));
+            i += len;
+            n++;
+        }
+    d->vocab = malloc((size_t)(v ? v : 1) * sizeof *d->vocab);
+    d->class_names = calloc((size_t)(v ? v : 1), sizeof *d->class_names);
+    if (!d->vocab || !d->class_names) {
+        free(seen);
+        return rt_errf(e, "%s: out of memory", d->images_path);
+    }
+    for (uint32_t cp = 0; cp < 0x110000; cp++)
+        if (seen[cp >> 3] & (1u << (cp & 7)))
+            d->vocab[d->nvocab++] = cp;
+    free(seen);
+    for (int64_t i = 0; i < d->nvocab; i++) {
+        uint32_t c = d->vocab[i];
+        char *u = malloc(5);
+        if (!u)
+            return rt_errf(e, "%s: out of memory", d->images_path);
+        if (c < 0x80)
+            u[0] = (char)c, u[1] = 0;
+        else if (c < 0x800)
+            u[0] = (char)(0xc0 | c >> 6), u[1] = (char)(0x80 | (c & 0x3f)), u[2] = 0;
+        else if (c < 0x10000)
+            u[0] = (char)(0xe0 | c >> 12), u[1] = (char)(0x80 | (c >> 6 & 0x3f)), u[2] = (char)(0x80 | (c & 0x3f)),
+            u[3] = 0;
+        else
+            u[0] = (char)(0xf0 | c >> 18), u[1] = (char)(0x80 | (c >> 12 & 0x3f)),
+            u[2] = (char)(0x80 | (c >> 6 & 0x3f)), u[3] = (char)(0x80 | (c & 0x3f)), u[4] = 0;
+        d->class_names[d->nclass_names++] = u;
+    }
+    *ntokens = n;
+    return RT_OK;
+}
+
+/* The tokens of the segments into d->images (bytes, or code point ids), and with lines the samples: each
+   line of at least two tokens (one to read, one to predict) with its first token's index in d->offsets. */
+static int tokenize(RtDataset *d, uint8_t *text, int64_t size, bool lines, int64_t ntokens, RtErr *e) {
+    bool chars = d->vocab != NULL;
+    uint8_t *out = text; /* bytes: written in place, never ahead of the reading */
+    if (chars) {
+        d->images_dtype = d->nvocab <= 256 ? RT_U8 : RT_I32;
+        out = malloc((size_t)(ntokens ? ntokens : 1) * rt_dtype_size(d->images_dtype));
+        if (!out)
+            return rt_errf(e, "%s: out of memory for %lld characters", d->images_path, (long long)ntokens);
+    }
+    int64_t ocap = 0, lcap = 0, n = 0, count = 0;
+    Segments g = {.text = text, .size = size, .lines = lines};
+    int64_t s, end;
+    while (next_segment(&g, &s, &end)) {
+        int64_t first = n;
+        for (int64_t i = s; i < end;) {
+            if (!chars) {
+                out[n++] = text[i++];
+                continue;
+            }
+            uint32_t cp;
+            int len;
+            utf8_next(text + i, end - i, &cp, &len); /* valid: build_vocab read it */
+            uint32_t *hit = bsearch(&cp, d->vocab, (size_t)d->nvocab, sizeof cp, cmp_u32);
+            rt_store(d->images_dtype, out, n++, (double)(hit - d->vocab));
+            i += len;
+        }
+        if (!lines)
+            continue;
+        if (n - first < 2) { /* nothing to predict */
+            n = first;
+            continue;
+        }
+        if (count + 2 > ocap || count + 1 > lcap) {
+            int64_t cap = ocap ? 2 * ocap : 1024;
+            int64_t *o = realloc(d->offsets, (size_t)cap * sizeof *o);
+            if (o)
+                d->offsets = o;
+            int64_t *l = o ? realloc(d->lines, (size_t)cap * sizeof *l) : NULL;
+            if (l)
+                d->lines = l;
+            if (!o || !l) {
+                if (chars)
+                    free(out);
+                return rt_errf(e, "%s: out of memory at line %lld", d->images_path, (long long)g.line);
+            }
+            ocap = lcap = cap;
+        }
+        d->offsets[count] = first;
+        d->offsets[count + 1] = n;
+        d->lines[count] = g.line;
+        count++;
+    }
+    if (chars)
+        free(text);
+    d->images = out;
+    d->size = n;
+    d->count = count;
+    return RT_OK;
+}
+
 int rt_text_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {
     const char *path = d->images_path;
     int64_t t = spec->context, stride = spec->stride;
-    if (t < 1 || stride < 1)
+    if (t < 1 || (!spec->lines && stride < 1))
         return rt_errf(e, "%s: text(...) needs context >= 1 and stride >= 1 (got %lld and %lld)", path,
                        (long long)t, (long long)stride);
-    if (rt_read_file(path, DATA_MAX_BYTES, &d->images, &d->size, e) != RT_OK)
+    uint8_t *text;
+    int64_t size, ntokens = 0;
+    if (rt_read_file(path, DATA_MAX_BYTES, &text, &size, e) != RT_OK)
         return RT_ERR;
-    if (d->size == 0)
-        return rt_errf(e, "%s: empty file (text needs at least context + 1 = %lld bytes)", path, (long long)t + 1);
-    /* a sample is context bytes of input and the same window moved by one byte as its labels */
-    if (d->size < t + 1)
-        return rt_errf(e, "%s: truncated at byte offset %lld: one sample of context %lld needs %lld bytes (its "
-                       "inputs and the byte after them)", path, (long long)d->size, (long long)t, (long long)t + 1);
     d->kind = RT_DATA_TEXT;
-    d->count = (d->size - t - 1) / stride + 1;
+    d->images = text; /* freed with d from here on */
+    d->images_dtype = RT_U8;
+    d->size = size;
+    if (size == 0)
+        return rt_errf(e, "%s: empty file (text needs at least context + 1 = %lld tokens)", path, (long long)t + 1);
+    if (spec->chars && build_vocab(d, text, size, spec->lines, &ntokens, e) != RT_OK)
+        return RT_ERR;
+    if ((spec->chars || spec->lines) && tokenize(d, text, size, spec->lines, ntokens, e) != RT_OK)
+        return RT_ERR;
     d->per_sample = d->per_label = t;
+    if (spec->lines) {
+        d->pad = spec->pad;
+        if (d->count == 0)
+            return rt_errf(e, "%s: no line of two tokens or more (lines = true reads each line as a sample and "
+                           "predicts its tokens after the first)", path);
+        return RT_OK;
+    }
+    /* a sample is context tokens of input and the same window moved by one token as its labels */
+    if (d->size < t + 1)
+        return rt_errf(e, "%s: truncated at %s %lld: one sample of context %lld needs %lld %s (its inputs and the "
+                       "%s after them)", path, spec->chars ? "character" : "byte offset", (long long)d->size,
+                       (long long)t, (long long)t + 1, spec->chars ? "characters" : "bytes",
+                       spec->chars ? "character" : "byte");
+    d->count = (d->size - t - 1) / stride + 1;
     d->stride = stride;
     return RT_OK;
 }

@@ -166,6 +166,25 @@ static void test_text_reads_gzip(void **state) {
     rt_dataset_free(&d);
 }
 
+static void test_text_gzip_cut_is_truncated(void **state) {
+    char p[512];
+    gzFile f = gzopen(tmp_path(p, sizeof p, dir, "cut.txt.gz"), "wb");
+    char text[3000];
+    for (int i = 0; i < 3000; i++)
+        text[i] = (char)('a' + i * 7 % 26);
+    assert_int_equal(gzwrite(f, text, sizeof text), (int)sizeof text);
+    assert_int_equal(gzclose(f), Z_OK);
+    char *whole = read_text(p);
+    write_bytes(p, whole, 40);
+    free(whole);
+    RtDataSpec s = text_spec("cut.txt.gz", 4, 4);
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_ERR);
+    assert_contains(e.msg, "cut.txt.gz: truncated at byte offset ");
+    assert_contains(e.msg, "of the uncompressed data: unexpected end of file");
+}
+
 static void test_text_too_short_for_one_window(void **state) {
     write_file("short.txt", "abcd");
     RtDataSpec s = text_spec("short.txt", 4, 4);
@@ -259,7 +278,15 @@ static void test_recipe_data_source_errors(void **state) {
         {json_pack("{s:s, s:[s], s:{s:i}}", "call", "csv", "args", "f", "kwargs", "labels", 1),
          "csv(file, header = true, label_column = -1, regression = false) has no argument 'labels'"},
         {json_pack("{s:s, s:[i], s:{}}", "call", "text", "args", 3, "kwargs"), "text needs the file name"},
-        {json_pack("{s:s, s:[s], s:{}}", "call", "npy", "args", "f", "kwargs"), "the runtime reads idx("},
+        {json_pack("{s:s, s:[s], s:{}}", "call", "parquet", "args", "f", "kwargs"), "the runtime reads idx("},
+        {json_pack("{s:s, s:[s], s:{s:s}}", "call", "text", "args", "t", "kwargs", "tokens", "words"),
+         "text's tokens must be \"bytes\" or \"chars\""},
+        {json_pack("{s:s, s:[s, i, i], s:{s:b}}", "call", "text", "args", "t", 6, 2, "kwargs", "lines", 1),
+         "lines = true) reads one sample a line and takes no stride"},
+        {json_pack("{s:s, s:[s], s:{s:i}}", "call", "text", "args", "t", "kwargs", "pad", 3),
+         "text's pad fills short lines and needs lines = true"},
+        {json_pack("{s:s, s:[s], s:{s:b, s:i}}", "call", "text", "args", "t", "kwargs", "lines", 1, "pad", -1),
+         "pad must be an integer of at least 0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_object_set_new(m.recipe, "test", cases[i].v);
@@ -271,6 +298,189 @@ static void test_recipe_data_source_errors(void **state) {
         assert_contains(e.msg, cases[i].msg);
         rt_config_free(&c);
     }
+    rt_manifest_free(&m);
+}
+
+
+/* ---------------------------------------------------------------- text: tokens = "chars", lines = true */
+
+static RtDataSpec chars_spec(const char *file, int64_t context, int64_t stride) {
+    RtDataSpec s = text_spec(file, context, stride);
+    s.chars = true;
+    return s;
+}
+
+static RtDataSpec lines_spec(const char *file, int64_t context, bool chars) {
+    RtDataSpec s = text_spec(file, context, 0);
+    s.lines = true;
+    s.chars = chars;
+    return s;
+}
+
+/* The vocabulary is the file's code points in ascending order: ' ' 'a' 'b' 'é' (U+00E9) '€' (U+20AC). */
+static void test_text_chars_ids_in_sorted_code_point_order(void **state) {
+    write_file("c.txt", "ab\xc3\xa9 \xe2\x82\xac" "ba");
+    RtDataSpec s = chars_spec("c.txt", 3, 1);
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    assert_int_equal(d.nvocab, 5);
+    assert_int_equal(d.vocab[3], 0xe9);
+    assert_int_equal(d.vocab[4], 0x20ac);
+    assert_int_equal(d.size, 7); /* characters, not bytes */
+    assert_int_equal(d.count, 4);
+    assert_int_equal(d.nclass_names, 5);
+    assert_string_equal(d.class_names[4], "\xe2\x82\xac");
+    int64_t i = 2, x[3], y[3];
+    rt_dataset_gather(&d, &i, 1, RT_I64, x, RT_I64, y);
+    int64_t wx[3] = {3, 0, 4}, wy[3] = {0, 4, 2}; /* "é €" and " €b" */
+    assert_memory_equal(x, wx, sizeof wx);
+    assert_memory_equal(y, wy, sizeof wy);
+    assert_true(rt_dataset_label(&d, 3, 2) == 1); /* the last 'a' */
+    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 3]", "\"dtype\": \"i64\", \"shape\": [-1, 3]",
+                         "\"dtype\": \"f32\", \"shape\": [-1, 3, 5]");
+    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK);
+    rt_dataset_free(&d);
+    rt_manifest_free(&m);
+}
+
+/* More than 256 characters: ids beyond a byte, stored wider. */
+static void test_text_chars_large_vocabulary(void **state) {
+    char text[3 * 300 + 1], *p = text;
+    for (int i = 0; i < 300; i++) { /* U+0400 + i: two bytes each */
+        unsigned c = 0x400u + (unsigned)i;
+        *p++ = (char)(0xc0 | c >> 6);
+        *p++ = (char)(0x80 | (c & 0x3f));
+    }
+    *p = 0;
+    write_file("big.txt", text);
+    RtDataSpec s = chars_spec("big.txt", 8, 8);
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    assert_int_equal(d.nvocab, 300);
+    int64_t i = 36, x[8];
+    rt_dataset_gather(&d, &i, 1, RT_I64, x, RT_I64, NULL);
+    assert_int_equal(x[0], 288);
+    assert_int_equal(x[7], 295);
+    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 8]", "\"dtype\": \"i64\", \"shape\": [-1, 8]",
+                         "\"dtype\": \"f32\", \"shape\": [-1, 8, 256]");
+    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
+    assert_contains(e.msg, "big.txt: text(..., tokens = \"chars\") finds 300 distinct characters, but the model has "
+                           "256 tokens");
+    rt_dataset_free(&d);
+    rt_manifest_free(&m);
+}
+
+static void test_text_chars_invalid_utf8_names_byte_offset(void **state) {
+    const char *bad[] = {"abc\xff", "abc\xc3", "abc\xc0\xaf", "abc\xed\xa0\x80x"}; /* stray, cut, overlong, surrogate */
+    for (int i = 0; i < 4; i++) {
+        write_file("u.txt", bad[i]);
+        RtDataSpec s = chars_spec("u.txt", 2, 2);
+        RtDataset d;
+        RtErr e;
+        assert_int_equal(load(&d, &s, &e), RT_ERR);
+        assert_contains(e.msg, "u.txt: byte offset 3: invalid UTF-8");
+    }
+}
+
+static void test_text_chars_too_short_counts_characters(void **state) {
+    write_file("sc.txt", "\xc3\xa9\xc3\xa9\xc3\xa9"); /* 3 characters, 6 bytes */
+    RtDataSpec s = chars_spec("sc.txt", 3, 3);
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_ERR);
+    assert_contains(e.msg, "sc.txt: truncated at character 3: one sample of context 3 needs 4 characters");
+}
+
+/* One sample a line: inputs padded with pad, labels the next tokens and -100 where there is none; an empty
+   line and a line of one token (nothing to predict) are no samples. */
+static void test_text_lines_pad_and_ignored_labels(void **state) {
+    write_file("l.txt", "abc\nhello world\n\nx\r\nxy\r\n");
+    RtDataSpec s = lines_spec("l.txt", 4, false);
+    s.pad = 7;
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    assert_int_equal(d.count, 3);
+    assert_int_equal(d.per_sample, 4);
+    assert_int_equal(d.per_label, 4);
+    assert_int_equal(d.lines[2], 5);
+    int64_t idx[3] = {0, 1, 2}, x[12], y[12];
+    rt_dataset_gather(&d, idx, 3, RT_I64, x, RT_I64, y);
+    int64_t wx[12] = {'a', 'b', 'c', 7, 'h', 'e', 'l', 'l', 'x', 'y', 7, 7};
+    int64_t wy[12] = {'b', 'c', -100, -100, 'e', 'l', 'l', 'o', 'y', -100, -100, -100};
+    assert_memory_equal(x, wx, sizeof wx);
+    assert_memory_equal(y, wy, sizeof wy);
+    assert_true(rt_dataset_label(&d, 0, 1) == 'c');
+    assert_true(rt_dataset_label(&d, 0, 3) == RT_IGNORE_LABEL);
+    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
+                         "\"dtype\": \"f32\", \"shape\": [-1, 4, 128]");
+    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK); /* -100 labels are no class */
+    rt_dataset_free(&d);
+    rt_manifest_free(&m);
+}
+
+static void test_text_lines_of_chars(void **state) {
+    write_file("lc.txt", "b\xc3\xa9\xc3\xa9\r\nab\n");
+    RtDataSpec s = lines_spec("lc.txt", 2, true);
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    assert_int_equal(d.nvocab, 3); /* a b é: no newline, no carriage return */
+    assert_int_equal(d.count, 2);
+    int64_t idx[2] = {1, 0}, x[4], y[4];
+    rt_dataset_gather(&d, idx, 2, RT_I64, x, RT_I64, y);
+    int64_t wx[4] = {0, 1, 1, 2}, wy[4] = {1, -100, 2, 2};
+    assert_memory_equal(x, wx, sizeof wx);
+    assert_memory_equal(y, wy, sizeof wy);
+    rt_dataset_free(&d);
+}
+
+static void test_text_lines_token_beyond_model_names_line(void **state) {
+    write_file("lt.txt", "ab\ncd\xf0\n");
+    RtDataSpec s = lines_spec("lt.txt", 4, false);
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
+                         "\"dtype\": \"f32\", \"shape\": [-1, 4, 128]");
+    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
+    assert_contains(e.msg, "lt.txt:2: byte 2 of the line is 240, but the model has 128 tokens");
+    rt_dataset_free(&d);
+    d = (RtDataset){0};
+    write_file("lp.txt", "ab\ncd\n");
+    s = lines_spec("lp.txt", 4, false);
+    s.pad = 200;
+    assert_int_equal(load(&d, &s, &e), RT_OK);
+    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
+    assert_contains(e.msg, "lp.txt: text(..., pad = 200): the pad token is not one of the model's 128 tokens");
+    rt_dataset_free(&d);
+    rt_manifest_free(&m);
+}
+
+static void test_text_lines_without_two_tokens_is_error(void **state) {
+    write_file("l1.txt", "a\n\nb\n");
+    RtDataSpec s = lines_spec("l1.txt", 4, false);
+    RtDataset d;
+    RtErr e;
+    assert_int_equal(load(&d, &s, &e), RT_ERR);
+    assert_contains(e.msg, "l1.txt: no line of two tokens or more");
+}
+
+/* The recipe's keywords reach the spec. */
+static void test_text_recipe_tokens_lines_pad(void **state) {
+    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 6]", "\"dtype\": \"i64\", \"shape\": [-1, 6]",
+                         "\"dtype\": \"f32\", \"shape\": [-1, 6, 256]");
+    json_t *v = json_pack("{s:s, s:[s], s:{s:s, s:b, s:i}}", "call", "text", "args", "t.txt", "kwargs", "tokens",
+                          "chars", "lines", 1, "pad", 2);
+    RtDataSpec s;
+    RtErr e;
+    assert_int_equal(rt_data_spec_parse(v, &m, "data", &s, &e), RT_OK);
+    assert_true(s.chars && s.lines);
+    assert_int_equal(s.pad, 2);
+    assert_int_equal(s.context, 6);
+    json_decref(v);
     rt_manifest_free(&m);
 }
 
@@ -615,6 +825,7 @@ int main(void) {
         cmocka_unit_test(test_text_windows_and_next_byte_labels),
         cmocka_unit_test(test_text_stride_overlaps_windows),
         cmocka_unit_test(test_text_reads_gzip),
+        cmocka_unit_test(test_text_gzip_cut_is_truncated),
         cmocka_unit_test(test_text_too_short_for_one_window),
         cmocka_unit_test(test_text_empty_file),
         cmocka_unit_test(test_text_checked_against_model_tokens),
@@ -622,6 +833,15 @@ int main(void) {
         cmocka_unit_test(test_text_labels_must_match_model_label_shape),
         cmocka_unit_test(test_text_context_defaults_to_model_input),
         cmocka_unit_test(test_recipe_data_source_errors),
+        cmocka_unit_test(test_text_chars_ids_in_sorted_code_point_order),
+        cmocka_unit_test(test_text_chars_large_vocabulary),
+        cmocka_unit_test(test_text_chars_invalid_utf8_names_byte_offset),
+        cmocka_unit_test(test_text_chars_too_short_counts_characters),
+        cmocka_unit_test(test_text_lines_pad_and_ignored_labels),
+        cmocka_unit_test(test_text_lines_of_chars),
+        cmocka_unit_test(test_text_lines_token_beyond_model_names_line),
+        cmocka_unit_test(test_text_lines_without_two_tokens_is_error),
+        cmocka_unit_test(test_text_recipe_tokens_lines_pad),
         cmocka_unit_test(test_csv_reads_features_and_last_column_label),
         cmocka_unit_test(test_csv_label_column_first_and_no_header),
         cmocka_unit_test(test_csv_regression_labels_are_values),

@@ -143,6 +143,22 @@ static void test_idx_corrupt_gzip_rejected(void **state) {
     assert_contains(e.msg, "byte offset");
 }
 
+/* zlib gives a gzip stream cut before any data as the end of the data with an error set: truncated, not an
+   empty file. */
+static void test_idx_gzip_cut_in_header_is_truncated(void **state) {
+    char p[512];
+    uint8_t lab[4000] = {0};
+    uint32_t dims[1] = {4000};
+    write_idx(tmp_path(p, sizeof p, dir, "cuthead.gz"), 1, dims, lab, true);
+    char *whole = read_text(p);
+    write_bytes(p, whole, 14); /* the gzip header and a few bytes of deflate data */
+    free(whole);
+    RtIdx x;
+    RtErr e;
+    assert_int_equal(rt_idx_read(p, 1, 1, &x, &e), RT_ERR);
+    assert_contains(e.msg, "cuthead.gz: truncated at byte offset 0 of the uncompressed data: unexpected end of file");
+}
+
 static void test_idx_missing_file(void **state) {
     char p[512];
     RtIdx x;
@@ -260,6 +276,7 @@ int main(void) {
         cmocka_unit_test(test_idx_large_claim_small_file_is_truncated),
         cmocka_unit_test(test_idx_trailing_data_rejected),
         cmocka_unit_test(test_idx_corrupt_gzip_rejected),
+        cmocka_unit_test(test_idx_gzip_cut_in_header_is_truncated),
         cmocka_unit_test(test_idx_missing_file),
         cmocka_unit_test(test_dataset_count_mismatch),
         cmocka_unit_test(test_dataset_per_sample_mismatch_names_both),
