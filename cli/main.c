@@ -4,6 +4,7 @@
 #include "../codegen/codegen.h"
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
+#include "../runtime/train.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -115,6 +116,37 @@ static Program *load_program(Arena *a, Diag *d, const char *path) {
     return fe_compile(a, d, path, text);
 }
 
+/* The recipe as a produced binary reads it (runtime/train.h), so that a bad optimizer, schedule, metric or
+   source is a compile error at its line rather than a failure of the binary. The message names the recipe
+   key ("recipe key optimizer: ..."); the error is placed at that key's entry of the train block. */
+static bool check_recipe(Program *p, Arena *a, RtManifest *m, Diag *d) {
+    memset(m, 0, sizeof *m);
+    char *text = cg_manifest(a, p, d);
+    if (!text)
+        return false;
+    RtErr e = {{0}};
+    int rc = rt_manifest_parse(m, text, &e);
+    if (rc == RT_OK)
+        rc = rt_recipe_check(m, m->recipe, &e);
+    if (rc == RT_OK)
+        return true;
+    Loc at = {p->source_file, 1, 1};
+    size_t best = 0;
+    for (int i = 0; i < p->nrecipe; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "recipe key %s", p->recipe[i].key);
+        size_t n = strlen(key);
+        const char *hit = strstr(e.msg, key);
+        /* the longest key that the message names ("recipe key data" is also a prefix of nothing else) */
+        if (hit && (hit[n] == ':' || hit[n] == '.' || hit[n] == ' ') && n > best) {
+            best = n;
+            at = p->recipe[i].loc;
+        }
+    }
+    diag_error(d, at, "%s", e.msg);
+    return false;
+}
+
 /* The temporary object file, removed at exit too: codegen exits on LLVM's fatal errors. */
 static char *temp_object;
 
@@ -152,7 +184,7 @@ static int kernels_of(const Graph *g) {
    and last the peak line that benchmarks parse:
        peak: B bytes at batch N (arena A, parameters P, optimizer state S, batch inputs I)
    B = A + P + S + I for the train step at batch N; the produced binary's `info` prints the same line. */
-static bool mem_report(FILE *out, const Program *p, int64_t batch, Diag *d) {
+static bool mem_report(FILE *out, const Program *p, const RtManifest *m, int64_t batch, Diag *d) {
     const Graph *gs[] = {p->train, p->eval, p->predict};
     fprintf(out, "memory plan of %s (model %s) at batch %lld\n", p->source_file, p->model_name, (long long)batch);
     fprintf(out, "  %-8s %6s %8s  %-26s %14s\n", "graph", "nodes", "kernels", "arena bytes", "at batch");
@@ -171,7 +203,7 @@ static bool mem_report(FILE *out, const Program *p, int64_t batch, Diag *d) {
         fprintf(out, "  %-8s %6d %8d  %-26s %14lld\n", gs[i]->name, gs[i]->nnodes, kernels_of(gs[i]), formula,
                 (long long)total);
     }
-    const Graph *g = p->train ? p->train : p->eval ? p->eval : p->predict;
+    const Graph *g = program_train_graph(p) ? program_train_graph(p) : p->eval ? p->eval : p->predict;
     if (!g)
         return true;
     int nn = g->nnodes, nbuf = 0;
@@ -202,24 +234,20 @@ static bool mem_report(FILE *out, const Program *p, int64_t batch, Diag *d) {
         fprintf(out, "  %-7s %-20s %5d %14lld  %s\n", id, ir_op_name(n->op), n->loc.file ? n->loc.line : 0,
                 (long long)bufs[i].bytes, live);
     }
-    MemSizes s;
-    pass_memplan_sizes(g, &s);
-    int64_t arena, inputs, peak;
-    if (!bytes_at(s.arena_c, s.arena_n, batch, &arena) || !bytes_at(s.inputs_c, s.inputs_n, batch, &inputs) ||
-        __builtin_add_overflow(arena, s.params, &peak) || __builtin_add_overflow(peak, s.state, &peak) ||
-        __builtin_add_overflow(peak, inputs, &peak)) {
-        diag_error(d, (Loc){0}, "the %s step's memory at batch %lld passes 2^63 bytes", g->name, (long long)batch);
+    RtPeak pk;
+    RtErr e = {{0}};
+    if (rt_plan_peak(m, m->recipe, batch, &pk, &e) != RT_OK) {
+        diag_error(d, (Loc){0}, "%s", e.msg);
         return false;
     }
-    fprintf(out, "\ntotals of the %s step at batch %lld:\n", g->name, (long long)batch);
-    fprintf(out, "  %-16s %14lld\n", "arena", (long long)arena);
-    fprintf(out, "  %-16s %14lld\n", "parameters", (long long)s.params);
-    fprintf(out, "  %-16s %14lld\n", "optimizer state", (long long)s.state);
-    fprintf(out, "  %-16s %14lld\n", "batch inputs", (long long)inputs);
-    fprintf(out, "peak: %lld bytes at batch %lld (arena %lld, parameters %lld, optimizer state %lld, batch inputs "
-                 "%lld)\n",
-            (long long)peak, (long long)batch, (long long)arena, (long long)s.params, (long long)s.state,
-            (long long)inputs);
+    fprintf(out, "\ntotals of the %s step at batch %lld:\n", pk.graph, (long long)batch);
+    fprintf(out, "  %-16s %14lld\n", "arena", (long long)pk.arena);
+    fprintf(out, "  %-16s %14lld\n", "parameters", (long long)pk.params);
+    fprintf(out, "  %-16s %14lld\n", "optimizer state", (long long)pk.state);
+    if (pk.grads)
+        fprintf(out, "  %-16s %14lld\n", "gradients", (long long)pk.grads);
+    fprintf(out, "  %-16s %14lld\n", "batch inputs", (long long)pk.inputs);
+    rt_peak_print(out, &pk, batch);
     return true;
 }
 
@@ -237,9 +265,13 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
     if (o->batch && !o->mem_report)
         return bad_usage("--batch goes with --mem-report%s", "");
     Program *p = load_program(a, d, o->input);
+    RtManifest m;
     if (!p || !pass_pipeline(p, NULL, NULL, d))
         return 1;
-    if (o->mem_report && !mem_report(stdout, p, o->batch ? (int64_t)o->batch : recipe_batch(p), d))
+    bool ok = check_recipe(p, a, &m, d) &&
+              (!o->mem_report || mem_report(stdout, p, &m, o->batch ? (int64_t)o->batch : recipe_batch(p), d));
+    rt_manifest_free(&m);
+    if (!ok)
         return 1;
     if (!o->output)
         return 0;
@@ -254,14 +286,19 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
     temp_object = obj;
     atexit(remove_temp_object);
     CgOptions cg = {.cpu = o->cpu, .opt_level = o->opt_level};
-    bool ok = cg_llvm_emit_object(p, &cg, obj, d) && cg_link(obj, o->output, d);
+    ok = cg_llvm_emit_object(p, &cg, obj, d) && cg_link(obj, o->output, d);
     remove_temp_object();
     return ok ? 0 : 1;
 }
 
 static int cmd_check(const Options *o, Arena *a, Diag *d) {
     Program *p = load_program(a, d, o->input);
+    RtManifest m;
     if (!p || !pass_pipeline(p, NULL, NULL, d))
+        return 1;
+    bool ok = check_recipe(p, a, &m, d);
+    rt_manifest_free(&m);
+    if (!ok)
         return 1;
     /* each tensor's size fits an int64, their sum need not */
     int64_t values = 0;
@@ -270,10 +307,8 @@ static int cmd_check(const Options *o, Arena *a, Diag *d) {
         overflow |= __builtin_add_overflow(values, ir_shape_numel(&p->params[i].shape, 1), &values);
     printf("%s: ok: model %s, %d parameter tensors (%s%lld values)\n", o->input, p->model_name, p->nparams,
            overflow ? "over " : "", overflow ? (long long)INT64_MAX : (long long)values);
-    const Graph *gs[] = {p->train, p->eval, p->predict};
-    for (int i = 0; i < 3; i++) {
-        if (!gs[i])
-            continue;
+    Graph *gs[4];
+    for (int i = 0, ng = program_graphs(p, gs); i < ng; i++) {
         int64_t c, per_n;
         pass_memplan_size(gs[i], &c, &per_n);
         printf("  graph %-8s %4d nodes, arena %lld + %lld * N bytes\n", gs[i]->name, gs[i]->nnodes, (long long)c,
@@ -290,10 +325,9 @@ static int cmd_ir(const Options *o, Arena *a, Diag *d) {
         return pass_pipeline(p, o->after, stdout, d) ? 0 : 1;
     if (!pass_pipeline(p, o->after, NULL, d))
         return 1;
-    const Graph *gs[] = {p->train, p->eval, p->predict};
-    for (int i = 0; i < 3; i++)
-        if (gs[i])
-            ir_print_dot(stdout, gs[i]);
+    Graph *gs[4];
+    for (int i = 0, ng = program_graphs(p, gs); i < ng; i++)
+        ir_print_dot(stdout, gs[i]);
     return 0;
 }
 

@@ -32,6 +32,8 @@ static json_t *rval_json(const RVal *v, Diag *d) {
     }
     case RV_BOOL:
         return json_boolean(v->num != 0);
+    case RV_NONE:
+        return json_null();
     case RV_IDENT:
         return json_pack("{s:s}", "ident", v->str);
     case RV_LIST:
@@ -151,13 +153,14 @@ char *cg_manifest(Arena *a, const Program *p, Diag *d) {
     json_object_set_new(root, "lathe", json_string(LATHE_VERSION));
     json_object_set_new(root, "model", json_string(p->model_name));
     json_object_set_new(root, "source", source_json(p->source_file));
-    json_object_set_new(root, "hash", json_string(graph_hash(a, p->train)));
+    /* of the grads graph, which every binary of the model has whatever its optimizer */
+    json_object_set_new(root, "hash", json_string(graph_hash(a, p->grads ? p->grads : p->train)));
 
     json_t *inputs = json_array();
     for (int i = 0; i < p->ninputs; i++) {
         const Node *n = ir_find_leaf(p->eval, OP_INPUT, p->input_names[i]);
         if (!n)
-            n = ir_find_leaf(p->train, OP_INPUT, p->input_names[i]);
+            n = ir_find_leaf(program_train_graph(p), OP_INPUT, p->input_names[i]);
         if (n)
             json_array_append_new(inputs, typed(n->attr.name, n->dtype, &n->shape));
     }
@@ -177,10 +180,9 @@ char *cg_manifest(Arena *a, const Program *p, Diag *d) {
     json_object_set_new(root, "params", params);
 
     json_t *graphs = json_object();
-    const Graph *gs[] = {p->train, p->eval, p->predict};
-    for (int i = 0; i < 3; i++)
-        if (gs[i])
-            json_object_set_new(graphs, gs[i]->name, graph_json(gs[i]));
+    Graph *gs[4];
+    for (int i = 0, ng = program_graphs(p, gs); i < ng; i++)
+        json_object_set_new(graphs, gs[i]->name, graph_json(gs[i]));
     json_object_set_new(root, "graphs", graphs);
 
     json_t *recipe = json_object();

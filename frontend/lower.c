@@ -14,10 +14,12 @@ extern const char fe_stdlib_text[];
 /* A model file is a few kilobytes; the bound keeps token lengths and columns well inside an int. */
 #define FE_MAX_FILE_BYTES (16 << 20)
 
+/* The train block's keys. runtime/flags.c lists the same keys for --set: both lists must agree. */
 static const char *const recipe_keys[] = {
-    "data", "test", "classes", "batch", "epochs", "shuffle", "seed", "optimizer", "loss", "metrics",
+    "data", "test", "validation", "classes", "batch", "epochs", "shuffle", "seed", "workers", "drop_last",
+    "transforms", "optimizer", "param_groups", "clip_grad_norm", "clip_grad_value", "accumulate", "schedule",
+    "warmup", "loss", "metrics", "early_stop",
 };
-static const char *const metric_names[] = {"accuracy"};
 
 typedef struct Lower {
     Eval E;
@@ -124,6 +126,62 @@ static bool mentions_names(const Expr *e) {
     return false;
 }
 
+/* Whether e reads a name or calls a function: arithmetic over it stays an operator call tree, as
+   rt_rexpr_parse (runtime/rexpr.h) leaves it, rather than folding to a number. */
+static bool reads_names_or_calls(const Expr *e) {
+    if (!e)
+        return false;
+    if (e->kind == E_IDENT || e->kind == E_CALL)
+        return true;
+    if (reads_names_or_calls(e->lhs) || reads_names_or_calls(e->rhs))
+        return true;
+    for (int i = 0; i < e->nitems; i++)
+        if (reads_names_or_calls(e->items[i]))
+            return true;
+    return false;
+}
+
+/* The operators of rexpr.h's call trees; NULL for one that a recipe value cannot hold. */
+static const char *operator_name(BinOp op) {
+    switch (op) {
+    case B_ADD: return "add";
+    case B_SUB: return "sub";
+    case B_MUL: return "mul";
+    case B_DIV: return "div";
+    case B_FLOORDIV: return "floordiv";
+    case B_MOD: return "mod";
+    case B_POW: return "pow";
+    default: return NULL;
+    }
+}
+
+static RVal *rval(Lower *L, const Expr *e, bool lenient);
+
+/* Arithmetic that reads a name (LambdaLR(0.95 ** epoch), generate(y = 2 * x + 1)): the call tree of its
+   operators, pow(0.95, epoch), which the runtime evaluates; constant parts fold as everywhere else. */
+static RVal *operator_tree(Lower *L, const Expr *e, RVal *r) {
+    Eval *E = &L->E;
+    const char *op = e->kind == E_NEG ? "neg" : operator_name(e->op);
+    if (!op)
+        return sema_error(E, e->loc, "'%s' cannot be part of a train setting (only + - * / // %% ** and unary -)",
+                          parse_binop_name(e->op)), NULL;
+    r->kind = RV_CALL;
+    r->str = op;
+    r->nitems = e->kind == E_NEG ? 1 : 2;
+    r->items = arena_alloc(E->a, sizeof *r->items * 2);
+    r->keys = arena_alloc(E->a, sizeof *r->keys * 2);
+    const Expr *operands[2] = {e->lhs, e->rhs};
+    for (int i = 0; i < r->nitems; i++) {
+        RVal *x = r->items[i] = rval(L, operands[i], false);
+        if (!x)
+            return NULL;
+        if (x->kind != RV_NUM && x->kind != RV_IDENT && x->kind != RV_CALL)
+            return sema_error(E, x->loc, "'%s' needs numbers, got %s", e->kind == E_NEG ? "-" : parse_binop_name(e->op),
+                              x->kind == RV_STR ? "a string" : x->kind == RV_BOOL ? "a boolean" : "a list"), NULL;
+    }
+    return r;
+}
+
 static RVal *rval(Lower *L, const Expr *e, bool lenient) {
     Eval *E = &L->E;
     RVal *r = arena_alloc(E->a, sizeof *r);
@@ -157,6 +215,8 @@ static RVal *rval(Lower *L, const Expr *e, bool lenient) {
         r->str = "(expression)";
         return r;
     }
+    if ((e->kind == E_BINARY || e->kind == E_NEG) && reads_names_or_calls(e))
+        return operator_tree(L, e, r);
     /* Anything else is a constant expression: a literal, or 1 / 255 that becomes a number. */
     Value *v = sema_eval(E, e, E->global);
     if (!v)
@@ -171,6 +231,8 @@ static RVal *rval(Lower *L, const Expr *e, bool lenient) {
     } else if (v->kind == V_STR) {
         r->kind = RV_STR;
         r->str = v->s;
+    } else if (v->kind == V_NONE) {
+        r->kind = RV_NONE;
     } else {
         return sema_error(E, e->loc, "a train setting must be a constant, got %s", sema_kind_name(E, v)), NULL;
     }
@@ -206,92 +268,163 @@ static int positional(const RVal *call) {
     return n;
 }
 
-/* A data source: idx(images, labels, scale = 1), text(file, context = T, stride = T) or csv(file, header =
-   true, label_column = -1, regression = false). The positional arguments are file names. */
+/* ---------------------------------------------------------------- data sources
+   Each source's parameters in order (as the runtime's dataspec.c reads them, by keyword or position); the
+   first `required` must be given. The compiler checks what fixes the graphs' inputs (the source's kind, its
+   label type, text's context) and the kinds of the arguments; the runtime reads the rest. */
+
+typedef enum { A_FILE, A_NUM, A_INT, A_BOOL, A_TOKENS, A_SHAPE, A_ANY } SourceArgKind;
+
+typedef struct SourceArg {
+    const char *name;
+    SourceArgKind kind;
+    int64_t min, max;  /* A_INT */
+    const char *want;  /* "an int >= 1", for messages */
+} SourceArg;
+
+#define SOURCE_MAX_ARGS 6
+
+typedef struct SourceKind {
+    const char *name, *usage;
+    int required, nargs;
+    SourceArg args[SOURCE_MAX_ARGS];
+} SourceKind;
+
+static const SourceKind sources[] = {
+    {"idx", "idx(images, labels, scale = NUMBER)", 2, 3,
+     {{"images", A_FILE, 0, 0, NULL}, {"labels", A_FILE, 0, 0, NULL}, {"scale", A_NUM, 0, 0, "a number"}}},
+    {"text", "text(file, context = INT, stride = INT, tokens = \"bytes\", lines = false, pad = 0)", 2, 6,
+     {{"file", A_FILE, 0, 0, NULL},
+      {"context", A_INT, 1, 1 << 24, "an int >= 1"},
+      {"stride", A_INT, 1, 1 << 30, "an int >= 1"},
+      {"tokens", A_TOKENS, 0, 0, "\"bytes\" or \"chars\""},
+      {"lines", A_BOOL, 0, 0, "true or false"},
+      {"pad", A_INT, 0, INT32_MAX, "an int >= 0"}}},
+    {"csv", "csv(file, header = BOOL, label_column = INT, regression = BOOL)", 1, 4,
+     {{"file", A_FILE, 0, 0, NULL},
+      {"header", A_BOOL, 0, 0, "true or false"},
+      {"label_column", A_INT, -(1 << 24), 1 << 24, "an int (negative from the end)"},
+      {"regression", A_BOOL, 0, 0, "true or false"}}},
+    {"npy", "npy(x, y = FILE, scale = NUMBER, regression = BOOL, label_shape = [K])", 1, 5,
+     {{"x", A_FILE, 0, 0, NULL},
+      {"y", A_FILE, 0, 0, NULL},
+      {"scale", A_NUM, 0, 0, "a number"},
+      {"regression", A_BOOL, 0, 0, "true or false"},
+      {"label_shape", A_SHAPE, 1, 1 << 30, "a list of ints >= 1 such as [3]"}}},
+    {"images", "images(folder, scale = NUMBER, grayscale = BOOL)", 1, 3,
+     {{"folder", A_FILE, 0, 0, NULL},
+      {"scale", A_NUM, 0, 0, "a number"},
+      {"grayscale", A_BOOL, 0, 0, "true or false"}}},
+    {"generate", "generate(n, x = uniform(A, B), y = EXPRESSION OF x, noise = NUMBER, seed = INT)", 1, 5,
+     {{"n", A_INT, 1, 1ll << 31, "an int >= 1"},
+      {"x", A_ANY, 0, 0, NULL},
+      {"y", A_ANY, 0, 0, NULL},
+      {"noise", A_NUM, 0, 0, "a number"},
+      {"seed", A_INT, 0, INT64_MAX, "an int >= 0"}}},
+};
+#define NSOURCES ((int)(sizeof sources / sizeof *sources))
+
+static const SourceKind *source_kind(const RVal *v) {
+    for (int k = 0; v && v->kind == RV_CALL && k < NSOURCES; k++)
+        if (!strcmp(v->str, sources[k].name))
+            return &sources[k];
+    return NULL;
+}
+
+/* The argument `name` of source v (by keyword or position), or NULL. */
+static const RVal *source_arg(const RVal *v, const SourceKind *s, const char *name) {
+    for (int i = 0; i < s->nargs; i++)
+        if (!strcmp(s->args[i].name, name))
+            return rval_arg(v, name, i);
+    LATHE_UNREACHABLE("a source argument that its table does not list");
+}
+
+static bool check_source_arg(Lower *L, const RVal *v, const SourceArg *sa, const RVal *a) {
+    Eval *E = &L->E;
+    bool ok = true;
+    switch (sa->kind) {
+    case A_FILE:
+        if (a->kind == RV_NONE && strcmp(sa->name, "y") == 0) /* npy(x, y = none): no labels */
+            return true;
+        if (a->kind != RV_STR)
+            return sema_error(E, a->loc, "%s needs file names as strings", v->str), false;
+        return true;
+    case A_NUM: ok = is_num(a); break;
+    case A_INT: ok = is_int(a) && a->num >= (double)sa->min && a->num <= (double)sa->max; break;
+    case A_BOOL: ok = a->kind == RV_BOOL; break;
+    case A_TOKENS: ok = a->kind == RV_STR && (!strcmp(a->str, "bytes") || !strcmp(a->str, "chars")); break;
+    case A_SHAPE:
+        ok = a->kind == RV_LIST && a->nitems >= 1 && a->nitems < IR_MAX_RANK;
+        for (int i = 0; ok && i < a->nitems; i++)
+            ok = is_int(a->items[i]) && a->items[i]->num >= (double)sa->min && a->items[i]->num <= (double)sa->max;
+        break;
+    case A_ANY: break;
+    }
+    if (!ok)
+        return sema_error(E, a->loc, "%s's %s must be %s", v->str, sa->name, sa->want), false;
+    return true;
+}
+
+/* A data source (the table above) of recipe key `key`. */
 static bool check_source(Lower *L, const char *key, const RVal *v) {
     Eval *E = &L->E;
-    static const struct {
-        const char *name, *usage;
-        int nfiles, nkw;
-        const char *kw[4];
-    } kinds[] = {
-        {"idx", "idx(images, labels, scale = NUMBER)", 2, 1, {"scale"}},
-        {"text", "text(file, context = INT, stride = INT)", 1, 2, {"context", "stride"}},
-        {"csv", "csv(file, header = BOOL, label_column = INT, regression = BOOL)", 1, 3,
-         {"header", "label_column", "regression"}},
-    };
-    int k = 0;
-    while (k < 3 && (v->kind != RV_CALL || strcmp(v->str, kinds[k].name) != 0))
-        k++;
-    if (k == 3)
-        return sema_error(E, v->loc, "'%s' must be idx(images, labels, scale = NUMBER), text(file, context = INT) or "
-                          "csv(file)", key), false;
-    if (positional(v) != kinds[k].nfiles)
-        return sema_error(E, v->loc, "'%s' must be %s", key, kinds[k].usage), false;
-    if (!check_keywords(L, v, kinds[k].kw, kinds[k].nkw))
+    const SourceKind *s = source_kind(v);
+    if (!s)
+        return sema_error(E, v->loc, "'%s' must be a data source: idx(images, labels), text(file, context = INT), "
+                          "csv(file), npy(x, y), images(folder) or generate(n, y = EXPRESSION OF x)", key), false;
+    const char *names[SOURCE_MAX_ARGS];
+    for (int i = 0; i < s->nargs; i++)
+        names[i] = s->args[i].name;
+    if (positional(v) > s->nargs)
+        return sema_error(E, v->loc, "'%s' must be %s", key, s->usage), false;
+    if (!check_keywords(L, v, names, s->nargs))
         return false;
-    for (int i = 0; i < kinds[k].nfiles; i++)
-        if (rval_arg(v, NULL, i)->kind != RV_STR)
-            return sema_error(E, rval_arg(v, NULL, i)->loc, "%s needs file names as strings", v->str), false;
+    for (int i = 0; i < v->nitems; i++)
+        for (int j = 0; v->keys[i] && j < positional(v); j++)
+            if (!strcmp(v->keys[i], names[j]))
+                return sema_error(E, v->items[i]->loc, "%s's %s is given twice, by position and by keyword", v->str,
+                                  names[j]), false;
+    for (int i = 0; i < s->nargs; i++) {
+        const RVal *a = rval_arg(v, names[i], i);
+        if (!a && i < s->required)
+            return sema_error(E, v->loc, "'%s' must be %s (%s needs its %s)", key, s->usage, s->name, names[i]), false;
+        if (a && !check_source_arg(L, v, &s->args[i], a))
+            return false;
+    }
     const RVal *a;
-    if ((a = rval_arg(v, "scale", -1)) && !is_num(a))
-        return sema_error(E, a->loc, "idx's scale must be a number"), false;
-    if (k == 1) {
-        if (!(a = rval_arg(v, "context", -1)))
-            return sema_error(E, v->loc, "text needs the context length: text(file, context = INT)"), false;
-        if (!is_int(a) || a->num < 1 || a->num > (1 << 24))
-            return sema_error(E, a->loc, "text's context must be an int >= 1"), false;
-        if ((a = rval_arg(v, "stride", -1)) && (!is_int(a) || a->num < 1 || a->num > (1 << 30)))
-            return sema_error(E, a->loc, "text's stride must be an int >= 1"), false;
+    if (!strcmp(s->name, "npy") && (a = source_arg(v, s, "label_shape"))) {
+        const RVal *reg = source_arg(v, s, "regression");
+        if (!reg || !reg->num)
+            return sema_error(E, a->loc, "npy's label_shape gives real-valued labels and needs regression = true"),
+                   false;
     }
-    if ((a = rval_arg(v, "header", -1)) && a->kind != RV_BOOL)
-        return sema_error(E, a->loc, "csv's header must be true or false"), false;
-    if ((a = rval_arg(v, "regression", -1)) && a->kind != RV_BOOL)
-        return sema_error(E, a->loc, "csv's regression must be true or false"), false;
-    if ((a = rval_arg(v, "label_column", -1)) && (!is_int(a) || fabs(a->num) > (1 << 24)))
-        return sema_error(E, a->loc, "csv's label_column must be an int (negative from the end)"), false;
     return true;
 }
 
-/* SGD(lr, momentum = 0, dampening = 0, nesterov = false, weight_decay = 0), as torch.optim.SGD. */
-static bool check_sgd(Lower *L, const RVal *v) {
-    Eval *E = &L->E;
-    static const char *const kw[] = {"lr", "momentum", "dampening", "nesterov", "weight_decay"};
-    if (v->kind != RV_CALL || strcmp(v->str, "SGD") != 0)
-        return sema_error(E, v->loc, "unknown optimizer: 'optimizer' must be SGD(lr = NUMBER)"), false;
-    if (!check_keywords(L, v, kw, 5))
-        return false;
-    const RVal *lr = rval_arg(v, "lr", 0);
-    if (positional(v) > 1 || !is_num(lr) || lr->num <= 0)
-        return sema_error(E, lr ? lr->loc : v->loc, "SGD needs a learning rate lr > 0"), false;
-    static const char *const nums[] = {"momentum", "dampening", "weight_decay"};
-    for (int i = 0; i < 3; i++) {
-        const RVal *a = rval_arg(v, nums[i], -1);
-        if (a && (!is_num(a) || a->num < 0))
-            return sema_error(E, a->loc, "SGD's %s must be a number >= 0", nums[i]), false;
-    }
-    const RVal *nesterov = rval_arg(v, "nesterov", -1), *m = rval_arg(v, "momentum", -1),
-               *damp = rval_arg(v, "dampening", -1);
-    if (nesterov && nesterov->kind != RV_BOOL)
-        return sema_error(E, nesterov->loc, "SGD's nesterov must be true or false"), false;
-    if (nesterov && nesterov->num && (!m || m->num <= 0 || (damp && damp->num != 0)))
-        return sema_error(E, nesterov->loc, "SGD with nesterov = true needs momentum > 0 and dampening = 0"), false;
-    return true;
-}
-
-/* The type of the INPUT "label", from the `data` source: idx -> i64[N], text -> i64[N, context], csv ->
-   i64[N] (a class) or f32[N, 1] with regression = true. */
+/* The type of the INPUT "label", from a source: idx, images -> i64[N] (a class); text -> i64[N, context]
+   (the next token of each); csv -> i64[N], or f32[N, 1] with regression = true; npy -> i64[N], or with
+   regression = true f32[N, 1] or f32[N, label_shape...]; generate -> f32[N, 1]. */
 static void source_label_type(const RVal *data, DType *t, Shape *s) {
     *t = DT_I64;
     *s = ir_shape(1, (int64_t[]){IR_DIM_N});
-    if (!data)
+    const SourceKind *k = source_kind(data);
+    if (!k)
         return;
     const RVal *a;
-    if (!strcmp(data->str, "text") && (a = rval_arg(data, "context", -1)))
+    if (!strcmp(k->name, "text") && (a = source_arg(data, k, "context")))
         *s = ir_shape(2, (int64_t[]){IR_DIM_N, (int64_t)a->num});
-    if (!strcmp(data->str, "csv") && (a = rval_arg(data, "regression", -1)) && a->num) {
+    bool regression = (!strcmp(k->name, "csv") || !strcmp(k->name, "npy")) &&
+                      (a = source_arg(data, k, "regression")) && a->kind == RV_BOOL && a->num;
+    if (regression || !strcmp(k->name, "generate")) {
         *t = DT_F32;
         *s = ir_shape(2, (int64_t[]){IR_DIM_N, 1});
+    }
+    if (regression && !strcmp(k->name, "npy") && (a = source_arg(data, k, "label_shape")) && a->kind == RV_LIST) {
+        int64_t dims[IR_MAX_RANK] = {IR_DIM_N};
+        int rank = 1;
+        for (int i = 0; i < a->nitems && rank < IR_MAX_RANK; i++)
+            dims[rank++] = (int64_t)a->items[i]->num;
+        *s = ir_shape(rank, dims);
     }
 }
 
@@ -299,21 +432,27 @@ static void label_type(const Program *p, DType *t, Shape *s) {
     source_label_type(program_recipe(p, "data"), t, s);
 }
 
-/* The data source fixes what the batch input holds: text gives token ids i64[N, context], csv the features
-   f32[N, F]; forward must take that. */
+/* Some sources fix what the batch input holds: text gives token ids i64[N, context], csv the features
+   f32[N, F], generate one value f32[N, 1]; forward must take that. data may be NULL or not a source
+   (validation = 0.1). */
 static bool check_source_input(Lower *L, const RVal *data) {
     const Program *p = L->p;
     const Node *x = p->ninputs > 1 ? ir_find_leaf(p->predict, OP_INPUT, p->input_names[0]) : NULL;
-    if (!data || !x)
+    const SourceKind *k = source_kind(data);
+    if (!k || !x)
         return true;
     const char *got = sema_type_str(&L->E, x->dtype, &x->shape), *want = NULL;
-    if (!strcmp(data->str, "text")) {
-        Shape s = ir_shape(2, (int64_t[]){IR_DIM_N, (int64_t)rval_arg(data, "context", -1)->num});
+    if (!strcmp(k->name, "text")) {
+        Shape s = ir_shape(2, (int64_t[]){IR_DIM_N, (int64_t)source_arg(data, k, "context")->num});
         if (x->dtype != DT_I64 || !ir_shape_eq(&x->shape, &s))
             want = sema_type_str(&L->E, DT_I64, &s);
-    } else if (!strcmp(data->str, "csv")) {
+    } else if (!strcmp(k->name, "csv")) {
         if (x->dtype != DT_F32 || x->shape.rank != 2 || x->shape.dim[0] != IR_DIM_N || x->shape.dim[1] == IR_DIM_N)
             want = "f32[N,FEATURES]";
+    } else if (!strcmp(k->name, "generate")) {
+        Shape s = ir_shape(2, (int64_t[]){IR_DIM_N, 1});
+        if (x->dtype != DT_F32 || !ir_shape_eq(&x->shape, &s))
+            want = "f32[N,1]";
     }
     if (want)
         return sema_error(&L->E, data->loc, "%s gives '%s' as %s, but forward takes %s", data->str,
@@ -321,27 +460,44 @@ static bool check_source_input(Lower *L, const RVal *data) {
     return true;
 }
 
-/* Both sources feed the same graphs: `test` must give the batch input and the labels as `data` does. */
+/* Every source feeds the same graphs: `test` and `validation` (when a source) must give the batch input
+   and the labels as `data` does. */
 static bool check_input_type(Lower *L) {
-    const RVal *data = program_recipe(L->p, "data"), *test = program_recipe(L->p, "test");
-    if (data && test) {
+    const RVal *data = program_recipe(L->p, "data");
+    static const char *const others[] = {"test", "validation"};
+    for (int i = 0; i < 2; i++) {
+        const RVal *other = program_recipe(L->p, others[i]);
+        if (!data || !source_kind(data) || !source_kind(other))
+            continue;
         DType dt, tt;
         Shape ds, tsh;
         source_label_type(data, &dt, &ds);
-        source_label_type(test, &tt, &tsh);
-        if (strcmp(data->str, test->str) != 0 || dt != tt || !ir_shape_eq(&ds, &tsh))
-            return sema_error(&L->E, test->loc, "'test' must be a source of the same kind and labels as 'data' "
-                              "(%s with labels %s), got %s with labels %s", data->str,
-                              sema_type_str(&L->E, dt, &ds), test->str, sema_type_str(&L->E, tt, &tsh)), false;
+        source_label_type(other, &tt, &tsh);
+        if (strcmp(data->str, other->str) != 0 || dt != tt || !ir_shape_eq(&ds, &tsh))
+            return sema_error(&L->E, other->loc, "'%s' must be a source of the same kind and labels as 'data' "
+                              "(%s with labels %s), got %s with labels %s", others[i], data->str,
+                              sema_type_str(&L->E, dt, &ds), other->str, sema_type_str(&L->E, tt, &tsh)), false;
     }
-    return check_source_input(L, data) && check_source_input(L, test);
+    return check_source_input(L, data) && check_source_input(L, program_recipe(L->p, "test")) &&
+           check_source_input(L, program_recipe(L->p, "validation"));
 }
 
+/* The checks of a recipe value that the graphs depend on, or that the runtime's readers cannot place in
+   the model file; the runtime's own parsers (optimizer, schedule, metrics, transforms, ...) check the rest
+   of each value when the compiler hands them the manifest's recipe. */
 static bool check_entry(Lower *L, const char *key, const RVal *v) {
     Eval *E = &L->E;
     if (!strcmp(key, "data") || !strcmp(key, "test")) {
         if (!check_source(L, key, v))
             return false;
+    } else if (!strcmp(key, "validation")) {
+        if (is_num(v)) {
+            if (!(v->num > 0 && v->num < 1))
+                return sema_error(E, v->loc, "'validation' as a number is the fraction of 'data' held out: "
+                                  "between 0 and 1, got %g", v->num), false;
+        } else if (!check_source(L, key, v)) {
+            return false;
+        }
     } else if (!strcmp(key, "classes")) {
         if (v->kind != RV_LIST)
             return sema_error(E, v->loc, "'classes' must be a list of strings"), false;
@@ -361,22 +517,18 @@ static bool check_entry(Lower *L, const char *key, const RVal *v) {
         if (v->kind != RV_BOOL)
             return sema_error(E, v->loc, "'shuffle' must be true or false"), false;
     } else if (!strcmp(key, "optimizer")) {
-        if (!check_sgd(L, v))
-            return false;
+        if (v->kind != RV_CALL)
+            return sema_error(E, v->loc, "'optimizer' must be a call such as SGD(lr = 0.01)"), false;
     } else if (!strcmp(key, "loss")) {
         if (v->kind != RV_CALL)
             return sema_error(E, v->loc, "'loss' must be a call such as cross_entropy(logits, label)"), false;
     } else if (!strcmp(key, "metrics")) {
         if (v->kind != RV_LIST)
-            return sema_error(E, v->loc, "'metrics' must be a list such as [accuracy]"), false;
-        for (int i = 0; i < v->nitems; i++) {
-            const RVal *m = v->items[i];
-            int n = sizeof metric_names / sizeof *metric_names, j;
-            for (j = 0; m->kind == RV_IDENT && j < n && strcmp(m->str, metric_names[j]) != 0; j++)
-                ;
-            if (m->kind != RV_IDENT || j == n)
-                return sema_error(E, m->loc, "unknown metric (known: accuracy)"), false;
-        }
+            return sema_error(E, v->loc, "'metrics' must be a list such as [accuracy, top_k(5)]"), false;
+        for (int i = 0; i < v->nitems; i++)
+            if (v->items[i]->kind != RV_IDENT && v->items[i]->kind != RV_CALL)
+                return sema_error(E, v->items[i]->loc, "a metric must be a name such as accuracy or a call such as "
+                                  "top_k(5)"), false;
     }
     return true;
 }
@@ -455,7 +607,18 @@ static bool has_output(const Graph *g, const char *name) {
     return false;
 }
 
-/* eval and train: forward, the INPUT label, the loss and the metrics. */
+/* The metrics that the runtime computes from the logits; any other name in `metrics` is a function of the
+   model file, evaluated in the graphs. */
+static bool is_runtime_metric(const char *name) {
+    static const char *const names[] = {"accuracy", "top_k", "precision", "recall", "f1", "confusion_matrix",
+                                        "mae", "mse"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(name, names[i]))
+            return true;
+    return false;
+}
+
+/* eval, grads and train: forward, the INPUT label, the loss, the logits and the in-graph metrics. */
 static bool build_loss(Lower *L, Graph *g) {
     Eval *E = &L->E;
     Node *logits = build_forward(L, g);
@@ -479,24 +642,32 @@ static bool build_loss(Lower *L, Graph *g) {
         return sema_error(E, loss->value->loc, "the loss must be a float scalar, got %s",
                           n ? sema_type_str(E, n->dtype, &n->shape) : sema_kind_name(E, v)), false;
     ir_add_output(g, "loss", n, false);
+    /* the runtime computes its metrics (runtime/metrics.h) from the logits and the labels */
+    ir_add_output(g, "logits", logits, false);
     const RVal *metrics = program_recipe(L->p, "metrics");
-    for (int i = 0; metrics && i < metrics->nitems; i++) {
+    for (int i = 0; metrics && metrics->kind == RV_LIST && i < metrics->nitems; i++) {
         const RVal *m = metrics->items[i];
-        if (has_output(g, "correct"))
-            continue; /* accuracy listed twice */
+        if (m->kind != RV_IDENT || is_runtime_metric(m->str))
+            continue;
+        /* a function of the model file (or the library): one number per batch, averaged by the runtime */
+        const char *out = arena_printf(E->a, "metric.%s", m->str);
+        if (has_output(g, out))
+            continue;
         Value *fn = sema_scope_get(E->global, m->str);
-        if (!fn)
-            return sema_error(E, m->loc, "the standard library has no '%s'", m->str), false;
+        if (!fn || fn->kind != V_FUNC)
+            return sema_error(E, m->loc, "unknown metric '%s': the runtime computes accuracy, top_k(K), precision, "
+                              "recall, f1, confusion_matrix, mae and mse, and a function of logits and label gives "
+                              "one of your own", m->str), false;
         Value *a[2] = {sema_tensor(E, logits), sema_tensor(E, label)};
         Args args = {.pos = a, .npos = 2};
         Value *c = sema_call(E, fn, &args, m->loc);
         Node *cn = c ? sema_node(E, c, m->loc) : NULL;
         if (!cn)
             return sema_error(E, m->loc, "metric '%s' did not give a tensor", m->str), false;
-        if (cn->shape.rank != 0) /* the runtime reads one count per batch */
-            return sema_error(E, m->loc, "metric '%s' must give a scalar count, got %s", m->str,
+        if (cn->shape.rank != 0 || !ir_dtype_is_float(cn->dtype))
+            return sema_error(E, m->loc, "metric '%s' must give a float scalar (the batch's mean), got %s", m->str,
                               sema_type_str(E, cn->dtype, &cn->shape)), false;
-        ir_add_output(g, "correct", cn, false);
+        ir_add_output(g, out, cn, false);
     }
     return true;
 }
@@ -506,7 +677,7 @@ static bool build_loss(Lower *L, Graph *g) {
 static Graph *graph(Lower *L, const char *name) {
     Eval *E = &L->E;
     Graph *g = ir_graph_new(E->a, name);
-    E->training = !strcmp(name, "train");
+    E->training = !strcmp(name, "train") || !strcmp(name, "grads");
     E->streams = 0;
     E->nupdates = 0;
     sema_scope_set(E, E->global, "training", sema_bool(E, E->training));
@@ -522,10 +693,10 @@ static Graph *graph(Lower *L, const char *name) {
     for (int i = 0; i < E->nupdates; i++)
         ir_add_output(g, E->updates[i]->name, E->update_values[i], true);
     E->g = NULL;
-    if (E->training) {
+    if (!strcmp(name, "train"))
         g->optimizer = program_recipe(L->p, "optimizer");
+    if (E->training && !L->p->train_logits)
         L->p->train_logits = L->logits;
-    }
     return ir_verify(g, E->d) ? g : NULL;
 }
 
@@ -587,6 +758,20 @@ static bool instantiate_model(Lower *L) {
     return true;
 }
 
+/* Whether the optimizer pass can fuse the recipe's optimizer into a train graph: plain SGD, one group, no
+   clipping or accumulation. Every other recipe trains through the grads graph and the runtime's optimizer
+   (runtime/optim.h), which also serves a binary run with another optimizer (`--set optimizer=...`). */
+static bool fused_optimizer(const Program *p) {
+    const RVal *o = program_recipe(p, "optimizer");
+    static const char *const unfused[] = {"param_groups", "clip_grad_norm", "clip_grad_value", "accumulate"};
+    for (int i = 0; i < 4; i++) {
+        const RVal *v = program_recipe(p, unfused[i]);
+        if (v && !(i == 3 && v->kind == RV_NUM && v->num == 1))
+            return false;
+    }
+    return o && o->kind == RV_CALL && !strcmp(o->str, "SGD");
+}
+
 Program *fe_compile(Arena *a, Diag *d, const char *file, const char *text) {
     /* Private copies of the file names: locations in the library are told apart by pointer. */
     const char *user_file = arena_strdup(a, file), *lib_file = arena_strdup(a, "stdlib.lathe");
@@ -636,7 +821,7 @@ Program *fe_compile(Arena *a, Diag *d, const char *file, const char *text) {
     }
     p->input_names[p->ninputs++] = "label";
     if (!(p->predict = graph(&L, "predict")) || !recipe(&L) || !check_input_type(&L) || !(p->eval = graph(&L, "eval")) ||
-        !(p->train = graph(&L, "train")))
+        !(p->grads = graph(&L, "grads")) || (fused_optimizer(p) && !(p->train = graph(&L, "train"))))
         return NULL;
     /* a data source feeds one batch input: a second parameter would be fed nothing (or the labels); checked
        last, so that a mistake inside forward is reported first */

@@ -175,7 +175,7 @@ typedef struct Output {
    The values of a train block (data sources, batch, optimizer, classes, ...), kept as written so that the
    compiler checks them and the runtime interprets them: numbers, strings, booleans, identifiers, lists and
    calls with positional and keyword arguments. */
-typedef enum { RV_NUM, RV_STR, RV_BOOL, RV_IDENT, RV_LIST, RV_CALL } RValKind;
+typedef enum { RV_NUM, RV_STR, RV_BOOL, RV_IDENT, RV_LIST, RV_CALL, RV_NONE } RValKind;
 
 typedef struct RVal RVal;
 struct RVal {
@@ -380,15 +380,22 @@ typedef struct Program {
     /* Batch inputs in order (x, label); each also an INPUT of the graphs with the same name. */
     const char **input_names;
     int ninputs;
-    /* As the frontend builds them: train: batch inputs, params -> "loss", "correct" (the autodiff and
-       optimizer passes then add the gradients, the INPUT "lr" and the updates); eval: batch inputs, params
-       -> "loss" (the batch mean), "correct" (a count, f32); predict: "x", params -> "logits". */
-    Graph *train, *eval, *predict;
+    /* As the frontend builds them: grads: batch inputs, params -> "loss", "logits", the in-graph metrics
+       "metric.NAME" and the buffers' updates (autodiff then adds the gradients "grad.NAME", which the
+       runtime's optimizer applies); train: the same graph again, which the optimizer pass turns into one
+       fused step (the INPUT "lr" and the parameters' updates), built only for an optimizer that pass
+       lowers (plain SGD), else NULL; eval: batch inputs, params -> "loss" (the batch mean), "logits", the
+       metrics; predict: "x", params -> "logits". */
+    Graph *train, *grads, *eval, *predict;
     Node *train_logits; /* the forward's result in the train graph (not an output), for tests that probe it */
     RecipeEntry *recipe;
     int nrecipe;
 } Program;
 
 const RVal *program_recipe(const Program *p, const char *key); /* NULL when the key is absent */
+/* The program's graphs that exist, in the order train, grads, eval, predict; returns how many (at most 4). */
+int program_graphs(const Program *p, Graph **out);
+/* The graph that trains: the fused train graph where there is one, else grads. */
+Graph *program_train_graph(const Program *p);
 
 #endif

@@ -279,6 +279,8 @@ static RVal *rval(Parser *ps, int depth)
         RVal *v = new_rval(ps, RV_LIST, loc);
         return rval_items(ps, v, ']', depth) ? v : NULL;
     }
+    if (keyword(ps, "none"))
+        return new_rval(ps, RV_NONE, loc);
     bool yes = keyword(ps, "true");
     if (yes || keyword(ps, "false")) {
         RVal *v = new_rval(ps, RV_BOOL, loc);

@@ -36,6 +36,7 @@ void ir_print_rval(FILE *out, const RVal *v)
         break;
     case RV_STR: print_string(out, v->str ? v->str : ""); break;
     case RV_BOOL: fputs(v->num != 0 ? "true" : "false", out); break;
+    case RV_NONE: fputs("none", out); break;
     case RV_IDENT: fputs(v->str ? v->str : "?", out); break;
     case RV_LIST:
     case RV_CALL:

@@ -248,6 +248,21 @@ const RVal *program_recipe(const Program *p, const char *key)
     return NULL;
 }
 
+int program_graphs(const Program *p, Graph **out)
+{
+    Graph *all[] = {p->train, p->grads, p->eval, p->predict};
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        if (all[i])
+            out[n++] = all[i];
+    return n;
+}
+
+Graph *program_train_graph(const Program *p)
+{
+    return p->train ? p->train : p->grads;
+}
+
 const char *ir_arg_role_name(ArgRole r)
 {
     switch (r) {

@@ -11,7 +11,9 @@ const char *const pass_names[] = {"lower", "autodiff", "optimizer", "simplify", 
 /* pass_fns[i] runs pass_names[i]; "lower" is the frontend's work, already done */
 static PassFn const pass_fns[] = {NULL,        pass_autodiff, pass_optimizer, pass_simplify, pass_cse,
                                   pass_layout, pass_dce,      pass_fuse,      pass_memplan};
-static const bool train_only[] = {false, true, true, false, false, false, false, false, false};
+/* autodiff runs on the graphs that train (train and grads), the optimizer on the fused train graph only */
+enum { ALL, TRAINING, FUSED };
+static const int runs_on[] = {ALL, TRAINING, FUSED, ALL, ALL, ALL, ALL, ALL, ALL};
 
 PassFn pass_by_name(const char *name) {
     for (int i = 0; pass_names[i]; i++)
@@ -23,16 +25,15 @@ PassFn pass_by_name(const char *name) {
 static void dump_graphs(const Program *p, FILE *dump) {
     if (!dump)
         return;
-    const Graph *graphs[] = {p->train, p->eval, p->predict};
-    for (int i = 0; i < 3; i++)
-        if (graphs[i])
-            ir_print_noted(dump, graphs[i], pass_fuse_note);
+    Graph *graphs[4];
+    for (int i = 0, n = program_graphs(p, graphs); i < n; i++)
+        ir_print_noted(dump, graphs[i], pass_fuse_note);
 }
 
 static bool verify_all(const Program *p, Diag *d) {
-    const Graph *graphs[] = {p->train, p->eval, p->predict};
-    for (int i = 0; i < 3; i++)
-        if (graphs[i] && !ir_verify(graphs[i], d))
+    Graph *graphs[4];
+    for (int i = 0, n = program_graphs(p, graphs); i < n; i++)
+        if (!ir_verify(graphs[i], d))
             return false;
     return true;
 }
@@ -54,10 +55,12 @@ bool pass_pipeline(Program *p, const char *stop_after, FILE *dump, Diag *d) {
             return false;
         }
     }
-    Graph *graphs[] = {p->train, p->eval, p->predict};
+    Graph *graphs[4];
+    int ngraphs = program_graphs(p, graphs);
     for (int i = 0; pass_names[i]; i++) {
-        for (int j = 0; j < 3 && pass_fns[i]; j++) {
-            if (!graphs[j] || (train_only[i] && graphs[j] != p->train))
+        for (int j = 0; j < ngraphs && pass_fns[i]; j++) {
+            bool training = graphs[j] == p->train || graphs[j] == p->grads;
+            if ((runs_on[i] == TRAINING && !training) || (runs_on[i] == FUSED && graphs[j] != p->train))
                 continue;
             if (!pass_fns[i](graphs[j], d))
                 return false;

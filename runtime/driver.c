@@ -2,6 +2,8 @@
    prints errors and picks exit statuses: 2 for a bad flag or value, 1 for bad data, checkpoints or I/O. */
 #include "rt.h"
 #include "lathe_kern.h"
+#include "rexpr.h"
+#include "train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -16,7 +18,19 @@ typedef struct Run {
     RtConfig cfg;
     RtModel md;
     RtErr err;
+    RtTransforms tf; /* the recipe's transforms: eval and predict apply their deterministic part */
 } Run;
+
+/* Binds graph g for batches of max_n, with the recipe's deterministic transforms on its inputs. */
+static int bind_eval(Run *r, RtBinding *b, const RtGraph *g, int64_t max_n) {
+    RtLoaderRecipe lr;
+    if (rt_bind(b, &r->md, g, &r->cfg, max_n, &r->err) != RT_OK ||
+        rt_loader_recipe(r->cfg.recipe, b->x_arg >= 0 ? &b->g->args[b->x_arg] : NULL, &lr, &r->err) != RT_OK)
+        return RT_ERR;
+    r->tf = lr.tf;
+    b->tf = &r->tf;
+    return RT_OK;
+}
 
 static int fail(Run *r, int status) {
     fprintf(stderr, "%s: error: %s\n", r->prog, r->err.msg);
@@ -54,7 +68,8 @@ static int mkdir_p(const char *dir, RtErr *e) {
 
 static int load_data(Run *r, const RtDataSpec *spec, const char *key, RtDataset *d) {
     if (!spec->present)
-        return rt_errf(&r->err, "the recipe has no %s = idx(...), text(...) or csv(...) to read", key);
+        return rt_errf(&r->err, "the recipe has no %s = idx(...), csv(...), npy(...), images(...), text(...) or "
+                                "generate(...) to read", key);
     if (rt_dataset_load(d, r->cfg.data_dir, spec, &r->err) != RT_OK)
         return RT_ERR;
     if (rt_dataset_check(d, &r->m, key, &r->err) != RT_OK) {
@@ -71,7 +86,7 @@ static int load_checkpoint(Run *r, const char *path, json_t **meta) {
     if (!ts)
         return rt_errf(&r->err, "out of memory");
     int np = r->m.nparams;
-    int rc = rt_st_load(path, ts, np, ts + np, r->md.nstate, meta, &r->err);
+    int rc = rt_st_load(path, ts, np, ts + np, r->md.nstate + r->md.nopt_tensors, meta, &r->err);
     free(ts);
     if (rc == RT_OK) {
         const char *h = json_string_value(json_object_get(*meta, "hash"));
@@ -99,26 +114,46 @@ static int meta_count(Run *r, json_t *meta, const char *key, int64_t *out) {
     return RT_OK;
 }
 
-static int save_checkpoint(Run *r, const char *dir, int64_t epochs_done) {
+/* Where a run stands after an epoch: what --resume needs besides the tensors. */
+typedef struct Progress {
+    int64_t epochs, optimizer_steps;
+    double best;          /* the monitored value of the best epoch (NAN: none yet) */
+    int64_t best_epoch, wait;
+} Progress;
+
+static void meta_int(json_t *meta, const char *key, int64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    json_object_set_new(meta, key, json_string(buf));
+}
+
+static int save_checkpoint(Run *r, const char *dir, const char *file, const Progress *pg) {
     char path[4200], buf[64];
-    snprintf(path, sizeof path, "%s/last.safetensors", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     json_t *meta = json_object();
-    snprintf(buf, sizeof buf, "%lld", (long long)epochs_done);
-    json_object_set_new(meta, "epoch", json_string(buf));
-    snprintf(buf, sizeof buf, "%lld", (long long)r->md.step);
-    json_object_set_new(meta, "step", json_string(buf));
+    meta_int(meta, "epoch", pg->epochs);
+    meta_int(meta, "step", r->md.step);
+    meta_int(meta, "optimizer_steps", pg->optimizer_steps);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)r->cfg.seed);
     json_object_set_new(meta, "seed", json_string(buf));
+    if (!isnan(pg->best)) {
+        snprintf(buf, sizeof buf, "%.17g", pg->best);
+        json_object_set_new(meta, "best", json_string(buf));
+        meta_int(meta, "best_epoch", pg->best_epoch);
+    }
+    meta_int(meta, "wait", pg->wait);
     json_object_set_new(meta, "model", json_string(r->m.model));
     json_object_set_new(meta, "hash", json_string(r->m.hash));
     json_object_set_new(meta, "lathe", json_string(RT_VERSION));
     RtTensor *ts = rt_model_tensors(&r->md);
-    int rc = ts ? rt_st_save(path, ts, r->m.nparams + r->md.nstate, meta, &r->err)
+    int rc = ts ? rt_st_save(path, ts, r->m.nparams + r->md.nstate + r->md.nopt_tensors, meta, &r->err)
                 : rt_errf(&r->err, "out of memory writing %s", path);
     free(ts);
     json_decref(meta);
     return rc;
 }
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* JSON has no NaN: a diverged loss is logged as null */
 static json_t *number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -131,94 +166,192 @@ static int write_json_line(FILE *f, json_t *o) {
     return rc;
 }
 
-/* Accuracy only where the graph counts correct predictions (a classifier with metrics = [accuracy]). */
-static void print_test(const RtEvalResult *ev) {
-    if (isnan(ev->accuracy))
-        printf("Test Error: \n Avg loss: %f \n\n", ev->loss);
+/* "Test Error: \n Accuracy: 65.3%, Avg loss: 1.071 \n" as the PyTorch Quickstart prints it, then the other
+   metrics on a line of their own. */
+static void print_scores(const char *title, const RtMetrics *s) {
+    double acc = rt_metrics_value(s, "accuracy"), loss = rt_metrics_value(s, "loss");
+    if (isnan(acc))
+        printf("%s: \n Avg loss: %f \n", title, loss);
     else
-        printf("Test Error: \n Accuracy: %.1f%%, Avg loss: %f \n\n", 100.0 * ev->accuracy, ev->loss);
+        printf("%s: \n Accuracy: %.1f%%, Avg loss: %f \n", title, 100.0 * acc, loss);
+    char line[1024];
+    rt_metrics_line(s, line, sizeof line);
+    printf(" %s\n\n", line);
 }
 
-/* The test results of a JSON line: none without a test set, no accuracy without "correct". */
-static void set_test_json(json_t *o, const RtEvalResult *ev, bool tested) {
-    if (!tested)
-        return;
-    json_object_set_new(o, "test_loss", number(ev->loss));
-    if (!isnan(ev->accuracy))
-        json_object_set_new(o, "test_accuracy", number(ev->accuracy));
+/* The monitored value among the epoch's scores; NAN where that pass did not run. */
+static double monitored(const RtEarlyStop *es, const RtMetrics *train, const RtMetrics *val, const RtMetrics *test,
+                        bool has_val, bool has_test) {
+    const char *m = es->monitor;
+    if (!strncmp(m, "train_", 6))
+        return rt_metrics_value(train, m + 6);
+    if (!strncmp(m, "val_", 4))
+        return has_val ? rt_metrics_value(val, m + 4) : NAN;
+    return has_test ? rt_metrics_value(test, m + 5) : NAN;
 }
 
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static bool improves(const RtEarlyStop *es, double v, double best) {
+    if (isnan(v))
+        return false;
+    if (isnan(best))
+        return true;
+    return es->maximize ? v > best + es->min_delta : v < best - es->min_delta;
+}
+
+/* The validation samples: a split of the training data (validation = 0.1), or a source of its own. */
+typedef struct Validation {
+    bool present;
+    RtDataset own;       /* validation = idx(...) */
+    bool has_own;
+    int64_t *train_idx, *val_idx;
+    int64_t ntrain, nval;
+} Validation;
+
+static int load_validation(Run *r, RtDataset *train, Validation *v) {
+    memset(v, 0, sizeof *v);
+    const json_t *j = json_object_get(r->cfg.recipe, "validation");
+    if (!j || json_is_null(j))
+        return RT_OK;
+    v->present = true;
+    if (json_is_number(j))
+        return rt_split(train->count, json_number_value(j), r->cfg.seed, &v->train_idx, &v->ntrain, &v->val_idx,
+                        &v->nval, &r->err);
+    RtDataSpec spec;
+    if (rt_data_spec_parse(j, &r->m, "validation", &spec, &r->err) != RT_OK ||
+        load_data(r, &spec, "validation", &v->own) != RT_OK)
+        return RT_ERR;
+    v->has_own = true;
+    v->nval = v->own.count;
+    return RT_OK;
+}
+
+static void free_validation(Validation *v) {
+    if (v->has_own)
+        rt_dataset_free(&v->own);
+    free(v->train_idx);
+    free(v->val_idx);
+}
 
 static int cmd_train(Run *r) {
     RtConfig *c = &r->cfg;
     RtDataset train = {0}, test = {0};
-    RtBinding tb = {0}, eb = {0};
-    RtLoader loader = {0};
+    Validation val = {0};
+    RtTrainer tr = {0};
+    bool tr_open = false;
+    RtBinding eb = {0};
+    RtMetrics vs = {0}, ts = {0};
+    RtEarlyStop es;
     FILE *log = NULL;
     json_t *meta = NULL;
     int status = 1;
-    int64_t start_epoch = 0;
-    if (c->resume) {
+    int64_t start_epoch = 0, best_epoch = 0, wait = 0;
+    double best = NAN;
+    if (rt_early_stop_parse(c->recipe, &es, &r->err) != RT_OK) {
+        status = 2;
+        goto done;
+    }
+    if (load_data(r, &c->train_data, "data", &train) != RT_OK || load_validation(r, &train, &val) != RT_OK)
+        goto done;
+    if (c->test_data.present && load_data(r, &c->test_data, "test", &test) != RT_OK)
+        goto done;
+    int64_t ntrain = val.train_idx ? val.ntrain : train.count;
+    if (rt_trainer_open(&tr, &r->md, c, &train, val.train_idx, ntrain, &r->err) != RT_OK) {
+        tr_open = true;
+        goto done;
+    }
+    tr_open = true;
+    int64_t eval_n = min64(c->batch, val.nval > test.count ? val.nval : test.count);
+    if (eval_n > 0 && (bind_eval(r, &eb, &r->m.eval, eval_n) != RT_OK ||
+                       rt_scores_open(&vs, &r->m, c->recipe, &r->err) != RT_OK ||
+                       rt_scores_open(&ts, &r->m, c->recipe, &r->err) != RT_OK))
+        goto done;
+    if (c->resume) { /* after the trainer, whose optimizer state the checkpoint holds too */
         if (load_checkpoint(r, c->resume, &meta) != RT_OK)
             goto done;
         start_epoch = -1;
-        int64_t seed = (int64_t)c->seed;
+        int64_t seed = (int64_t)c->seed, steps = 0;
         if (meta_count(r, meta, "epoch", &start_epoch) || meta_count(r, meta, "step", &r->md.step) ||
-            meta_count(r, meta, "seed", &seed))
+            meta_count(r, meta, "seed", &seed) || meta_count(r, meta, "optimizer_steps", &steps) ||
+            meta_count(r, meta, "best_epoch", &best_epoch) || meta_count(r, meta, "wait", &wait))
             goto done;
         if (start_epoch < 0) {
             rt_errf(&r->err, "%s: the metadata has no epoch count to resume from", c->resume);
             goto done;
         }
+        if (tr.has_opt)
+            tr.opt.steps = steps;
+        const char *b = json_string_value(json_object_get(meta, "best"));
+        best = b ? strtod(b, NULL) : NAN;
         if (!c->seed_given)
             c->seed = (uint64_t)seed;
     }
-    if (load_data(r, &c->train_data, "data", &train) != RT_OK)
-        goto done;
-    if (c->test_data.present && load_data(r, &c->test_data, "test", &test) != RT_OK)
-        goto done;
-    if (rt_bind(&tb, &r->md, &r->m.train, c, min64(c->batch, train.count), &r->err) != RT_OK)
-        goto done;
-    if (test.count && rt_bind(&eb, &r->md, &r->m.eval, c, min64(c->batch, test.count), &r->err) != RT_OK)
-        goto done;
-    if (tb.x_arg >= 0 && rt_loader_open(&loader, &train, &tb.g->args[tb.x_arg],
-                                        tb.y_arg >= 0 ? &tb.g->args[tb.y_arg] : NULL, tb.max_n, true,
-                                        &r->err) != RT_OK)
-        goto done;
     if (c->checkpoint_dir && mkdir_p(c->checkpoint_dir, &r->err) != RT_OK)
         goto done;
     if (c->log_json && !(log = fopen(c->log_json, "a"))) {
         rt_errf(&r->err, "%s: cannot open: %s", c->log_json, strerror(errno));
         goto done;
     }
+    printf("Optimizer: %s\n", rt_trainer_kind(&tr));
     if (start_epoch >= c->epochs)
         printf("%s already holds %lld epochs (of %lld)\n", c->resume, (long long)start_epoch, (long long)c->epochs);
     for (int64_t ep = start_epoch; ep < c->epochs; ep++) {
         printf("Epoch %lld\n-------------------------------\n", (long long)ep + 1);
         double t0 = now();
-        double train_loss = rt_train_epoch(&tb, &r->md, tb.x_arg >= 0 ? &loader : NULL, &train, c, ep, stdout);
+        if (rt_trainer_epoch(&tr, ep, stdout, &r->err) != RT_OK)
+            goto done;
         double secs = now() - t0;
-        RtEvalResult ev = {NAN, NAN, 0};
+        if (val.present) {
+            rt_evaluate_scores(&eb, &r->md, val.has_own ? &val.own : &train, val.val_idx, val.nval, c->batch, &vs);
+            print_scores("Validation", &vs);
+        }
         if (test.count) {
-            rt_evaluate(&eb, &r->md, &test, c->batch, &ev);
-            print_test(&ev);
+            rt_evaluate_scores(&eb, &r->md, &test, NULL, test.count, c->batch, &ts);
+            print_scores("Test Error", &ts);
         }
         fflush(stdout);
-        if (log) {
-            json_t *o = json_object();
-            json_object_set_new(o, "epoch", json_integer(ep + 1));
-            json_object_set_new(o, "train_loss", number(train_loss));
-            set_test_json(o, &ev, test.count > 0);
-            json_object_set_new(o, "seconds", number(secs));
-            json_object_set_new(o, "samples_per_s", number(secs > 0 ? (double)train.count / secs : 0.0));
-            if (write_json_line(log, o) != RT_OK) {
-                rt_errf(&r->err, "%s: cannot write: %s", c->log_json, strerror(errno));
-                goto done;
+        json_t *o = json_object();
+        json_object_set_new(o, "epoch", json_integer(ep + 1));
+        json_object_set_new(o, "lr", number(tr.lr[0]));
+        json_object_set_new(o, "steps", json_integer(tr.has_opt ? tr.opt.steps : r->md.step));
+        rt_metrics_json(&tr.scores, o, "train_");
+        if (val.present)
+            rt_metrics_json(&vs, o, "val_");
+        if (test.count)
+            rt_metrics_json(&ts, o, "test_");
+        json_object_set_new(o, "seconds", number(secs));
+        json_object_set_new(o, "samples_per_s", number(secs > 0 ? (double)ntrain / secs : 0.0));
+        if (log && write_json_line(log, json_incref(o)) != RT_OK) {
+            json_decref(o);
+            rt_errf(&r->err, "%s: cannot write: %s", c->log_json, strerror(errno));
+            goto done;
+        }
+        json_decref(o);
+        bool stop = false, better = false;
+        if (es.present || val.present || test.count) {
+            RtEarlyStop sel = es;
+            if (!es.present) /* model selection without early stopping: the validation (or test) loss */
+                sel = (RtEarlyStop){.monitor = val.present ? "val_loss" : "test_loss"};
+            double v = monitored(&sel, &tr.scores, &vs, &ts, val.present, test.count > 0);
+            better = improves(&sel, v, best);
+            if (better) {
+                best = v;
+                best_epoch = ep + 1;
+                wait = 0;
+            } else if (es.present && ++wait >= es.patience) {
+                stop = true;
             }
         }
-        if (c->checkpoint_dir && save_checkpoint(r, c->checkpoint_dir, ep + 1) != RT_OK)
-            goto done;
+        if (c->checkpoint_dir) {
+            Progress pg = {ep + 1, tr.has_opt ? tr.opt.steps : r->md.step, best, best_epoch, wait};
+            if ((better && save_checkpoint(r, c->checkpoint_dir, "best.safetensors", &pg) != RT_OK) ||
+                save_checkpoint(r, c->checkpoint_dir, "last.safetensors", &pg) != RT_OK)
+                goto done;
+        }
+        if (stop) {
+            printf("Early stopping: %s has not improved for %lld epochs (best %g at epoch %lld)\n", es.monitor,
+                   (long long)es.patience, best, (long long)best_epoch);
+            break;
+        }
     }
     printf("Done!\n");
     status = 0;
@@ -228,9 +361,12 @@ done:
         status = 1;
     }
     json_decref(meta);
-    rt_loader_close(&loader);
-    rt_unbind(&tb);
+    rt_metrics_close(&vs);
+    rt_metrics_close(&ts);
     rt_unbind(&eb);
+    if (tr_open)
+        rt_trainer_close(&tr);
+    free_validation(&val);
     rt_dataset_free(&train);
     rt_dataset_free(&test);
     return status ? fail(r, status) : 0;
@@ -246,37 +382,43 @@ static int load_weights_and_test(Run *r, json_t **meta, RtDataset *test) {
 static int cmd_eval(Run *r) {
     RtDataset test = {0};
     RtBinding eb = {0};
+    RtMetrics sc = {0};
     json_t *meta = NULL;
     int status = 1;
     if (load_weights_and_test(r, &meta, &test) != RT_OK ||
-        rt_bind(&eb, &r->md, &r->m.eval, &r->cfg, min64(r->cfg.batch, test.count), &r->err) != RT_OK)
+        bind_eval(r, &eb, &r->m.eval, min64(r->cfg.batch, test.count)) != RT_OK ||
+        rt_scores_open(&sc, &r->m, r->cfg.recipe, &r->err) != RT_OK)
         goto done;
-    RtEvalResult ev;
-    rt_evaluate(&eb, &r->md, &test, r->cfg.batch, &ev);
+    rt_evaluate_scores(&eb, &r->md, &test, NULL, test.count, r->cfg.batch, &sc);
     if (r->cfg.json) {
         json_t *o = json_object();
-        set_test_json(o, &ev, true);
-        json_object_set_new(o, "samples", json_integer(ev.samples));
+        rt_metrics_json(&sc, o, "test_");
+        json_object_set_new(o, "samples", json_integer(test.count));
         write_json_line(stdout, o);
     } else {
-        print_test(&ev);
+        print_scores("Test Error", &sc);
     }
     status = 0;
 done:
     json_decref(meta);
+    rt_metrics_close(&sc);
     rt_unbind(&eb);
     rt_dataset_free(&test);
     return status ? fail(r, status) : 0;
 }
 
-/* A label or prediction as the user reads it: the recipe's class name, a byte of a text as a character, a
-   regression value, or the class index. */
+/* A label or prediction as the user reads it: the recipe's class name, the data's own (an image folder's
+   class, a character of a text), a byte of a text as a character, a regression value, or the class index. */
 static void label_text(const RtConfig *c, const RtDataset *d, double v, char *buf, size_t n) {
     int64_t k = (int64_t)v;
-    if (d->kind == RT_DATA_CSV && d->regression)
+    if (d->regression)
         snprintf(buf, n, "%g", v);
-    else if (k >= 0 && k < c->nclasses)
+    else if (k < 0)
+        snprintf(buf, n, "(no label: %lld)", (long long)k); /* a padded position's ignored label */
+    else if (k < c->nclasses)
         snprintf(buf, n, "%s", c->classes[k]);
+    else if (k < d->nclass_names && d->class_names[k])
+        snprintf(buf, n, "%s", d->class_names[k]);
     else if (d->kind == RT_DATA_TEXT && k >= 0x20 && k < 0x7f && k != '"' && k != '\\')
         snprintf(buf, n, "%c", (char)k);
     else if (d->kind == RT_DATA_TEXT)
@@ -298,7 +440,7 @@ static int cmd_predict(Run *r) {
         status = 2;
         goto done;
     }
-    if (rt_bind(&pb, &r->md, &r->m.predict, &r->cfg, 1, &r->err) != RT_OK)
+    if (bind_eval(r, &pb, &r->m.predict, 1) != RT_OK)
         goto done;
     if (pb.logits_arg < 0) {
         rt_errf(&r->err, "the predict graph has no output");
@@ -311,15 +453,23 @@ static int cmd_predict(Run *r) {
     const void *logits = pb.args[pb.logits_arg];
     int64_t total = 1, ncls = out->rank ? out->shape[out->rank - 1] : 1;
     rt_numel(out, 1, &total);
-    int64_t first = total - (ncls > 0 ? ncls : 1), best = first;
-    for (int64_t k = first + 1; k < total; k++)
+    /* of a sequence, the last position that has a label (padded lines end in ignored ones) */
+    int64_t pos = test.per_label - 1;
+    while (pos > 0 && rt_dataset_label(&test, r->cfg.index, pos) < 0 && !test.regression)
+        pos--;
+    int64_t positions = ncls > 0 ? total / ncls : 1;
+    if (test.per_label != positions) /* labels and outputs do not line up position by position */
+        pos = positions - 1;
+    int64_t first = pos * (ncls > 0 ? ncls : 1), best = first;
+    for (int64_t k = first + 1; k < first + ncls; k++)
         if (rt_load(out->dtype, logits, k) > rt_load(out->dtype, logits, best))
             best = k;
-    bool regression = test.kind == RT_DATA_CSV && test.regression;
+    bool regression = test.regression;
     char pred[256], actual[256];
     label_text(&r->cfg, &test, regression ? rt_load(out->dtype, logits, first) : (double)(best - first), pred,
                sizeof pred);
-    label_text(&r->cfg, &test, rt_dataset_label(&test, r->cfg.index, test.per_label - 1), actual, sizeof actual);
+    label_text(&r->cfg, &test, rt_dataset_label(&test, r->cfg.index, test.per_label == positions ? pos : test.per_label - 1),
+               actual, sizeof actual);
     printf("Predicted: \"%s\", Actual: \"%s\"\n", pred, actual);
     status = 0;
 done:
@@ -360,8 +510,8 @@ static int cmd_info(Run *r) {
     if (count[1])
         printf("total buffer values: %lld\n", (long long)total[1]);
     printf("\narena bytes (batch %lld):\n", (long long)r->cfg.batch);
-    const RtGraph *gs[] = {&m->train, &m->eval, &m->predict};
-    for (int i = 0; i < 3; i++) {
+    const RtGraph *gs[] = {&m->train, &m->grads, &m->eval, &m->predict};
+    for (int i = 0; i < 4; i++) {
         if (!gs[i]->present)
             continue;
         int64_t bytes;
@@ -370,33 +520,19 @@ static int cmd_info(Run *r) {
         printf("  %-8s %lld  (%lld + %lld per sample, %d kernels)\n", gs[i]->name, ok ? (long long)bytes : -1LL,
                (long long)gs[i]->arena_const, (long long)gs[i]->arena_per_n, gs[i]->kernels);
     }
-    /* the train step's peak, the very line `lathe compile --mem-report` ends with (a benchmark parses it):
-       arena + parameters + optimizer state + inputs, from the manifest's "memory" (absent: an older one) */
-    json_t *mem = json_object_get(json_object_get(json_object_get(m->root, "graphs"), "train"), "memory");
-    json_t *in = json_object_get(mem, "inputs");
-    if (m->train.present && json_is_integer(json_object_get(mem, "params")) &&
-        json_is_integer(json_object_get(mem, "state")) && json_is_integer(json_array_get(in, 0)) &&
-        json_is_integer(json_array_get(in, 1))) {
-        int64_t batch = r->cfg.batch, params = json_integer_value(json_object_get(mem, "params")),
-                state = json_integer_value(json_object_get(mem, "state")), arena, inputs, peak;
-        bool ok = !__builtin_mul_overflow(m->train.arena_per_n, batch, &arena) &&
-                  !__builtin_add_overflow(arena, m->train.arena_const, &arena) &&
-                  !__builtin_mul_overflow(json_integer_value(json_array_get(in, 1)), batch, &inputs) &&
-                  !__builtin_add_overflow(inputs, json_integer_value(json_array_get(in, 0)), &inputs) &&
-                  !__builtin_add_overflow(arena, params, &peak) && !__builtin_add_overflow(peak, state, &peak) &&
-                  !__builtin_add_overflow(peak, inputs, &peak);
-        if (ok)
-            printf("\npeak: %lld bytes at batch %lld (arena %lld, parameters %lld, optimizer state %lld, batch "
-                   "inputs %lld)\n", (long long)peak, (long long)batch, (long long)arena, (long long)params,
-                   (long long)state, (long long)inputs);
+    /* the train step's peak, the very line `lathe compile --mem-report` ends with (a benchmark parses it) */
+    RtPeak pk;
+    if (rt_plan_peak(m, r->cfg.recipe, r->cfg.batch, &pk, &r->err) == RT_OK) {
+        printf("\n");
+        rt_peak_print(stdout, &pk, r->cfg.batch);
     }
     printf("\nthreads: %d\n", lathe_pool_threads());
     printf("\nrecipe:\n");
     const char *key;
     json_t *v;
     json_object_foreach(r->cfg.recipe, key, v) {
-        char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-        printf("  %-10s %s\n", key, s ? s : "?");
+        char *s = rt_rexpr_text(v); /* as the model file writes it: SGD(lr = 0.001) */
+        printf("  %-15s %s\n", key, s ? s : "?");
         free(s);
     }
     return 0;
@@ -408,7 +544,8 @@ static int dispatch(Run *r, int argc, char **argv) {
         rt_usage(stdout, r->prog, (int)r->cfg.cmd);
         return 0;
     }
-    if (rc != RT_OK)
+    /* a bad value of the recipe (from --set, or a manifest that the compiler did not check) before any work */
+    if (rc != RT_OK || (r->cfg.cmd != RT_CMD_INFO && rt_recipe_check(&r->m, r->cfg.recipe, &r->err) != RT_OK))
         return fail(r, 2);
     lathe_pool_init(r->cfg.threads);
     if (r->cfg.cmd == RT_CMD_INFO)
@@ -425,6 +562,11 @@ static int dispatch(Run *r, int argc, char **argv) {
 
 int rt_run(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGraphFn predict, int argc,
            char **argv) {
+    RtEntries fns = {.train = train, .eval = eval, .predict = predict};
+    return rt_run_entries(manifest, &fns, argc, argv);
+}
+
+int rt_run_entries(const char *manifest, const RtEntries *fns, int argc, char **argv) {
     Run r = {0};
     const char *slash = argc > 0 ? strrchr(argv[0], '/') : NULL;
     r.prog = argc > 0 ? (slash ? slash + 1 : argv[0]) : "lathe-model";
@@ -432,9 +574,10 @@ int rt_run(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGra
         rt_manifest_free(&r.m);
         return fail(&r, 1);
     }
-    r.m.train.fn = train;
-    r.m.eval.fn = eval;
-    r.m.predict.fn = predict;
+    r.m.train.fn = fns->train;
+    r.m.grads.fn = fns->grads;
+    r.m.eval.fn = fns->eval;
+    r.m.predict.fn = fns->predict;
     int status = dispatch(&r, argc, argv);
     /* `eval --json > file` on a full disk must not exit 0 with the result lost */
     if ((fflush(stdout) != 0 || ferror(stdout)) && status == 0) {
@@ -448,5 +591,6 @@ int rt_run(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGra
 }
 
 int rt_main(int argc, char **argv) {
-    return rt_run(lathe_manifest, lathe_train, lathe_eval, lathe_predict, argc, argv);
+    RtEntries fns = {lathe_train, lathe_grads, lathe_eval, lathe_predict};
+    return rt_run_entries(lathe_manifest, &fns, argc, argv);
 }

@@ -5,6 +5,7 @@
 
      const char lathe_manifest[];      NUL-terminated JSON describing the model (below)
      void lathe_train(void **args, int64_t n, uint8_t *arena);
+     void lathe_grads(void **args, int64_t n, uint8_t *arena);
      void lathe_eval(void **args, int64_t n, uint8_t *arena);
      void lathe_predict(void **args, int64_t n, uint8_t *arena);
 
@@ -29,15 +30,18 @@
                    init kinds: zeros, ones, const (a), uniform [a, b), normal (mean a, std b); any dtype;
                    a buffer (BatchNorm's running stats) is initialised, saved and loaded as a parameter, and
                    only the train graph's update outputs change it
-       "graphs": {
+       "graphs": {                             "train" only where the optimizer is fused into the step (SGD)
          "train":   {"arena": [c, per_n], "kernels": 12,
                      "args": [ {"name": "x", "role": "input", "dtype": "f32", "shape": [-1, 1, 28, 28]},
                                {"name": "label", "role": "input", ...},
                                {"name": "lr", "role": "input", "dtype": "f32", "shape": []},
                                {"name": "linear_relu_stack.0.weight", "role": "param", ...},
                                {"name": "loss", "role": "output", "dtype": "f32", "shape": []},
-                               {"name": "correct", "role": "output", "dtype": "f32", "shape": []} ]},
-         "eval":    {... args: batch inputs, params; outputs "loss" (mean over the batch) and "correct"},
+                               {"name": "logits", "role": "output", "dtype": "f32", "shape": [-1, 10]} ]},
+         "grads":   {... args: batch inputs, params; outputs "loss", "logits", the gradients "grad.NAME" of
+                     the trained parameters (applied by the runtime's optimizer, runtime/optim.h) and the
+                     buffers' new values},
+         "eval":    {... args: batch inputs, params; outputs "loss" (mean over the batch) and "logits"},
          "predict": {... args: "x", params; output "logits"}
        },
        "recipe": { the train block, each value as JSON: numbers, strings, booleans, lists; an identifier as
@@ -56,6 +60,7 @@ typedef void (*LatheGraphFn)(void **args, int64_t n, uint8_t *arena);
 
 extern const char lathe_manifest[];
 void lathe_train(void **args, int64_t n, uint8_t *arena);
+void lathe_grads(void **args, int64_t n, uint8_t *arena);
 void lathe_eval(void **args, int64_t n, uint8_t *arena);
 void lathe_predict(void **args, int64_t n, uint8_t *arena);
 

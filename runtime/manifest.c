@@ -193,7 +193,8 @@ int rt_manifest_parse(RtManifest *m, const char *text, RtErr *e) {
         return RT_ERR;
 
     json_t *graphs = json_object_get(m->root, "graphs");
-    if (parse_graph(graphs, "train", &m->train, e) != RT_OK || parse_graph(graphs, "eval", &m->eval, e) != RT_OK ||
+    if (parse_graph(graphs, "train", &m->train, e) != RT_OK || parse_graph(graphs, "grads", &m->grads, e) != RT_OK ||
+        parse_graph(graphs, "eval", &m->eval, e) != RT_OK ||
         parse_graph(graphs, "predict", &m->predict, e) != RT_OK)
         return RT_ERR;
 
@@ -209,6 +210,7 @@ void rt_manifest_free(RtManifest *m) {
     free(m->inputs);
     free(m->params);
     free(m->train.args);
+    free(m->grads.args);
     free(m->eval.args);
     free(m->predict.args);
     json_decref(m->root);

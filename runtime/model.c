@@ -1,5 +1,5 @@
-/* model.c: the model at run time: its parameter and optimizer-state buffers, the binding of a graph's args
-   to buffers, and the loops that run a graph over a dataset (one training epoch, one evaluation). */
+/* model.c: the model at run time: its parameter and optimizer-state buffers, and the binding of a graph's
+   args to buffers (train.c runs the bound graphs over a dataset). */
 #include "rt.h"
 
 #include <math.h>
@@ -70,13 +70,15 @@ static RtTensor as_tensor(const RtTensorSpec *s, void *data) {
 
 RtTensor *rt_model_tensors(const RtModel *md) {
     const RtManifest *m = md->m;
-    RtTensor *ts = calloc((size_t)(m->nparams + md->nstate) + 1, sizeof *ts);
+    RtTensor *ts = calloc((size_t)(m->nparams + md->nstate + md->nopt_tensors) + 1, sizeof *ts);
     if (!ts)
         return NULL;
     for (int i = 0; i < m->nparams; i++)
         ts[i] = as_tensor(&m->params[i].t, md->params[i]);
     for (int i = 0; i < md->nstate; i++)
         ts[m->nparams + i] = as_tensor(&md->state[i], md->state_data[i]);
+    for (int i = 0; i < md->nopt_tensors; i++)
+        ts[m->nparams + md->nstate + i] = md->opt_tensors[i];
     return ts;
 }
 
@@ -170,14 +172,17 @@ int rt_bind(RtBinding *b, RtModel *md, const RtGraph *g, const RtConfig *cfg, in
     memset(b, 0, sizeof *b);
     b->g = g;
     b->max_n = max_n;
-    b->x_arg = b->y_arg = b->loss_arg = b->correct_arg = b->logits_arg = b->lr_arg = b->step_arg = b->seed_arg = -1;
+    b->x_arg = b->y_arg = b->loss_arg = b->logits_arg = b->lr_arg = b->step_arg = b->seed_arg = -1;
     if (!g->present || !g->fn)
         return rt_errf(e, "the model has no %s graph", g->name);
+    const RtManifest *m = md->m;
     b->args = calloc((size_t)g->nargs + 1, sizeof *b->args);
     b->owned = calloc((size_t)g->nargs + 1, sizeof *b->owned);
-    if (!b->args || !b->owned)
+    b->grad_arg = malloc(((size_t)m->nparams + 1) * sizeof *b->grad_arg);
+    if (!b->args || !b->owned || !b->grad_arg)
         return rt_errf(e, "out of memory");
-    const RtManifest *m = md->m;
+    for (int p = 0; p < m->nparams; p++)
+        b->grad_arg[p] = -1;
     for (int i = 0; i < g->nargs; i++) {
         const RtTensorSpec *a = &g->args[i];
         switch (a->role) {
@@ -205,12 +210,22 @@ int rt_bind(RtBinding *b, RtModel *md, const RtGraph *g, const RtConfig *cfg, in
         case RT_ROLE_OUTPUT:
             if (!(b->owned[i] = b->args[i] = alloc_tensor(a, max_n, NULL)))
                 return rt_errf(e, "out of memory for output '%s' of graph '%s'", a->name, g->name);
-            if (strcmp(a->name, "loss") == 0)
+            if (strcmp(a->name, "loss") == 0) {
                 b->loss_arg = i;
-            else if (strcmp(a->name, "correct") == 0)
-                b->correct_arg = i;
-            else if (strcmp(a->name, "logits") == 0 || b->logits_arg < 0)
+            } else if (strncmp(a->name, "grad.", 5) == 0) {
+                int p = rt_manifest_param_index(m, a->name + 5);
+                if (p < 0 || !same_type(a, &m->params[p].t))
+                    return rt_errf(e, "manifest: graph '%s' output '%s' is not the gradient of a parameter", g->name,
+                                   a->name);
+                b->grad_arg[p] = i;
+            } else if (strncmp(a->name, "metric.", 7) == 0) {
+                if (a->rank != 0 || b->nmetric == RT_MAX_GRAPH_METRICS)
+                    return rt_errf(e, "manifest: graph '%s' output '%s': at most %d scalar metrics", g->name, a->name,
+                                   RT_MAX_GRAPH_METRICS);
+                b->metric_arg[b->nmetric++] = i;
+            } else if (strcmp(a->name, "logits") == 0 || b->logits_arg < 0) {
                 b->logits_arg = i;
+            }
             break;
         }
     }
@@ -226,12 +241,13 @@ void rt_unbind(RtBinding *b) {
             free(b->owned ? b->owned[i] : NULL);
     free(b->owned);
     free(b->args);
+    free(b->grad_arg);
     free(b->arena);
     memset(b, 0, sizeof *b);
 }
 
 /* Runs b's graph over the batch of n samples already in its input buffers, at md's step. */
-static void run_step(RtBinding *b, RtModel *md, int64_t n) {
+void rt_run_loaded(RtBinding *b, RtModel *md, int64_t n) {
     if (b->step_arg >= 0)
         store_count(b->g->args[b->step_arg].dtype, b->args[b->step_arg], (uint64_t)md->step);
     b->g->fn(b->args, n, b->arena);
@@ -242,78 +258,13 @@ void rt_run_batch(RtBinding *b, RtModel *md, const RtDataset *d, const int64_t *
     if (b->x_arg >= 0)
         rt_dataset_gather(d, idx, n, a[b->x_arg].dtype, b->args[b->x_arg], b->y_arg >= 0 ? a[b->y_arg].dtype : RT_U8,
                           b->y_arg >= 0 ? b->args[b->y_arg] : NULL);
-    run_step(b, md, n);
+    if (b->tf && b->x_arg >= 0)
+        rt_transforms_apply(b->tf, false, a[b->x_arg].dtype, b->args[b->x_arg], &a[b->x_arg], n, idx, 0, 0);
+    rt_run_loaded(b, md, n);
 }
 
 double rt_output_scalar(const RtBinding *b, int arg) {
     if (arg < 0)
         return NAN;
     return rt_load(b->g->args[arg].dtype, b->args[arg], 0);
-}
-
-void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, RtEvalResult *out) {
-    if (batch > d->count)
-        batch = d->count > 0 ? d->count : 1;
-    int64_t *idx = malloc((size_t)batch * sizeof *idx);
-    int64_t nb = idx ? rt_batch_count(d->count, batch) : 0; /* out of memory: NaN, never a made-up 0% */
-    double loss = 0, correct = 0;
-    for (int64_t k = 0; k < nb; k++) {
-        int64_t start = k * batch, n = d->count - start < batch ? d->count - start : batch;
-        for (int64_t i = 0; i < n; i++)
-            idx[i] = start + i;
-        rt_run_batch(b, md, d, idx, n);
-        loss += rt_output_scalar(b, b->loss_arg);
-        if (b->correct_arg >= 0)
-            correct += rt_output_scalar(b, b->correct_arg);
-    }
-    free(idx);
-    out->samples = d->count;
-    out->loss = nb ? loss / (double)nb : NAN;
-    /* "correct" counts labels: one per sample, or one per position of a sequence */
-    double labels = (double)d->count * (double)(d->per_label > 0 ? d->per_label : 1);
-    out->accuracy = nb && b->correct_arg >= 0 ? correct / labels : NAN;
-}
-
-double rt_train_epoch(RtBinding *b, RtModel *md, RtLoader *ld, const RtDataset *d, const RtConfig *cfg,
-                      int64_t epoch, FILE *out) {
-    int64_t *order = malloc((size_t)d->count * sizeof *order);
-    if (!order)
-        return NAN;
-    rt_epoch_order(d->count, cfg->shuffle, cfg->seed, epoch, order);
-    int64_t nb = rt_batch_count(d->count, cfg->batch), batch = cfg->batch;
-    if (b->x_arg < 0)
-        ld = NULL;
-    if (ld && nb)
-        rt_loader_request(ld, order, d->count < batch ? d->count : batch);
-    double sum = 0;
-    for (int64_t k = 0; k < nb; k++) {
-        int64_t start = k * batch, n = d->count - start < batch ? d->count - start : batch;
-        if (ld) {
-            /* the loader's buffers of batch k in, then batch k+1 requested while step k runs */
-            void *x, *y = NULL;
-            rt_loader_wait(ld, &x, &y);
-            b->args[b->x_arg] = x;
-            if (b->y_arg >= 0)
-                b->args[b->y_arg] = y;
-            if (k + 1 < nb)
-                rt_loader_request(ld, order + start + n, d->count - start - n < batch ? d->count - start - n : batch);
-            run_step(b, md, n);
-        } else {
-            rt_run_batch(b, md, d, order + start, n);
-        }
-        md->step++;
-        double loss = rt_output_scalar(b, b->loss_arg);
-        sum += loss;
-        if (out && k % 100 == 0) {
-            fprintf(out, "loss: %f  [%5lld/%5lld]\n", loss, (long long)(start + n), (long long)d->count);
-            fflush(out);
-        }
-    }
-    if (ld) {
-        b->args[b->x_arg] = b->owned[b->x_arg];
-        if (b->y_arg >= 0)
-            b->args[b->y_arg] = b->owned[b->y_arg];
-    }
-    free(order);
-    return nb ? sum / (double)nb : NAN;
 }

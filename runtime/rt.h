@@ -78,7 +78,7 @@ typedef struct RtManifest {
     RtTensorSpec *inputs;
     int nparams;
     RtParam *params;
-    RtGraph train, eval, predict;
+    RtGraph train, grads, eval, predict; /* train: the fused SGD step, absent for other optimizers */
     json_t *recipe; /* borrowed from root; an empty object when absent */
 } RtManifest;
 
@@ -95,18 +95,34 @@ const RtTensorSpec *rt_manifest_input(const RtManifest *m, const char *name);
 /* ---------------------------------------------------------------- configuration (flags.c) */
 typedef enum { RT_CMD_TRAIN, RT_CMD_EVAL, RT_CMD_PREDICT, RT_CMD_INFO } RtCommand;
 
-/* The recipe's data sources: idx(images, labels, scale = 1), text(file, context = T, stride = T),
-   csv(file, header = true, label_column = -1, regression = false). */
-typedef enum { RT_DATA_IDX, RT_DATA_TEXT, RT_DATA_CSV } RtDataKind;
+/* The recipe's data sources (dataspec.c reads them):
+     idx(images, labels, scale = 1)                       IDX files of u8 (MNIST's format)
+     text(file, context = T, stride = T, tokens = "bytes", lines = false, pad = 0)
+     csv(file, header = true, label_column = -1, regression = false)
+     npy(x, y = none, scale = 1, regression = false, label_shape = [K])   NumPy .npy arrays
+     images(folder, scale = 1 / 255, grayscale = true)    a sub-folder of .png/.pgm a class (ImageFolder)
+     generate(n, x = uniform(0, 10), y = 2 * x + 1, noise = 0, seed = 0)   y = f(x) + normal noise */
+typedef enum { RT_DATA_IDX, RT_DATA_TEXT, RT_DATA_CSV, RT_DATA_NPY, RT_DATA_IMAGES, RT_DATA_GENERATE } RtDataKind;
 
 typedef struct RtDataSpec {
     bool present;
     RtDataKind kind;
-    const char *images, *labels; /* as written in the recipe; borrowed. text, csv: images is the file */
-    double scale;                /* idx */
-    int64_t context, stride;     /* text: tokens per sample, bytes from one sample's start to the next */
+    const char *images, *labels; /* as written in the recipe; borrowed. idx: the two files; npy: x and y (labels
+                                    NULL: none); text, csv: images is the file; images: the folder */
+    double scale;                /* idx, npy, images: x = value * scale */
+    int64_t context, stride;     /* text: tokens per sample, tokens from one sample's start to the next */
+    bool chars;                  /* text: tokens = "chars" (UTF-8 code points), else bytes */
+    bool lines;                  /* text: one sample per line, padded with pad and labelled -100 past its end */
+    int64_t pad;                 /* text lines: the token of padded positions */
     bool header, regression;     /* csv: skip the first line; labels are real values, not classes */
     int64_t label_column;        /* csv: as a Python index (-1: the last column) */
+    bool grayscale;              /* images: one channel (else RGB) */
+    int64_t height, width;       /* images: what the model's input fixes (0: as the first image) */
+    int64_t n;                   /* generate: samples */
+    bool x_normal;               /* generate: x from normal(xa = mean, xb = std), else uniform(xa, xb) */
+    double xa, xb, noise;        /* generate: noise is the std of normal noise added to y */
+    const json_t *y_expr;        /* generate: y as an expression of x (rexpr.h); borrowed */
+    uint64_t seed;               /* generate */
 } RtDataSpec;
 
 typedef struct RtConfig {
@@ -146,6 +162,10 @@ int rt_call_int(const json_t *call, const char *key, const char *arg, int pos, i
 int rt_call_bool(const json_t *call, const char *key, const char *arg, int pos, bool dflt, bool *out, RtErr *e);
 int rt_call_num(const json_t *call, const char *key, const char *arg, int pos, double dflt, double min, double max,
                 double *out, RtErr *e);
+/* Levenshtein distance ignoring case (1000 past 64 characters), and the candidate closest to name when it is
+   close enough to be a typo (a third of name's length plus one edits): the "did you mean" of every message. */
+int rt_edit_distance(const char *a, const char *b);
+const char *rt_closest(const char *name, const char *const *cands, int n);
 
 /* ---------------------------------------------------------------- random numbers (rng.c) */
 typedef struct RtRng {
@@ -162,7 +182,7 @@ double rt_rng_unit(RtRng *r); /* uniform in [0, 1), 53 bits */
    values do not depend on the order in which parameters are initialized. */
 void rt_param_init(const RtParam *p, int pi, uint64_t seed, void *data);
 
-/* ---------------------------------------------------------------- data (idx.c, data.c) */
+/* ---------------------------------------------------------------- data (data.c and one file a source) */
 #define RT_IDX_MAX_DIMS 5
 
 typedef struct RtIdx {
@@ -181,30 +201,61 @@ void rt_idx_free(RtIdx *x);
 /* A whole file, plain or gzip (textdata.c), NUL-terminated; at most max bytes after decompression. */
 int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, RtErr *e);
 
+/* A .npy array (npy.c): format 1.0 to 3.0, C order, dtype <f4 <f8 <i4 <i8 or |u1, plain or gzip. data holds
+   the values in the file's dtype (malloc'd); offset is the byte offset of the first value in the file. */
+#define RT_NPY_MAX_DIMS 8
+typedef struct RtNpy {
+    RtDType dtype;
+    int ndims;
+    int64_t dims[RT_NPY_MAX_DIMS];
+    int64_t count, per_item; /* dims[0] and the product of the others */
+    int64_t offset;
+    void *data;
+} RtNpy;
+int rt_npy_read(const char *path, RtNpy *out, RtErr *e);
+
 typedef struct RtDataset {
     RtDataKind kind;
-    char *images_path, *labels_path; /* owned, for messages (text, csv: both the one file) */
+    char *images_path, *labels_path; /* owned, for messages (text, csv, images: both the one file or folder;
+                                        npy without y: x's file; generate: a description) */
     int64_t count;
     int64_t per_sample, per_label; /* values of x and of the label per sample */
-    uint8_t *images;   /* idx: count * per_sample bytes; text: the file's bytes */
-    uint8_t *labels;   /* idx: count */
-    int64_t size;      /* text: bytes in images */
-    int64_t stride;    /* text: bytes from one sample's start to the next */
+    /* idx, npy, images, generate: x and the labels as stored (IDX and images: bytes), converted in gather;
+       text: the tokens (bytes, or with tokens = "chars" ids as images_dtype) */
+    uint8_t *images;   /* count * per_sample values of images_dtype; text: size tokens */
+    uint8_t *labels;   /* count * per_label values of labels_dtype (NULL: no labels) */
+    RtDType images_dtype, labels_dtype;
+    int64_t labels_offset; /* npy: the byte offset of y's first value, for messages */
+    int64_t size;      /* text: tokens in images */
+    int64_t stride;    /* text: tokens from one sample's start to the next */
+    int64_t *offsets;  /* text lines: sample i's tokens are images[offsets[i] .. offsets[i + 1]) */
+    int64_t pad;       /* text lines: the token of padded positions (their labels are RT_IGNORE_LABEL) */
+    uint32_t *vocab;   /* text chars: the code point of each token id, ascending */
+    int64_t nvocab;
     double *features;  /* csv: count * per_sample */
     double *targets;   /* csv: count */
-    int64_t *lines;    /* csv: the line of each record, for messages */
-    bool regression;   /* csv: targets are values, not classes */
-    double scale;      /* idx */
+    int64_t *lines;    /* csv, text lines: the line of each record, for messages */
+    bool regression;   /* csv, npy with a float y, generate: labels are values, not classes */
+    double scale;      /* idx, npy, images */
+    char **class_names; /* images: the class folders' names; text chars: each token as UTF-8 (NULL: none) */
+    int nclass_names;
 } RtDataset;
 
+/* The label of a padded position (text lines): what PyTorch's cross_entropy ignores (ignore_index). */
+#define RT_IGNORE_LABEL (-100)
+
 /* Reads a source call of the recipe (v: the value of recipe key `key`, NULL when absent: d->present false)
-   into d (dataspec.c); the model's input gives text's default context. */
+   into d (dataspec.c); the model's input gives text's default context and images' height and width. */
 int rt_data_spec_parse(const json_t *v, const RtManifest *m, const char *key, RtDataSpec *d, RtErr *e);
 /* Loads the files of spec (names resolved against dir unless absolute). */
 int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr *e);
-/* text and csv sources (textdata.c), called by rt_dataset_load with the resolved path in d->images_path */
+/* The sources, called by rt_dataset_load with the resolved paths in d->images_path and d->labels_path:
+   text and csv (textdata.c), npy (npy.c), images (imgdir.c), generate (gendata.c). */
 int rt_text_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
 int rt_csv_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
+int rt_npy_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
+int rt_images_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
+int rt_generate_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
 /* Checks the dataset against the model: values per sample against the input "x" (inputs[0]), labels per
    sample against the input "label", and class labels below the number of classes. */
 int rt_dataset_check(const RtDataset *d, const RtManifest *m, const char *what, RtErr *e);
@@ -212,7 +263,8 @@ void rt_dataset_limit(RtDataset *d, int64_t limit);
 void rt_dataset_free(RtDataset *d);
 /* Label k (0 <= k < per_label) of sample i. */
 double rt_dataset_label(const RtDataset *d, int64_t i, int64_t k);
-/* Copies samples idx[0..n) into x (as xt) and y (per_label labels each, as yt); y may be NULL. */
+/* Copies samples idx[0..n) into x (as xt) and y (per_label labels each, as yt); y may be NULL. Reads d only:
+   the loader's threads call it at once. */
 void rt_dataset_gather(const RtDataset *d, const int64_t *idx, int64_t n, RtDType xt, void *x, RtDType yt,
                        void *y);
 
@@ -242,8 +294,13 @@ typedef struct RtModel {
     int nstate;
     RtTensorSpec *state; /* state args of the train graph */
     void **state_data;
-    int64_t step;        /* train steps done */
+    int64_t step;        /* train steps done (batches) */
+    /* the runtime optimizer's state (optim.h), saved and loaded with the parameters where it trains */
+    int nopt_tensors;
+    RtTensor *opt_tensors;
 } RtModel;
+
+#define RT_MAX_GRAPH_METRICS 8
 
 typedef struct RtBinding {
     const RtGraph *g;
@@ -252,7 +309,12 @@ typedef struct RtBinding {
     void **owned; /* buffers this binding allocated (NULL for params/state) */
     uint8_t *arena;
     int x_arg, y_arg;                 /* -1 when the graph does not take them */
-    int loss_arg, correct_arg, logits_arg, lr_arg, step_arg, seed_arg;
+    int loss_arg, logits_arg, lr_arg, step_arg, seed_arg;
+    int *grad_arg;                    /* per manifest param: the output "grad.NAME", or -1 */
+    int nmetric;                      /* outputs "metric.NAME": the model file's own metrics */
+    int metric_arg[RT_MAX_GRAPH_METRICS];
+    const struct RtTransforms *tf;    /* rt_run_batch applies their deterministic part (scale, normalize) to
+                                         the gathered inputs: eval and predict; NULL: none */
 } RtBinding;
 
 int rt_model_init(RtModel *md, const RtManifest *m, uint64_t seed, RtErr *e);
@@ -263,26 +325,25 @@ RtTensor *rt_model_tensors(const RtModel *md);
 
 int rt_bind(RtBinding *b, RtModel *md, const RtGraph *g, const RtConfig *cfg, int64_t max_n, RtErr *e);
 void rt_unbind(RtBinding *b);
+/* Runs the graph on the batch of n samples already in its input buffers (writing the step count first). */
+void rt_run_loaded(RtBinding *b, RtModel *md, int64_t n);
 /* Runs the graph on samples idx[0..n) of d. */
 void rt_run_batch(RtBinding *b, RtModel *md, const RtDataset *d, const int64_t *idx, int64_t n);
 double rt_output_scalar(const RtBinding *b, int arg); /* NAN when arg < 0 */
 
-/* Mean of per-batch mean losses and total correct / labels, over d in order; accuracy is NaN when the graph
-   has no output "correct". */
-typedef struct RtEvalResult {
-    double loss, accuracy;
-    int64_t samples;
-} RtEvalResult;
-void rt_evaluate(RtBinding *b, RtModel *md, const RtDataset *d, int64_t batch, RtEvalResult *out);
-
-/* One training epoch (epoch counts from 0); prints progress to out when not NULL. Returns the mean loss.
-   With a loader (opened on d for b's inputs), batch k+1 is gathered while step k runs; without one (NULL),
-   each batch is gathered before its step. The samples, their order and the steps are the same either way. */
+/* One training epoch (epoch from 0) of the fused train graph bound in b, at the recipe's lr, without
+   schedule or metrics: the prefetching loader (ld) and the serial gather (NULL) give the same steps. Returns
+   the mean loss. (train.h's trainer runs the whole recipe; this is its loop with nothing around it.) */
 double rt_train_epoch(RtBinding *b, RtModel *md, RtLoader *ld, const RtDataset *d, const RtConfig *cfg,
                       int64_t epoch, FILE *out);
 
 /* ---------------------------------------------------------------- the driver (driver.c) */
 /* rt_main with an explicit manifest text and graph entries, so that tests can run the whole driver. */
+typedef struct RtEntries {
+    LatheGraphFn train, grads, eval, predict; /* NULL where the manifest has no such graph */
+} RtEntries;
+int rt_run_entries(const char *manifest, const RtEntries *fns, int argc, char **argv);
+/* The same without a grads graph (the runtime tests' fake models) */
 int rt_run(const char *manifest, LatheGraphFn train, LatheGraphFn eval, LatheGraphFn predict, int argc,
            char **argv);
 

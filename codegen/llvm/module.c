@@ -589,9 +589,9 @@ static bool emit_program(CgCtx *c, const Program *p) {
     LLVMSetGlobalConstant(gv, true);
     LLVMSetLinkage(gv, LLVMExternalLinkage);
     arena_free(a);
-    const Graph *gs[3] = {p->train, p->eval, p->predict};
-    const char *names[3] = {"lathe_train", "lathe_eval", "lathe_predict"};
-    for (int i = 0; i < 3; i++)
+    const Graph *gs[4] = {p->train, p->grads, p->eval, p->predict};
+    const char *names[4] = {"lathe_train", "lathe_grads", "lathe_eval", "lathe_predict"};
+    for (int i = 0; i < 4; i++)
         if (!cg_llvm_emit_entry(c, gs[i], names[i]))
             return false;
     return cg_llvm_finish(c);

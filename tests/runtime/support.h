@@ -8,8 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* The fake model (support_fake_model.c) defines lathe_manifest, lathe_train, lathe_eval and lathe_predict
-   of lathe_rt.h: softmax regression of x f32[N,4] into 3 classes, trained with SGD, in plain C. */
+/* The fake model (support_fake_model.c) defines lathe_manifest, lathe_train, lathe_grads, lathe_eval and
+   lathe_predict of lathe_rt.h: softmax regression of x f32[N,4] into 3 classes, trained with SGD (fused in
+   the train graph) or by the runtime's optimizer on the grads graph's gradients, in plain C. */
 extern int64_t fake_calls; /* graph calls so far */
 
 /* A fresh folder under /tmp, removed with everything in it by tmp_remove. */

@@ -1,6 +1,6 @@
 /* support_fake_model.c: a model written in C in place of the compiler's output, so that the runtime is
-   tested alone: softmax regression (logits = x w^T + b) of x f32[N,4] into 3 classes, cross-entropy loss,
-   SGD. Each graph checks its arena: it is 64-byte aligned and as large as the manifest promises. */
+   tested alone: softmax regression (logits = x w^T + b) of x f32[N,4] into 3 classes, cross-entropy loss;
+   a train graph with SGD fused in, and a grads graph that gives the gradients to the runtime's optimizer. Each graph checks its arena: it is 64-byte aligned and as large as the manifest promises. */
 #include "support.h"
 
 #include <assert.h>
@@ -23,14 +23,23 @@ const char lathe_manifest[] =
     "    {\"name\": \"w\", \"role\": \"param\", \"dtype\": \"f32\", \"shape\": [3, 4]},"
     "    {\"name\": \"b\", \"role\": \"param\", \"dtype\": \"f32\", \"shape\": [3]},"
     "    {\"name\": \"loss\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": []},"
-    "    {\"name\": \"correct\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": []}]},"
+    "    {\"name\": \"logits\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": [-1, 3]}]},"
+    "  \"grads\": {\"arena\": [128, 16], \"kernels\": 3, \"args\": ["
+    "    {\"name\": \"x\", \"role\": \"input\", \"dtype\": \"f32\", \"shape\": [-1, 4]},"
+    "    {\"name\": \"label\", \"role\": \"input\", \"dtype\": \"i64\", \"shape\": [-1]},"
+    "    {\"name\": \"w\", \"role\": \"param\", \"dtype\": \"f32\", \"shape\": [3, 4]},"
+    "    {\"name\": \"b\", \"role\": \"param\", \"dtype\": \"f32\", \"shape\": [3]},"
+    "    {\"name\": \"loss\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": []},"
+    "    {\"name\": \"logits\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": [-1, 3]},"
+    "    {\"name\": \"grad.w\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": [3, 4]},"
+    "    {\"name\": \"grad.b\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": [3]}]},"
     "  \"eval\": {\"arena\": [128, 16], \"kernels\": 2, \"args\": ["
     "    {\"name\": \"x\", \"role\": \"input\", \"dtype\": \"f32\", \"shape\": [-1, 4]},"
     "    {\"name\": \"label\", \"role\": \"input\", \"dtype\": \"i64\", \"shape\": [-1]},"
     "    {\"name\": \"w\", \"role\": \"param\", \"dtype\": \"f32\", \"shape\": [3, 4]},"
     "    {\"name\": \"b\", \"role\": \"param\", \"dtype\": \"f32\", \"shape\": [3]},"
     "    {\"name\": \"loss\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": []},"
-    "    {\"name\": \"correct\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": []}]},"
+    "    {\"name\": \"logits\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": [-1, 3]}]},"
     "  \"predict\": {\"arena\": [128, 16], \"kernels\": 1, \"args\": ["
     "    {\"name\": \"x\", \"role\": \"input\", \"dtype\": \"f32\", \"shape\": [-1, 4]},"
     "    {\"name\": \"w\", \"role\": \"param\", \"dtype\": \"f32\", \"shape\": [3, 4]},"
@@ -64,27 +73,26 @@ static void logits_of(const float *x, const float *w, const float *b, int64_t i,
     }
 }
 
-/* loss = mean_i (logsumexp(z_i) - z_i[y_i]); with grad, dz = (softmax(z) - onehot(y)) / n */
-static void step(void **args, int64_t n, bool train) {
+/* loss = mean_i (logsumexp(z_i) - z_i[y_i]); dz = (softmax(z) - onehot(y)) / n. The train graph applies
+   SGD (w -= lr dw), grads writes dw and db; eval only the loss and the logits. */
+typedef enum { G_TRAIN, G_GRADS, G_EVAL } Which;
+
+static void step(void **args, int64_t n, Which which) {
     const float *x = args[0];
     const int64_t *y = args[1];
-    float lr = train ? *(float *)args[2] : 0;
-    float *w = args[train ? 3 : 2], *b = args[train ? 4 : 3];
-    float *loss = args[train ? 5 : 4], *correct = args[train ? 6 : 5];
+    int p = which == G_TRAIN ? 3 : 2; /* the train graph takes lr before the parameters */
+    float lr = which == G_TRAIN ? *(float *)args[2] : 0;
+    float *w = args[p], *b = args[p + 1], *loss = args[p + 2], *logits = args[p + 3];
     float gw[12] = {0}, gb[3] = {0};
     double total = 0;
-    int hits = 0;
     for (int64_t i = 0; i < n; i++) {
-        float z[3];
+        float *z = logits + i * 3;
         logits_of(x, w, b, i, z);
         float mx = fmaxf(z[0], fmaxf(z[1], z[2]));
         double s = 0;
         for (int c = 0; c < 3; c++)
             s += exp(z[c] - mx);
         total += mx + log(s) - z[y[i]];
-        int best = z[1] > z[0] ? 1 : 0;
-        best = z[2] > z[best] ? 2 : best;
-        hits += best == y[i];
         for (int c = 0; c < 3; c++) {
             float d = (float)(exp(z[c] - mx) / s) - (c == y[i]);
             gb[c] += d / (float)n;
@@ -93,23 +101,30 @@ static void step(void **args, int64_t n, bool train) {
         }
     }
     *loss = (float)(total / (double)n);
-    *correct = (float)hits;
-    if (train) {
+    if (which == G_TRAIN) {
         for (int k = 0; k < 12; k++)
             w[k] -= lr * gw[k];
         for (int c = 0; c < 3; c++)
             b[c] -= lr * gb[c];
+    } else if (which == G_GRADS) {
+        memcpy(args[p + 4], gw, sizeof gw);
+        memcpy(args[p + 5], gb, sizeof gb);
     }
 }
 
 void lathe_train(void **args, int64_t n, uint8_t *arena) {
     touch_arena(arena, n);
-    step(args, n, true);
+    step(args, n, G_TRAIN);
+}
+
+void lathe_grads(void **args, int64_t n, uint8_t *arena) {
+    touch_arena(arena, n);
+    step(args, n, G_GRADS);
 }
 
 void lathe_eval(void **args, int64_t n, uint8_t *arena) {
     touch_arena(arena, n);
-    step(args, n, false);
+    step(args, n, G_EVAL);
 }
 
 void lathe_predict(void **args, int64_t n, uint8_t *arena) {

@@ -129,7 +129,7 @@ static void test_training_without_test_set_says_nothing_about_evaluation(void **
     char *text = read_text(log);
     assert_contains(text, "\"train_loss\"");
     assert_null(strstr(text, "test_loss"));
-    assert_null(strstr(text, "accuracy"));
+    assert_null(strstr(text, "test_accuracy"));
     free(text);
     free(out);
 }
@@ -252,6 +252,7 @@ static const char reg_manifest[] =
     "    {\"name\": \"label\", \"role\": \"input\", \"dtype\": \"f32\", \"shape\": [-1, 1]},"
     "    {\"name\": \"loss\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": []}]}},"
     " \"recipe\": {\"data\": {\"call\": \"csv\", \"args\": [\"lin.csv\"], \"kwargs\": {\"regression\": true}},"
+    "  \"optimizer\": {\"call\": \"SGD\", \"args\": [], \"kwargs\": {\"lr\": 0.1}},"
     "  \"batch\": 2, \"epochs\": 1}}";
 
 static double label_sum, x_sum;

@@ -1,6 +1,7 @@
 /* test_train.c: training the fake model lowers its loss; the whole driver (train, eval, predict, info)
    with checkpoints, JSON logs, resume reproducing an uninterrupted run, and exit statuses. */
 #include "support.h"
+#include "train.h"
 
 #include <math.h>
 #include <setjmp.h>
@@ -45,16 +46,20 @@ static void test_training_lowers_loss(void **state) {
     assert_int_equal(rt_dataset_load(&test, dir, &cfg.test_data, &e), RT_OK);
     assert_int_equal(rt_bind(&tb, &md, &m.train, &cfg, cfg.batch, &e), RT_OK);
     assert_int_equal(rt_bind(&eb, &md, &m.eval, &cfg, cfg.batch, &e), RT_OK);
-    RtEvalResult before, after;
-    rt_evaluate(&eb, &md, &test, cfg.batch, &before);
+    RtMetrics before, after;
+    assert_int_equal(rt_scores_open(&before, &m, cfg.recipe, &e), RT_OK);
+    assert_int_equal(rt_scores_open(&after, &m, cfg.recipe, &e), RT_OK);
+    rt_evaluate_scores(&eb, &md, &test, NULL, test.count, cfg.batch, &before);
     double first = rt_train_epoch(&tb, &md, NULL, &train, &cfg, 0, NULL), last = first;
     for (int ep = 1; ep < 4; ep++)
         last = rt_train_epoch(&tb, &md, NULL, &train, &cfg, ep, NULL);
-    rt_evaluate(&eb, &md, &test, cfg.batch, &after);
+    rt_evaluate_scores(&eb, &md, &test, NULL, test.count, cfg.batch, &after);
     assert_true(last < first);
-    assert_true(after.loss < 0.5 * before.loss);
-    assert_true(after.accuracy > 0.9);
+    assert_true(rt_metrics_value(&after, "loss") < 0.5 * rt_metrics_value(&before, "loss"));
+    assert_true(rt_metrics_value(&after, "accuracy") > 0.9);
     assert_int_equal(after.samples, 60);
+    rt_metrics_close(&before);
+    rt_metrics_close(&after);
     rt_unbind(&tb);
     rt_unbind(&eb);
     rt_dataset_free(&train);

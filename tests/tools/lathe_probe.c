@@ -10,7 +10,7 @@
    initialises them (rt_param_init with --seed, parameter i drawing from stream i). The batch file holds
    "x" and "label" with the dtypes of the model's inputs and any batch size. out.safetensors holds:
      NAME          every parameter and buffer as initialised (a state_dict that load_state_dict takes)
-     logits        the forward's result (Program.train_logits)
+     logits        the forward's result (the grads graph's output "logits")
      loss          and every other plain output of the train graph ("correct")
      grad.NAME     the gradient of every trainable parameter
      updated.NAME  a buffer after the step, for each buffer the train graph updates (BatchNorm's statistics)
@@ -175,11 +175,8 @@ static Program *compile(Arena *a, Diag *d, const char *path) {
     Program *p = text ? fe_compile(a, d, path, text) : NULL;
     if (!p)
         die("cannot compile %s", path);
-    Graph *g = p->train;
-    if (!p->train_logits)
-        die("%s: the program has no train_logits", path);
-    /* the forward's result as one more plain output, before autodiff so that it survives dce */
-    ir_add_output(g, "logits", p->train_logits, false);
+    /* the grads graph: forward (its output "logits" is the forward's result), the loss and the gradients */
+    Graph *g = p->grads;
     if (!pass_autodiff(g, d) || !pass_simplify(g, d) || !pass_cse(g, d) || !pass_layout(g, d) || !pass_dce(g, d) ||
         !pass_fuse(g, d) || !pass_memplan(g, d) || !ir_verify(g, d))
         die("%s: the passes failed", path);
@@ -283,7 +280,7 @@ int main(int argc, char **argv) {
     Arena *a = arena_new();
     Diag *d = diag_new(stderr);
     Program *p = compile(a, d, o.model);
-    Graph *g = p->train;
+    Graph *g = p->grads;
 
     size_t rawlen;
     char *raw = read_whole(o.batch_file, &rawlen);

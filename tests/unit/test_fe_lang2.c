@@ -400,12 +400,6 @@ static void test_lang_error_text_data_needs_token_input(void **state) {
                  "text gives 'x' as i64[N,8], but forward takes f32[N,8]", 5, 9);
 }
 
-static void test_lang_error_nesterov_needs_momentum(void **state) {
-    expect_error("model M {\n  forward(x: f32[N, 4]) { return x }\n}\n"
-                 "train M {\n loss = cross_entropy(logits, label)\n optimizer = SGD(lr = 0.1, nesterov = true) }",
-                 "nesterov = true needs momentum > 0", 6, 39);
-}
-
 /* ---------------------------------------------------------------- errors */
 
 static void test_lang_error_if_on_a_tensor(void **state) {
@@ -602,7 +596,6 @@ int main(void) {
         T(test_lang_arange_full_and_broadcast_matmul),
         T(test_lang_label_types_from_data_sources),
         T(test_lang_error_unknown_data_keyword_suggests),
-        T(test_lang_error_nesterov_needs_momentum),
         T(test_lang_error_text_data_needs_token_input),
         T(test_lang_error_if_on_a_tensor),
         T(test_lang_error_update_of_a_parameter),

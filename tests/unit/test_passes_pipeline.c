@@ -103,8 +103,8 @@ static void test_pipeline_runs_every_pass(void **s) {
     (void)s;
     assert_true(pass_pipeline(P, NULL, NULL, ts.d));
     assert_int_equal(diag_error_count(ts.d), 0);
-    const Graph *gs[] = {P->train, P->eval, P->predict};
-    for (int k = 0; k < 3; k++)
+    Graph *gs[4];
+    for (int k = 0, ng = program_graphs(P, gs); k < ng; k++)
         for (int i = 0; i < gs[k]->nnodes; i++)
             assert_int_not_equal(gs[k]->nodes[i]->mem.kind, MEM_NONE);
 }
