@@ -174,9 +174,13 @@ static void print_scores(const char *title, const RtMetrics *s) {
         printf("%s: \n Avg loss: %f \n", title, loss);
     else
         printf("%s: \n Accuracy: %.1f%%, Avg loss: %f \n", title, 100.0 * acc, loss);
-    char line[1024];
-    rt_metrics_line(s, line, sizeof line);
-    printf(" %s\n\n", line);
+    bool more = s->spec.n > 1 || (s->spec.n == 1 && s->spec.kind[0] != RT_METRIC_ACCURACY);
+    if (more) { /* the recipe's other metrics */
+        char line[1024];
+        rt_metrics_line(s, line, sizeof line);
+        printf(" %s\n", line);
+    }
+    printf("\n");
 }
 
 /* The monitored value among the epoch's scores; NAN where that pass did not run. */
@@ -300,6 +304,10 @@ static int cmd_train(Run *r) {
         if (rt_trainer_epoch(&tr, ep, stdout, &r->err) != RT_OK)
             goto done;
         double secs = now() - t0;
+        /* the epoch's training metrics and the learning rate it ran at, as the JSON log has them */
+        char line[1024];
+        rt_metrics_line(&tr.scores, line, sizeof line);
+        printf("Train: %s, lr %g\n\n", line, tr.lr[0]);
         if (val.present) {
             rt_evaluate_scores(&eb, &r->md, val.has_own ? &val.own : &train, val.val_idx, val.nval, c->batch, &vs);
             print_scores("Validation", &vs);
