@@ -90,6 +90,24 @@ norm=(--set 'transforms=[normalize(mean = [0.286], std = [0.353])]')
 ./mlp eval --weights t0/last.safetensors "${common[@]}" --json "${norm[@]}" >e1.json || fail "eval normalized"
 [ "$(json_get e0.json test_loss)" != "$(json_get e1.json test_loss)" ] || fail "eval ignored normalize"
 
+# resume with the runtime's optimizer: its state, its step count and the schedule's position travel in the
+# checkpoint, so 1 + 1 epochs give the parameters of 2
+adam=(--set 'optimizer=Adam(lr = 1e-3)' --set 'schedule=StepLR(step_size = 1, gamma = 0.5)' --shuffle --seed 2)
+./mlp train "${common[@]}" --epochs 2 --checkpoint-dir r2 "${adam[@]}" >/dev/null || fail "adam 2 epochs"
+./mlp train "${common[@]}" --epochs 1 --checkpoint-dir r1 "${adam[@]}" >/dev/null || fail "adam 1 epoch"
+./mlp train "${common[@]}" --epochs 2 --checkpoint-dir r1 --resume r1/last.safetensors "${adam[@]}" >/dev/null \
+  || fail "adam resume"
+python3 - r1/last.safetensors r2/last.safetensors <<'PY' || fail "a resumed Adam run differs from an uninterrupted one"
+import json, struct, sys
+def tensors(p):
+    raw = open(p, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
+    return {k: raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items() if k != "__metadata__"}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys() and any(k.endswith(".exp_avg_sq") for k in a), sorted(a)
+bad = [k for k in a if a[k] != b[k]]
+assert not bad, bad
+PY
+
 # a bad value from --set: one message and exit 2, before any data is read
 expect_fail ./mlp train "${common[@]}" --set 'optimizer=Adamm(lr = 1e-3)'
 expect_msg "did you mean 'Adam'"
