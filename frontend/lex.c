@@ -132,9 +132,11 @@ static bool string(Lexer *L) {
                 c = e;
             else if (e == 'n')
                 c = '\n';
+            else if (e == 't') /* csv(..., delimiter = "\t") */
+                c = '\t';
             else {
                 Loc eloc = here(L);
-                diag_error(L->d, eloc, "unknown escape sequence in string (only \\\" \\\\ \\n)");
+                diag_error(L->d, eloc, "unknown escape sequence in string (only \\\" \\\\ \\n \\t)");
                 return false;
             }
             advance(L, 1);

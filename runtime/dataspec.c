@@ -71,17 +71,66 @@ static int text_spec(const json_t *v, const char *key, const RtManifest *m, RtDa
     return rt_call_int(v, key, "stride", 2, d->context, 1, &d->stride, e);
 }
 
+/* features: a non-empty list of column indices and header names */
+static int csv_features(const json_t *v, const char *key, RtDataSpec *d, RtErr *e) {
+    json_t *f = rt_call_arg(v, "features", 4);
+    if (!f)
+        return RT_OK;
+    bool ok = json_is_array(f) && json_array_size(f) > 0;
+    size_t i;
+    json_t *item;
+    json_array_foreach(f, i, item) {
+        ok = ok && (json_is_integer(item) || json_is_string(item));
+        if (json_is_string(item) && !d->header)
+            return rt_errf(e, "recipe key %s: csv's features name the column '%s', which needs header = true (or "
+                           "give the column's index)", key, json_string_value(item));
+    }
+    if (!ok)
+        return rt_errf(e, "recipe key %s: csv's features must be a list of column indices (negative from the end) "
+                       "and header names, such as [0, 2] or [\"sepal_length\", \"petal_width\"]", key);
+    d->features = f;
+    return RT_OK;
+}
+
 static int csv_spec(const json_t *v, const char *key, RtDataSpec *d, RtErr *e) {
-    static const char *const known[] = {"file", "header", "label_column", "regression"};
-    if (rt_call_check(v, key, "csv(file, header = true, label_column = -1, regression = false)", known, 4, 4,
-                      e) != RT_OK)
+    static const char *const known[] = {"file", "header", "label_column", "regression", "features", "labels",
+                                        "delimiter"};
+    if (rt_call_check(v, key, "csv(file, header = true, label_column = -1, regression = false, features = all but "
+                      "the label, labels = \"auto\", delimiter = \",\")", known, 7, 7, e) != RT_OK)
         return RT_ERR;
-    if (file_arg(v, key, "csv", "file", "file name", &d->images, e) != RT_OK)
-        return RT_ERR;
-    if (rt_call_bool(v, key, "header", 1, true, &d->header, e) != RT_OK ||
-        rt_call_int(v, key, "label_column", 2, -1, INT32_MIN, &d->label_column, e) != RT_OK ||
+    if (file_arg(v, key, "csv", "file", "file name", &d->images, e) != RT_OK ||
+        rt_call_bool(v, key, "header", 1, true, &d->header, e) != RT_OK ||
         rt_call_bool(v, key, "regression", 3, false, &d->regression, e) != RT_OK)
         return RT_ERR;
+    json_t *lc = rt_call_arg(v, "label_column", 2);
+    if (json_is_string(lc)) {
+        d->label_name = json_string_value(lc);
+        if (!d->header)
+            return rt_errf(e, "recipe key %s: csv's label_column = \"%s\" names a column, which needs header = true "
+                           "(or give the column's index)", key, d->label_name);
+    } else if (rt_call_int(v, key, "label_column", 2, -1, INT32_MIN, &d->label_column, e) != RT_OK) {
+        return RT_ERR;
+    }
+    if (csv_features(v, key, d, e) != RT_OK)
+        return RT_ERR;
+    json_t *lb = rt_call_arg(v, "labels", 5);
+    const char *kind = lb ? json_string_value(lb) : "auto";
+    static const char *const kinds[] = {"auto", "numeric", "categorical"};
+    int k = 0;
+    while (k < 3 && !(kind && strcmp(kind, kinds[k]) == 0))
+        k++;
+    if (k == 3)
+        return rt_errf(e, "recipe key %s: csv's labels must be \"auto\", \"numeric\" or \"categorical\"", key);
+    d->labels_kind = (RtLabelsKind)k; /* the enum's order */
+    if (d->regression && d->labels_kind == RT_LABELS_CATEGORICAL)
+        return rt_errf(e, "recipe key %s: csv(..., regression = true) reads numbers as labels, not labels = "
+                       "\"categorical\"", key);
+    json_t *dl = rt_call_arg(v, "delimiter", 6);
+    const char *delim = dl ? json_string_value(dl) : ",";
+    if (!delim || strlen(delim) != 1 || (dl && json_string_length(dl) != 1) || strchr("\"\n\r", *delim))
+        return rt_errf(e, "recipe key %s: csv's delimiter must be one byte such as \",\", \";\" or \"\\t\" (not a "
+                       "quote or a line end)", key);
+    d->delimiter = *delim;
     return RT_OK;
 }
 
@@ -188,7 +237,7 @@ static int generate_spec(const json_t *v, const char *key, RtDataSpec *d, RtErr 
 
 int rt_data_spec_parse(const json_t *v, const RtManifest *m, const char *key, RtDataSpec *d, RtErr *e) {
     memset(d, 0, sizeof *d);
-    if (!v)
+    if (!v || json_is_null(v)) /* absent, or `none` (--set test=none): no such source */
         return RT_OK;
     static const struct {
         const char *name;

@@ -1,8 +1,9 @@
 /* textdata.c: the data sources read from whole files: text(file, context, stride, tokens, lines, pad), where
    bytes or UTF-8 characters are tokens and each sample's labels are the tokens that follow its inputs (a
    character language model), running windows over the file or one sample a line, and
-   csv(file, header, label_column, regression), numeric records of features and one label. Both read plain
-   or gzip files; every bad file is one message with the file and the byte offset or line. */
+   csv(file, header, label_column, regression, features, labels, delimiter), records of numeric features and a
+   label that is a number or a class name. Both read plain or gzip files; every bad file is one message with
+   the file and the byte offset or line. */
 #include "rt.h"
 
 #include <errno.h>
@@ -305,94 +306,29 @@ int rt_text_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {
     return RT_OK;
 }
 
-/* ---------------------------------------------------------------- csv */
+/* ---------------------------------------------------------------- csv
+   Records as Python's csv module reads them (its default dialect, with the delimiter chosen): a cell that
+   starts with '"' runs to the next lone '"' and may hold the delimiter, line ends and "" for a quote. Cells
+   not quoted lose the spaces around them (pandas' numbers do too), and blank lines are skipped. */
+
+/* A cell of the current record: bytes [at, at + len) of Csv.buf */
+typedef struct Cell {
+    int64_t at, len;
+} Cell;
 
 typedef struct Csv {
     const char *path;
     const char *p, *end; /* the text not read yet */
-    int64_t line;        /* of the record being read, 1-based */
-    double *row;         /* the cells of the current record */
-    int ncols, cap;
+    char delim;
+    int64_t line;        /* of the next byte to read, 1-based */
+    int64_t rec_line;    /* the line the current record starts on */
+    char *buf;           /* the current record's cells, unquoted */
+    int64_t nbuf, bufcap;
+    Cell *cells;
+    int64_t ncells, cellcap;
+    char **header;       /* the header line's cells (NULL: header = false) */
+    int64_t nheader;
 } Csv;
-
-static bool blank(const char *p, const char *q) {
-    for (; p < q; p++)
-        if (*p != ' ' && *p != '\t')
-            return false;
-    return true;
-}
-
-/* One cell [p, q) as a finite number into *out; the message names the line and the column. */
-static int cell_number(const Csv *c, const char *p, const char *q, int col, double *out, RtErr *e) {
-    while (p < q && (*p == ' ' || *p == '\t'))
-        p++;
-    while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
-        q--;
-    if (q - p >= 2 && *p == '"' && q[-1] == '"')
-        p++, q--;
-    char buf[128];
-    size_t n = (size_t)(q - p);
-    if (n == 0)
-        return rt_errf(e, "%s:%lld: column %d is empty (every cell must be a number)", c->path, (long long)c->line,
-                       col + 1);
-    if (n >= sizeof buf)
-        return rt_errf(e, "%s:%lld: column %d: '%.20s...' is not a number", c->path, (long long)c->line, col + 1, p);
-    memcpy(buf, p, n);
-    buf[n] = 0;
-    char *stop;
-    errno = 0;
-    double v = strtod(buf, &stop);
-    if (*stop || memchr(buf, 0, n) || !isfinite(v)) {
-        for (size_t i = 0; i < n; i++) /* the message stays one printable line */
-            if ((unsigned char)buf[i] < 0x20)
-                buf[i] = '?';
-        return rt_errf(e, "%s:%lld: column %d: '%s' is not a %snumber", c->path, (long long)c->line, col + 1, buf,
-                       *stop ? "" : "finite ");
-    }
-    *out = v;
-    return RT_OK;
-}
-
-/* Reads the next record into c->row; returns 1 for a record, 0 at the end, RT_ERR on a bad line. Blank lines
-   are skipped, as pandas does. */
-static int next_record(Csv *c, RtErr *e) {
-    while (c->p < c->end) {
-        const char *eol = memchr(c->p, '\n', (size_t)(c->end - c->p));
-        if (!eol)
-            eol = c->end;
-        const char *q = eol > c->p && eol[-1] == '\r' ? eol - 1 : eol;
-        const char *p = c->p;
-        c->p = eol + (eol < c->end);
-        c->line++;
-        if (blank(p, q))
-            continue;
-        int n = 0;
-        for (;;) {
-            const char *comma = memchr(p, ',', (size_t)(q - p));
-            const char *ce = comma ? comma : q;
-            if (n == c->cap) {
-                int cap = c->cap ? 2 * c->cap : 16;
-                double *nr = cap < (1 << 24) ? realloc(c->row, (size_t)cap * sizeof *nr) : NULL;
-                if (!nr)
-                    return rt_errf(e, "%s:%lld: too many columns", c->path, (long long)c->line);
-                c->row = nr;
-                c->cap = cap;
-            }
-            if (cell_number(c, p, ce, n, &c->row[n], e) != RT_OK)
-                return RT_ERR;
-            n++;
-            if (!comma)
-                break;
-            p = comma + 1;
-        }
-        if (c->ncols && n != c->ncols)
-            return rt_errf(e, "%s:%lld: %d cells, but the records before have %d", c->path, (long long)c->line, n,
-                           c->ncols);
-        c->ncols = n;
-        return 1;
-    }
-    return 0;
-}
 
 /* Grows *p (of *cap elements of size) to hold need elements. */
 static bool grow(void **p, int64_t *cap, int64_t need, size_t size) {
@@ -412,65 +348,548 @@ static bool grow(void **p, int64_t *cap, int64_t need, size_t size) {
     return true;
 }
 
+/* Spaces around a cell: ' ', '\t' and '\r' unless the delimiter is one of them. */
+static bool pad_byte(const Csv *c, char ch) {
+    return (ch == ' ' || ch == '\t' || ch == '\r') && ch != c->delim;
+}
+
+static bool put_bytes(Csv *c, const char *s, int64_t n) {
+    if (!grow((void **)&c->buf, &c->bufcap, c->nbuf + n + 1, 1))
+        return false;
+    memcpy(c->buf + c->nbuf, s, (size_t)n);
+    c->nbuf += n;
+    return true;
+}
+
+/* Reads the next record's cells; returns 1 for a record, 0 at the end, RT_ERR on a bad record. */
+static int next_record(Csv *c, RtErr *e) {
+    const char *p = c->p, *end = c->end;
+    for (;;) { /* blank lines */
+        const char *q = p;
+        while (q < end && pad_byte(c, *q))
+            q++;
+        if (q == end) {
+            c->p = end;
+            return 0;
+        }
+        if (*q != '\n')
+            break;
+        p = q + 1;
+        c->line++;
+    }
+    c->rec_line = c->line;
+    c->nbuf = c->ncells = 0;
+    for (;;) {
+        if (c->ncells >= (1 << 24) || !grow((void **)&c->cells, &c->cellcap, c->ncells + 1, sizeof *c->cells))
+            return rt_errf(e, "%s:%lld: too many cells", c->path, (long long)c->rec_line);
+        Cell *cell = &c->cells[c->ncells++];
+        while (p < end && pad_byte(c, *p))
+            p++;
+        cell->at = c->nbuf;
+        if (p < end && *p == '"') {
+            int64_t open = c->line;
+            for (p++;; p++) {
+                if (p == end)
+                    return rt_errf(e, "%s:%lld: the quoted cell that starts on this line has no closing '\"'",
+                                   c->path, (long long)open);
+                if (*p == '"' && !(p + 1 < end && p[1] == '"'))
+                    break;
+                p += *p == '"'; /* "" is one quote */
+                c->line += *p == '\n';
+                if (!put_bytes(c, p, 1))
+                    return rt_errf(e, "%s:%lld: out of memory", c->path, (long long)c->rec_line);
+            }
+            p++;
+        }
+        /* up to the delimiter: a cell not quoted, or what follows a closing quote (Python keeps it too) */
+        const char *s = p;
+        while (p < end && *p != c->delim && *p != '\n')
+            p++;
+        const char *t = p;
+        while (t > s && pad_byte(c, t[-1]))
+            t--;
+        if (!put_bytes(c, s, t - s))
+            return rt_errf(e, "%s:%lld: out of memory", c->path, (long long)c->rec_line);
+        cell->len = c->nbuf - cell->at;
+        if (p < end && *p == c->delim) {
+            p++;
+            continue;
+        }
+        if (p < end) { /* the line end */
+            p++;
+            c->line++;
+        }
+        break;
+    }
+    c->buf[c->nbuf] = 0;
+    c->p = p;
+    return 1;
+}
+
+/* The column's name for messages: " (feature column 'petal_width')", or nothing without a header. */
+static const char *column_note(const Csv *c, int64_t col, const char *role, char *buf, size_t n) {
+    if (!c->header || col >= c->nheader)
+        return "";
+    snprintf(buf, n, " (%s column '%.60s')", role, c->header[col]);
+    return buf;
+}
+
+/* A cell as printed in messages: at most 60 bytes, control bytes as '?' so that the message stays one line. */
+static const char *cell_text(const Csv *c, const Cell *cell, char *buf, size_t n) {
+    size_t k = (size_t)cell->len < n - 4 ? (size_t)cell->len : n - 4;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char ch = (unsigned char)c->buf[cell->at + (int64_t)i];
+        buf[i] = ch < 0x20 ? '?' : (char)ch;
+    }
+    strcpy(buf + k, (size_t)cell->len > k ? "..." : "");
+    return buf;
+}
+
+/* The cell as a number into *out: false when it is not one (strtod must read all of it); *out may be
+   infinite or NaN. */
+static bool cell_value(const Csv *c, const Cell *cell, double *out) {
+    char buf[128];
+    if (cell->len == 0 || cell->len >= (int64_t)sizeof buf)
+        return false;
+    memcpy(buf, c->buf + cell->at, (size_t)cell->len);
+    buf[cell->len] = 0;
+    if (strlen(buf) != (size_t)cell->len)
+        return false;
+    char *stop;
+    *out = strtod(buf, &stop);
+    return *stop == 0;
+}
+
+/* A feature cell as a finite number; the message names the line and the column. */
+static int cell_number(const Csv *c, int64_t col, double *out, RtErr *e) {
+    const Cell *cell = &c->cells[col];
+    char note[96], text[64];
+    if (cell->len == 0)
+        return rt_errf(e, "%s:%lld: column %lld is empty (every feature cell must be a number)%s", c->path,
+                       (long long)c->rec_line, (long long)col + 1, column_note(c, col, "feature", note, sizeof note));
+    if (!cell_value(c, cell, out) || !isfinite(*out)) {
+        bool number = cell_value(c, cell, out);
+        return rt_errf(e, "%s:%lld: column %lld: '%s' is not a %snumber%s", c->path, (long long)c->rec_line,
+                       (long long)col + 1, cell_text(c, cell, text, sizeof text), number ? "finite " : "",
+                       column_note(c, col, "feature", note, sizeof note));
+    }
+    return RT_OK;
+}
+
+/* A column given by header name: its index, or an error that suggests the closest name. */
+static int column_by_name(const Csv *c, const char *arg, const char *name, int64_t *out, RtErr *e) {
+    if (!c->header)
+        return rt_errf(e, "%s: csv(..., %s) names the column '%s', but with header = false the file has no column "
+                       "names; give the column's index", c->path, arg, name);
+    *out = -1;
+    for (int64_t k = 0; k < c->nheader; k++) {
+        if (strcmp(c->header[k], name) != 0)
+            continue;
+        if (*out >= 0)
+            return rt_errf(e, "%s:1: the header names two columns '%s' (%lld and %lld); give csv(..., %s) the "
+                           "column's index", c->path, name, (long long)*out, (long long)k, arg);
+        *out = k;
+    }
+    if (*out >= 0)
+        return RT_OK;
+    const char *near = rt_closest(name, (const char *const *)c->header, c->nheader < INT32_MAX ? (int)c->nheader : 0);
+    if (near)
+        return rt_errf(e, "%s: csv(..., %s): the header has no column '%s' (did you mean '%s'?)", c->path, arg, name,
+                       near);
+    char list[256] = "";
+    size_t n = 0;
+    for (int64_t k = 0; k < c->nheader && n + 4 < sizeof list; k++)
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s'%s'", k ? ", " : "", c->header[k]);
+    if (n >= sizeof list)
+        strcpy(list + sizeof list - 4, "...");
+    return rt_errf(e, "%s: csv(..., %s): the header has no column '%s' (its columns: %s)", c->path, arg, name, list);
+}
+
+/* A column given by index (negative from the end) or by name, checked against the ncols columns. */
+static int column_of(const Csv *c, const char *arg, const json_t *v, int64_t index, int64_t ncols, int64_t *out,
+                     RtErr *e) {
+    if (json_is_string(v))
+        return column_by_name(c, arg, json_string_value(v), out, e);
+    int64_t k = index < 0 ? ncols + index : index;
+    if (k < 0 || k >= ncols)
+        return rt_errf(e, "%s:%lld: %s %lld, but the records have %lld columns (0 to %lld, or -1 to -%lld from the "
+                       "end)", c->path, (long long)c->rec_line, strcmp(arg, "features") ? "label_column =" :
+                       "features holds", (long long)index, (long long)ncols, (long long)ncols - 1, (long long)ncols);
+    *out = k;
+    return RT_OK;
+}
+
+/* The feature columns in their order and the label's column, from the spec and the first record (or the
+   header): ncols columns in all. */
+static int choose_columns(const Csv *c, const RtDataSpec *spec, int64_t ncols, int64_t **features, int64_t *nfeat,
+                          int64_t *label, RtErr *e) {
+    json_t *name = spec->label_name ? json_string(spec->label_name) : NULL;
+    int rc = column_of(c, "label_column", name, spec->label_column, ncols, label, e);
+    json_decref(name);
+    if (rc != RT_OK)
+        return RT_ERR;
+    int64_t n = spec->features ? (int64_t)json_array_size(spec->features) : ncols - 1;
+    if (n < 1)
+        return rt_errf(e, "%s:%lld: a record needs at least two columns (features and a label), this one has %lld",
+                       c->path, (long long)c->rec_line, (long long)ncols);
+    int64_t *f = malloc((size_t)n * sizeof *f);
+    if (!f)
+        return rt_errf(e, "%s: out of memory", c->path);
+    for (int64_t i = 0, k = 0; i < n; i++) {
+        if (!spec->features) {
+            f[i] = k == *label ? ++k : k;
+            k++;
+            continue;
+        }
+        const json_t *v = json_array_get(spec->features, (size_t)i);
+        if (column_of(c, "features", v, json_integer_value(v), ncols, &f[i], e) != RT_OK) {
+            free(f);
+            return RT_ERR;
+        }
+        int64_t col = f[i], twice = 0;
+        for (int64_t j = 0; j < i; j++)
+            twice += f[j] == col;
+        if (col == *label || twice) {
+            char note[96];
+            rt_errf(e, "%s: csv(..., features) gives the column at index %lld%s %s", c->path, (long long)col,
+                    column_note(c, col, "the", note, sizeof note), twice ? "twice" : "that is the label's (label_column)");
+            free(f);
+            return RT_ERR;
+        }
+    }
+    *features = f;
+    *nfeat = n;
+    return RT_OK;
+}
+
+/* The distinct label strings: names[id], found by an open-addressing hash table of ids. */
+typedef struct Names {
+    char **names;
+    int64_t n, cap;
+    int32_t *slots; /* -1: empty */
+    int64_t nslots;
+} Names;
+
+static uint64_t hash_bytes(const char *s, int64_t n) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (int64_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static bool names_rehash(Names *t, int64_t nslots) {
+    int32_t *s = malloc((size_t)nslots * sizeof *s);
+    if (!s)
+        return false;
+    memset(s, 0xff, (size_t)nslots * sizeof *s);
+    for (int64_t id = 0; id < t->n; id++) {
+        uint64_t h = hash_bytes(t->names[id], (int64_t)strlen(t->names[id]));
+        while (s[h & (uint64_t)(nslots - 1)] >= 0)
+            h++;
+        s[h & (uint64_t)(nslots - 1)] = (int32_t)id;
+    }
+    free(t->slots);
+    t->slots = s;
+    t->nslots = nslots;
+    return true;
+}
+
+/* The slot of the string s[0..n) (no NUL inside): the slot that holds its id, or the empty slot where it goes. */
+static int64_t names_slot(const Names *t, const char *s, int64_t n) {
+    for (uint64_t h = hash_bytes(s, n);; h++) {
+        int64_t slot = (int64_t)(h & (uint64_t)(t->nslots - 1));
+        int32_t id = t->slots[slot];
+        if (id < 0 || (strncmp(t->names[id], s, (size_t)n) == 0 && t->names[id][n] == 0))
+            return slot;
+    }
+}
+
+/* The id of the string s[0..n), added when new; -1 when out of memory. */
+static int64_t names_intern(Names *t, const char *s, int64_t n) {
+    if ((t->n + 1) * 2 > t->nslots && (t->n >= INT32_MAX / 4 || !names_rehash(t, t->nslots ? 2 * t->nslots : 64)))
+        return -1;
+    int64_t slot = names_slot(t, s, n);
+    if (t->slots[slot] >= 0)
+        return t->slots[slot];
+    char *copy = malloc((size_t)n + 1);
+    if (!copy || !grow((void **)&t->names, &t->cap, t->n + 1, sizeof *t->names)) {
+        free(copy);
+        return -1;
+    }
+    memcpy(copy, s, (size_t)n);
+    copy[n] = 0;
+    t->slots[slot] = (int32_t)t->n;
+    t->names[t->n] = copy;
+    return t->n++;
+}
+
+static void names_free(Names *t) {
+    for (int64_t i = 0; i < t->n; i++)
+        free(t->names[i]);
+    free(t->names);
+    free(t->slots);
+}
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* What the label column has held so far: where the first number and the first name were, for labels = "auto". */
+typedef struct LabelSeen {
+    int64_t number_line, name_line; /* 0: none yet */
+    char first[64];                 /* the first label, as printed */
+} LabelSeen;
+
+/* The label of the current record into *y: a number, or with class names the id of its string in t. */
+static int read_label(const Csv *c, const RtDataSpec *spec, int64_t col, Names *t, LabelSeen *seen, double *y,
+                      RtErr *e) {
+    const Cell *cell = &c->cells[col];
+    char note[96], text[64];
+    const char *nt = column_note(c, col, "label", note, sizeof note);
+    if (cell->len == 0)
+        return rt_errf(e, "%s:%lld: column %lld is empty (the record has no label)%s", c->path,
+                       (long long)c->rec_line, (long long)col + 1, nt);
+    cell_text(c, cell, text, sizeof text);
+    bool number = cell_value(c, cell, y);
+    RtLabelsKind kind = spec->regression ? RT_LABELS_NUMERIC : spec->labels_kind;
+    if (kind == RT_LABELS_AUTO && (number ? seen->name_line : seen->number_line))
+        return rt_errf(e, "%s:%lld: column %lld: the label '%s' is %sa number, but the label '%s' on line %lld is "
+                       "%s; csv(..., labels = \"categorical\") reads every label as a class name%s", c->path,
+                       (long long)c->rec_line, (long long)col + 1, text, number ? "" : "not ", seen->first,
+                       (long long)(number ? seen->name_line : seen->number_line), number ? "not" : "one", nt);
+    if (!seen->number_line && !seen->name_line)
+        snprintf(seen->first, sizeof seen->first, "%s", text);
+    if (number && kind != RT_LABELS_CATEGORICAL) {
+        seen->number_line = seen->number_line ? seen->number_line : c->rec_line;
+        if (!isfinite(*y))
+            return rt_errf(e, "%s:%lld: column %lld: label '%s' is not a finite number%s", c->path,
+                           (long long)c->rec_line, (long long)col + 1, text, nt);
+        if (!spec->regression && (*y < 0 || *y != floor(*y) || *y > INT32_MAX))
+            return rt_errf(e, "%s:%lld: column %lld: label %g is not a class index (an integer >= 0)%s; csv(..., "
+                           "regression = true) reads real-valued labels, labels = \"categorical\" class names",
+                           c->path, (long long)c->rec_line, (long long)col + 1, *y, nt);
+        return RT_OK;
+    }
+    if (kind == RT_LABELS_NUMERIC)
+        return rt_errf(e, "%s:%lld: column %lld: label '%s' is not a number%s; %s", c->path, (long long)c->rec_line,
+                       (long long)col + 1, text, nt,
+                       spec->regression ? "csv(..., regression = true) needs numbers"
+                                        : "csv(..., labels = \"categorical\") reads class names");
+    seen->name_line = seen->name_line ? seen->name_line : c->rec_line;
+    if (memchr(c->buf + cell->at, 0, (size_t)cell->len))
+        return rt_errf(e, "%s:%lld: column %lld: the label holds a NUL byte%s", c->path, (long long)c->rec_line,
+                       (long long)col + 1, nt);
+    int64_t id = names_intern(t, c->buf + cell->at, cell->len);
+    if (id < 0)
+        return rt_errf(e, "%s:%lld: out of memory for the class names (or more than 2^29 of them)", c->path,
+                       (long long)c->rec_line);
+    *y = (double)id;
+    return RT_OK;
+}
+
+/* Class names: their ids in order of reading become the ranks of the names sorted byte by byte. */
+static int sort_classes(RtDataset *d, Names *t, RtErr *e) {
+    int64_t n = t->n;
+    int64_t *rank = malloc((size_t)(n ? n : 1) * sizeof *rank);
+    char **sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
+    if (!rank || !sorted) {
+        free(rank);
+        free(sorted);
+        return rt_errf(e, "%s: out of memory", d->images_path);
+    }
+    memcpy(sorted, t->names, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
+    for (int64_t r = 0; r < n; r++)
+        rank[t->slots[names_slot(t, sorted[r], (int64_t)strlen(sorted[r]))]] = r;
+    for (int64_t i = 0; i < d->count; i++)
+        d->targets[i] = (double)rank[(int64_t)d->targets[i]];
+    free(rank);
+    free(t->names); /* the strings now belong to d */
+    t->names = NULL;
+    t->n = 0;
+    d->class_names = sorted;
+    d->nclass_names = (int)n;
+    return RT_OK;
+}
+
+/* The header line's cells into c->header. */
+static int read_header(Csv *c, RtErr *e) {
+    int r = next_record(c, e);
+    if (r <= 0)
+        return r < 0 ? RT_ERR : rt_errf(e, "%s: no records after the header line", c->path);
+    c->header = calloc((size_t)c->ncells, sizeof *c->header);
+    if (!c->header)
+        return rt_errf(e, "%s: out of memory", c->path);
+    c->nheader = c->ncells;
+    for (int64_t k = 0; k < c->ncells; k++) {
+        const Cell *cell = &c->cells[k];
+        if (!(c->header[k] = malloc((size_t)cell->len + 1)))
+            return rt_errf(e, "%s: out of memory", c->path);
+        memcpy(c->header[k], c->buf + cell->at, (size_t)cell->len);
+        c->header[k][cell->len] = 0; /* a NUL inside cuts the name there */
+    }
+    return RT_OK;
+}
+
+static void csv_free(Csv *c) {
+    for (int64_t k = 0; c->header && k < c->nheader; k++)
+        free(c->header[k]);
+    free(c->header);
+    free(c->buf);
+    free(c->cells);
+}
+
+/* Reads the records after the header into d: the features of each, its label, its line. */
+static int read_records(Csv *c, RtDataset *d, const RtDataSpec *spec, Names *names, RtErr *e) {
+    int64_t fcap = 0, tcap = 0, lcap = 0, count = 0, ncols = c->header ? c->nheader : 0, nfeat = 0, label = -1;
+    int64_t *feat = NULL;
+    LabelSeen seen = {0};
+    int rc = RT_OK, r;
+    while ((r = next_record(c, e)) == 1) {
+        if (ncols && c->ncells != ncols) {
+            rc = rt_errf(e, "%s:%lld: %lld cells, but the %s %lld", c->path, (long long)c->rec_line,
+                         (long long)c->ncells, count ? "records before have" : "header has", (long long)ncols);
+            break;
+        }
+        ncols = c->ncells;
+        if (!feat && choose_columns(c, spec, ncols, &feat, &nfeat, &label, e) != RT_OK) {
+            rc = RT_ERR;
+            break;
+        }
+        if (!grow((void **)&d->features, &fcap, (count + 1) * nfeat, sizeof *d->features) ||
+            !grow((void **)&d->targets, &tcap, count + 1, sizeof *d->targets) ||
+            !grow((void **)&d->lines, &lcap, count + 1, sizeof *d->lines)) {
+            rc = rt_errf(e, "%s: out of memory at line %lld", c->path, (long long)c->rec_line);
+            break;
+        }
+        double *f = d->features + count * nfeat;
+        for (int64_t k = 0; k < nfeat && rc == RT_OK; k++)
+            rc = cell_number(c, feat[k], &f[k], e);
+        if (rc != RT_OK || read_label(c, spec, label, names, &seen, &d->targets[count], e) != RT_OK) {
+            rc = RT_ERR;
+            break;
+        }
+        d->lines[count] = c->rec_line;
+        count++;
+    }
+    free(feat);
+    if (r < 0)
+        rc = RT_ERR;
+    if (rc == RT_OK && count == 0)
+        rc = rt_errf(e, "%s: no records%s", c->path, c->header ? " after the header line" : "");
+    d->count = count;
+    d->per_sample = nfeat;
+    d->per_label = 1;
+    return rc;
+}
+
 int rt_csv_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {
     const char *path = d->images_path;
     uint8_t *text;
     int64_t size;
     if (rt_read_file(path, DATA_MAX_BYTES, &text, &size, e) != RT_OK)
         return RT_ERR;
-    Csv c = {.path = path, .p = (const char *)text, .end = (const char *)text + size};
-    if (spec->header) { /* the first line names the columns */
-        const char *eol = memchr(c.p, '\n', (size_t)(c.end - c.p));
-        c.p = eol ? eol + 1 : c.end;
-        c.line = 1;
-    }
-    int64_t fcap = 0, tcap = 0, lcap = 0, count = 0;
-    int label = -1, rc = RT_OK, r;
+    Csv c = {.path = path, .p = (const char *)text, .end = (const char *)text + size, .line = 1,
+             .delim = spec->delimiter ? spec->delimiter : ','};
+    Names names = {0};
     d->kind = RT_DATA_CSV;
     d->regression = spec->regression;
-    while ((r = next_record(&c, e)) == 1) {
-        if (label < 0) {
-            int64_t lc = spec->label_column < 0 ? c.ncols + spec->label_column : spec->label_column;
-            if (c.ncols < 2) {
-                rc = rt_errf(e, "%s:%lld: a record needs at least two columns (features and a label), this one has "
-                             "%d", path, (long long)c.line, c.ncols);
-                break;
-            }
-            if (lc < 0 || lc >= c.ncols) {
-                rc = rt_errf(e, "%s:%lld: label_column = %lld, but the records have %d columns", path,
-                             (long long)c.line, (long long)spec->label_column, c.ncols);
-                break;
-            }
-            label = (int)lc;
-            d->per_sample = c.ncols - 1;
-            d->per_label = 1;
-        }
-        double y = c.row[label];
-        if (!spec->regression && (y < 0 || y != floor(y) || y > INT32_MAX)) {
-            rc = rt_errf(e, "%s:%lld: column %d: label %g is not a class index (an integer >= 0); csv(..., "
-                         "regression = true) reads real-valued labels", path, (long long)c.line, label + 1, y);
-            break;
-        }
-        if (!grow((void **)&d->features, &fcap, (count + 1) * d->per_sample, sizeof *d->features) ||
-            !grow((void **)&d->targets, &tcap, count + 1, sizeof *d->targets) ||
-            !grow((void **)&d->lines, &lcap, count + 1, sizeof *d->lines)) {
-            rc = rt_errf(e, "%s: out of memory at line %lld", path, (long long)c.line);
-            break;
-        }
-        double *f = d->features + count * d->per_sample;
-        for (int k = 0; k < c.ncols; k++)
-            if (k != label)
-                *f++ = c.row[k];
-        d->targets[count] = y;
-        d->lines[count] = c.line;
-        count++;
-    }
-    if (r < 0)
-        rc = RT_ERR;
-    if (rc == RT_OK && count == 0)
-        rc = rt_errf(e, "%s: no records%s", path, spec->header ? " after the header line" : "");
-    free(c.row);
+    int rc = spec->header ? read_header(&c, e) : RT_OK;
+    if (rc == RT_OK)
+        rc = read_records(&c, d, spec, &names, e);
+    if (rc == RT_OK && (names.n > 0 || spec->labels_kind == RT_LABELS_CATEGORICAL))
+        rc = sort_classes(d, &names, e);
+    names_free(&names);
+    csv_free(&c);
     free(text);
-    d->count = count;
+    return rc;
+}
+
+static int cmp_name_ref(const void *a, const void *b) {
+    return strcmp(**(char **const *)a, **(char **const *)b);
+}
+
+/* The line (csv) of the first of test's records of class k, 0 when none */
+static int64_t first_line_of(const RtDataset *test, int64_t k) {
+    for (int64_t i = 0; test->kind == RT_DATA_CSV && i < test->count; i++)
+        if (test->targets[i] == (double)k)
+            return test->lines[i];
+    return 0;
+}
+
+static int unknown_class(const RtDataset *train, const RtDataset *test, int64_t k, RtErr *e) {
+    const char *name = test->class_names[k];
+    if (test->kind == RT_DATA_IMAGES)
+        return rt_errf(e, "%s: class folder '%.80s' is not a class folder of the training data %s", test->images_path,
+                       name, train->images_path);
+    int64_t line = first_line_of(test, k);
+    char at[32] = "";
+    if (line)
+        snprintf(at, sizeof at, ":%lld", (long long)line);
+    return rt_errf(e, "%s%s: class '%.80s' is not a class of the training data %s (its %d classes: '%.40s' to "
+                   "'%.40s'); the test file must hold the training data's class names", test->images_path, at,
+                   name, train->images_path, train->nclass_names,
+                   train->nclass_names ? train->class_names[0] : "",
+                   train->nclass_names ? train->class_names[train->nclass_names - 1] : "");
+}
+
+int rt_dataset_same_classes(const RtDataset *train, RtDataset *test, RtErr *e) {
+    bool csv = train->kind == RT_DATA_CSV && test->kind == RT_DATA_CSV;
+    if (!csv && !(train->kind == RT_DATA_IMAGES && test->kind == RT_DATA_IMAGES))
+        return RT_OK;
+    if (csv && (train->class_names != NULL) != (test->class_names != NULL))
+        return rt_errf(e, "%s: its labels are %s, but those of the training data %s are %s; csv(..., labels = "
+                       "\"categorical\") reads both as class names", test->images_path,
+                       test->class_names ? "class names" : "numbers", train->images_path,
+                       train->class_names ? "class names" : "numbers");
+    if (!test->class_names || !train->class_names)
+        return RT_OK;
+    /* train's names sorted, as references into train->class_names so that each gives its id */
+    int64_t n = train->nclass_names, m = test->nclass_names;
+    char **const *sorted = NULL;
+    char ***refs = malloc((size_t)(n ? n : 1) * sizeof *refs);
+    int64_t *map = malloc((size_t)(m ? m : 1) * sizeof *map);
+    char **names = calloc((size_t)(n ? n : 1), sizeof *names);
+    int rc = refs && map && names ? RT_OK : rt_errf(e, "%s: out of memory", test->images_path);
+    for (int64_t id = 0; id < n && rc == RT_OK; id++)
+        refs[id] = &train->class_names[id];
+    if (rc == RT_OK) {
+        qsort(refs, (size_t)n, sizeof *refs, cmp_name_ref);
+        sorted = refs;
+    }
+    for (int64_t k = 0; k < m && rc == RT_OK; k++) {
+        char **key = &test->class_names[k];
+        char **const *hit = bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_name_ref);
+        map[k] = hit ? *hit - train->class_names : -1;
+        if (!hit)
+            rc = unknown_class(train, test, k, e);
+    }
+    for (int64_t id = 0; id < n && rc == RT_OK; id++)
+        if (!(names[id] = strdup(train->class_names[id])))
+            rc = rt_errf(e, "%s: out of memory", test->images_path);
+    if (rc == RT_OK) {
+        int64_t total = test->count * (csv ? 1 : test->per_label);
+        for (int64_t i = 0; i < total; i++) {
+            if (csv) {
+                test->targets[i] = (double)map[(int64_t)test->targets[i]];
+                continue;
+            }
+            double v = rt_load(test->labels_dtype, test->labels, i);
+            if (v >= 0 && v < (double)m)
+                rt_store(test->labels_dtype, test->labels, i, (double)map[(int64_t)v]);
+        }
+        /* test's names become train's, so that label k prints as train's class k */
+        for (int64_t k = 0; k < m; k++)
+            free(test->class_names[k]);
+        free(test->class_names);
+        test->class_names = names;
+        test->nclass_names = (int)n;
+        names = NULL;
+    }
+    for (int64_t id = 0; names && id < n; id++)
+        free(names[id]);
+    free(names);
+    free(refs);
+    free(map);
     return rc;
 }
