@@ -310,7 +310,9 @@ int rt_sched_lr(const RtSched *s, double base_lr, int64_t epoch, int64_t step, i
                 int64_t epochs, double *lr, RtErr *e) {
     double v;
     if (s->kind == RT_SCHED_ONECYCLE) {
-        int64_t total = s->total_steps > 0 ? s->total_steps : epochs * steps_per_epoch;
+        int64_t total = s->total_steps;
+        if (total <= 0 && __builtin_mul_overflow(epochs, steps_per_epoch, &total))
+            total = INT64_MAX; /* a run of more than 2^63 steps never reaches the end of the cycle */
         v = onecycle_lr(s, base_lr, step, total > 0 ? total : 1);
     } else if (s->kind == RT_SCHED_LAMBDA) {
         double vals[2] = {(double)epoch, (double)step}, f;
@@ -327,6 +329,16 @@ int rt_sched_lr(const RtSched *s, double base_lr, int64_t epoch, int64_t step, i
     }
     if (step < s->warmup)
         v *= (double)(step + 1) / (double)s->warmup;
+    /* PyTorch would train on with a negative, infinite or NaN rate (and NaN weights after it); here it is a
+       mistake of the recipe, named at the epoch where it happens */
+    if (!(v >= 0) || isinf(v)) {
+        char *text = rt_sched_text(s);
+        int rc = rt_errf(e, "recipe key " KEY ": the learning rate at epoch = %lld, step = %lld is %g (%.200s from lr "
+                         "%g); a learning rate must be a finite number of at least 0", (long long)epoch,
+                         (long long)step, v, text ? text : "the schedule", base_lr);
+        free(text);
+        return rc;
+    }
     *lr = v;
     return RT_OK;
 }

@@ -361,6 +361,28 @@ double rt_metrics_value(const RtMetrics *m, const char *name) {
     return NAN;
 }
 
+bool rt_metrics_computes(const RtMetrics *m, const char *name) {
+    if (strcmp(name, "loss") == 0)
+        return true;
+    char buf[48];
+    for (int i = 0; i < m->spec.n; i++)
+        if (m->spec.kind[i] != RT_METRIC_CONFUSION && strcmp(spec_name(m, i, buf, sizeof buf), name) == 0)
+            return true;
+    return false;
+}
+
+void rt_metrics_names(const RtMetrics *m, char *buf, size_t n) {
+    if (n == 0)
+        return;
+    snprintf(buf, n, "loss");
+    char name[48];
+    for (int i = 0; i < m->spec.n; i++) {
+        size_t len = strlen(buf);
+        if (m->spec.kind[i] != RT_METRIC_CONFUSION && len < n)
+            snprintf(buf + len, n - len, ", %s", spec_name(m, i, name, sizeof name));
+    }
+}
+
 static json_t *number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 static void set(json_t *o, const char *prefix, const char *name, const char *suffix, json_t *v) {

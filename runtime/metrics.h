@@ -82,6 +82,10 @@ void rt_metrics_custom(RtMetrics *m, int i, double value, int64_t n);
 /* The value of a scalar metric over what was fed ("loss", "accuracy", "top5_accuracy", "precision", "recall",
    "f1", "mae", "mse", a custom metric's name); NAN for a name not computed (or nothing fed). */
 double rt_metrics_value(const RtMetrics *m, const char *name);
+/* Whether rt_metrics_value computes name at all (what early_stop's monitor may name), and the names it
+   computes, comma separated ("loss, accuracy, top5_accuracy"), truncated to n bytes. */
+bool rt_metrics_computes(const RtMetrics *m, const char *name);
+void rt_metrics_names(const RtMetrics *m, char *buf, size_t n);
 
 /* Adds every metric to o as prefix + name: numbers (null where NaN: JSON has none), per-class arrays
    ("precision_per_class"), the confusion matrix as an array of rows. prefix: "train_", "test_", "val_" or "". */

@@ -215,7 +215,7 @@ static bool lex_number(Parser *P, Tok *t) {
     return true;
 }
 
-/* "..." or '...', with the escapes \" \' \\ \n. */
+/* "..." or '...', with the escapes \" \' \\ \n \t. */
 static bool lex_string(Parser *P, Tok *t) {
     char quote = *P->p;
     const char *q = P->p + 1;
@@ -230,8 +230,10 @@ static bool lex_string(Parser *P, Tok *t) {
                 c = *q;
             else if (*q == 'n')
                 c = '\n';
+            else if (*q == 't')
+                c = '\t';
             else
-                return fail(P, col_of(P, q - 1), "unknown escape sequence in string (only \\\" \\' \\\\ \\n)"),
+                return fail(P, col_of(P, q - 1), "unknown escape sequence in string (only \\\" \\' \\\\ \\n \\t)"),
                        false;
         }
         if (!push_char(P, c))
