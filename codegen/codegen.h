@@ -14,6 +14,9 @@ typedef struct CgOptions {
 /* The manifest that the runtime reads (runtime/lathe_rt.h describes it), as JSON text in a; NULL after
    reporting a recipe value that JSON cannot hold. */
 char *cg_manifest(Arena *a, const Program *p, Diag *d);
+/* The float kernel outputs of g that --detect-anomaly checks, in the order of their ids (the indices of the
+   manifest's "checks" of g); into out when not NULL. Returns how many. */
+int cg_anomaly_checks(const Graph *g, const Node **out);
 
 /* Writes an object file defining lathe_manifest, lathe_train, lathe_eval and lathe_predict. */
 bool cg_llvm_emit_object(const Program *p, const CgOptions *o, const char *path, Diag *d);

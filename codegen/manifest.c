@@ -123,6 +123,60 @@ static int kernel_count(const Graph *g) {
     return k;
 }
 
+/* ---------------------------------------------------------------- the checks of --detect-anomaly
+   The float kernel outputs that have a buffer, in node order: the graph entry checks each after its kernel
+   (module.c) and passes its index here, which the runtime maps back to the node through the manifest. */
+int cg_anomaly_checks(const Graph *g, const Node **out) {
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (!ir_is_kernel(n) || !ir_dtype_is_float(n->dtype) || n->mem.kind == MEM_FUSED ||
+            n->mem.kind == MEM_NONE || (n->group >= 0 && !ir_group_materialized(g, n)))
+            continue;
+        if (out)
+            out[k] = n;
+        k++;
+    }
+    return k;
+}
+
+/* {"node": "%42", "op": "matmul", "name": "grad.fc1.weight", "loc": "fashion_mlp.lathe:9:9"}: name where an
+   output (or a parameter's update) is the node, loc with the model file's base name where it has one. */
+static json_t *check_json(const Graph *g, const Node *n) {
+    char id[24];
+    snprintf(id, sizeof id, "%%%d", n->id);
+    json_t *c = json_pack("{s:s, s:s}", "node", id, "op", ir_op_name(n->op));
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].value == n) {
+            json_t *name = json_string(g->outputs[i].name);
+            if (name)
+                json_object_set_new(c, "name", name);
+            break;
+        }
+    if (n->loc.file) {
+        const char *base = strrchr(n->loc.file, '/');
+        char loc[512];
+        snprintf(loc, sizeof loc, "%s:%d:%d", base ? base + 1 : n->loc.file, n->loc.line, n->loc.col);
+        json_t *l = json_string(loc);
+        if (l) /* a file name that is not UTF-8 goes without */
+            json_object_set_new(c, "loc", l);
+    }
+    return c;
+}
+
+static json_t *checks_json(const Graph *g) {
+    int n = cg_anomaly_checks(g, NULL);
+    const Node **nodes = calloc((size_t)n + 1, sizeof *nodes);
+    if (!nodes)
+        LATHE_UNREACHABLE("out of memory");
+    cg_anomaly_checks(g, nodes);
+    json_t *list = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(list, check_json(g, nodes[i]));
+    free(nodes);
+    return list;
+}
+
 static json_t *graph_json(const Graph *g) {
     int64_t c = 0, per_n = 0;
     pass_memplan_size(g, &c, &per_n);
@@ -144,8 +198,8 @@ static json_t *graph_json(const Graph *g) {
     pass_memplan_sizes(g, &ms);
     json_t *memory = json_pack("{s:I, s:I, s:[I,I]}", "params", (json_int_t)ms.params, "state", (json_int_t)ms.state,
                                "inputs", (json_int_t)ms.inputs_c, (json_int_t)ms.inputs_n);
-    return json_pack("{s:[I,I], s:i, s:o, s:o}", "arena", (json_int_t)c, (json_int_t)per_n, "kernels",
-                     kernel_count(g), "args", list, "memory", memory);
+    return json_pack("{s:[I,I], s:i, s:o, s:o, s:o}", "arena", (json_int_t)c, (json_int_t)per_n, "kernels",
+                     kernel_count(g), "args", list, "memory", memory, "checks", checks_json(g));
 }
 
 char *cg_manifest(Arena *a, const Program *p, Diag *d) {

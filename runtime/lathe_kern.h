@@ -130,6 +130,16 @@ int lathe_pool_thread_index(void);
    the work; 0 restores the normal rule. */
 void lathe_pool_test_split(int parts);
 
+/* ---------------------------------------------------------------- non-finite checks (runtime/kern_anomaly.c)
+   After each kernel call a graph entry does
+       if (lathe_anomaly_on) lathe_check_finite(out, count, dtype, graph, check);
+   for each float output the kernel writes: count its elements (N bound), dtype ir.h's DType number (0 f32,
+   1 f64), graph 0 train, 1 grads, 2 eval, 3 predict (-1 another), check the output's index in the graph's
+   "checks" of the manifest. The first non-finite value is recorded and turns lathe_anomaly_on off until the
+   runtime takes it (rt_anomaly_take), so a disabled or already-tripped check costs one load and a branch. */
+extern int lathe_anomaly_on;
+void lathe_check_finite(const void *p, int64_t count, int32_t dtype, int32_t graph, int32_t check);
+
 /* Every kernel, ending with {NULL, NULL}. */
 extern const LatheKernSymbol lathe_kern_symbols[];
 /* Every _range entry point, ending with {NULL, NULL}. */

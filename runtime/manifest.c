@@ -110,6 +110,26 @@ static int parse_tensor(json_t *j, RtTensorSpec *t, const char *where, RtErr *e)
     return rt_errf(e, "manifest: %s '%s': unknown role '%s'", where, t->name, role);
 }
 
+/* The outputs that --detect-anomaly checks (kern_anomaly.c), by check id; none in a manifest without them. */
+static int parse_checks(json_t *checks, RtGraph *g, RtErr *e) {
+    if (!checks)
+        return RT_OK;
+    if (!json_is_array(checks))
+        return rt_errf(e, "manifest: graph '%s': checks is not a list", g->name);
+    g->nchecks = (int)json_array_size(checks);
+    g->checks = calloc((size_t)g->nchecks + 1, sizeof *g->checks);
+    if (!g->checks)
+        return rt_errf(e, "out of memory");
+    for (int i = 0; i < g->nchecks; i++) {
+        json_t *c = json_array_get(checks, (size_t)i);
+        if (!json_is_object(c))
+            return rt_errf(e, "manifest: graph '%s': check %d is not an object", g->name, i);
+        g->checks[i] = (RtCheck){.node = str_field(c, "node", "?"), .op = str_field(c, "op", "?"),
+                                 .name = str_field(c, "name", NULL), .loc = str_field(c, "loc", NULL)};
+    }
+    return RT_OK;
+}
+
 static int parse_graph(json_t *graphs, const char *name, RtGraph *g, RtErr *e) {
     memset(g, 0, sizeof *g);
     g->name = name;
@@ -131,6 +151,8 @@ static int parse_graph(json_t *graphs, const char *name, RtGraph *g, RtErr *e) {
     for (int i = 0; i < g->nargs; i++)
         if (parse_tensor(json_array_get(args, (size_t)i), &g->args[i], name, e) != RT_OK)
             return RT_ERR;
+    if (parse_checks(json_object_get(j, "checks"), g, e) != RT_OK)
+        return RT_ERR;
     g->present = true;
     return RT_OK;
 }
@@ -209,10 +231,11 @@ int rt_manifest_parse(RtManifest *m, const char *text, RtErr *e) {
 void rt_manifest_free(RtManifest *m) {
     free(m->inputs);
     free(m->params);
-    free(m->train.args);
-    free(m->grads.args);
-    free(m->eval.args);
-    free(m->predict.args);
+    RtGraph *gs[4] = {&m->train, &m->grads, &m->eval, &m->predict};
+    for (int i = 0; i < 4; i++) {
+        free(gs[i]->args);
+        free(gs[i]->checks);
+    }
     json_decref(m->root);
     memset(m, 0, sizeof *m);
 }

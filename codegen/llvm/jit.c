@@ -1,6 +1,7 @@
 /* jit.c: one graph compiled in memory with MCJIT, for the tests that run generated code against the
-   interpreter. The functions the kernels call (OpenBLAS, libm, the runtime's kernels of lathe_kern.h) are
-   registered by address, so they resolve whether or not the test executable's linker kept them. */
+   interpreter. The functions the kernels call (OpenBLAS, libm, the runtime's kernels of lathe_kern.h) and
+   the entries' anomaly check (lathe_check_finite and its switch lathe_anomaly_on) are registered by address,
+   so they resolve whether or not the test executable's linker kept them. */
 #include "cg_llvm.h"
 
 #include "../../runtime/lathe_kern.h"
@@ -27,6 +28,8 @@ static void register_symbols(void) {
     LLVMAddSymbol("cblas_dgemm", (void *)cblas_dgemm);
     LLVMAddSymbol("lathe_run_kernel", (void *)lathe_run_kernel);
     LLVMAddSymbol("lathe_parallel_for", (void *)lathe_parallel_for);
+    LLVMAddSymbol("lathe_check_finite", (void *)lathe_check_finite);
+    LLVMAddSymbol("lathe_anomaly_on", (void *)&lathe_anomaly_on);
     LLVMAddSymbol("expf", (void *)expf);
     LLVMAddSymbol("exp", (void *)exp);
     LLVMAddSymbol("logf", (void *)logf);

@@ -274,9 +274,12 @@ void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn) {
 
 typedef struct Entry {
     CgCtx *c;
-    LLVMValueRef args, n, arena;
+    LLVMValueRef fn, args, n, arena;
     LLVMValueRef *addr; /* i8* of each node's buffer, by id (NULL: a fused member has none) */
     LLVMValueRef run_kernel;
+    LLVMValueRef anomaly_on, check_finite; /* lathe_kern.h's non-finite check */
+    int *check_of;      /* each node's index in the graph's checks (cg_anomaly_checks), by id; -1: none */
+    int graph_code;     /* lathe_check_finite's graph: 0 train, 1 grads, 2 eval, 3 predict, -1 another */
 } Entry;
 
 static const Node *buffer_owner(const Node *n) {
@@ -473,6 +476,69 @@ static void call_kernel(Entry *e, const CgKernel *k, LLVMValueRef fn, const CgCo
     LLVMBuildCall2(c->b, LLVMGlobalGetValueType(e->run_kernel), e->run_kernel, args, 5, "");
 }
 
+/* After kernel k: if (lathe_anomaly_on) lathe_check_finite(out, count, dtype, graph, check) for each of its
+   checked outputs, so that with checking off a kernel costs one more load and branch. An SGD-fused GEMM
+   writes its root alone (its anchor's buffer stays unwritten). */
+static void check_outputs(Entry *e, const CgKernel *k) {
+    CgCtx *c = e->c;
+    const Node *outs[CG_MAX_MEMBERS];
+    int nouts = 0;
+    for (int i = 0; i < k->nmembers; i++) {
+        const Node *m = k->members[i];
+        if (k->materialized[i] && e->check_of[m->id] >= 0 && e->addr[m->id] && (!k->sgd_gemm || m == k->root))
+            outs[nouts++] = m;
+    }
+    if (nouts == 0)
+        return;
+    LLVMBasicBlockRef check = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "check");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "next");
+    LLVMValueRef on = LLVMBuildLoad2(c->b, c->t_i32, e->anomaly_on, "anomaly_on");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, on, LLVMConstInt(c->t_i32, 0, false), ""), check, next);
+    LLVMPositionBuilderAtEnd(c->b, check);
+    for (int i = 0; i < nouts; i++) {
+        const Node *m = outs[i];
+        LLVMValueRef count = LLVMConstInt(c->t_i64, (unsigned long long)ir_shape_numel_per_n(&m->shape), false);
+        if (ir_shape_has_n(&m->shape))
+            count = LLVMBuildMul(c->b, count, e->n, "");
+        LLVMValueRef args[5] = {e->addr[m->id], count, LLVMConstInt(c->t_i32, (unsigned long long)m->dtype, false),
+                                LLVMConstInt(c->t_i32, (unsigned long long)(int64_t)e->graph_code, true),
+                                LLVMConstInt(c->t_i32, (unsigned long long)e->check_of[m->id], false)};
+        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(e->check_finite), e->check_finite, args, 5, "");
+    }
+    LLVMBuildBr(c->b, next);
+    LLVMPositionBuilderAtEnd(c->b, next);
+}
+
+static LLVMValueRef declare_check_finite(CgCtx *c) {
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, "lathe_check_finite");
+    if (f)
+        return f;
+    LLVMTypeRef ps[5] = {c->t_ptr, c->t_i64, c->t_i32, c->t_i32, c->t_i32};
+    f = LLVMAddFunction(c->mod, "lathe_check_finite", LLVMFunctionType(c->t_void, ps, 5, false));
+    /* cold: the checks' blocks stay out of the way of the kernel calls */
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("cold", 4), 0));
+    return f;
+}
+
+static LLVMValueRef declare_anomaly_on(CgCtx *c) {
+    LLVMValueRef v = LLVMGetNamedGlobal(c->mod, "lathe_anomaly_on");
+    if (v)
+        return v;
+    v = LLVMAddGlobal(c->mod, c->t_i32, "lathe_anomaly_on");
+    LLVMSetLinkage(v, LLVMExternalLinkage);
+    return v;
+}
+
+/* lathe_check_finite's graph number of a graph named name */
+static int graph_code(const char *name) {
+    static const char *names[4] = {"train", "grads", "eval", "predict"};
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 static LLVMValueRef declare_run_kernel(CgCtx *c) {
     LLVMValueRef f = LLVMGetNamedFunction(c->mod, "lathe_run_kernel");
     if (f)
@@ -491,11 +557,21 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
         LLVMBuildRetVoid(c->b);
         return true;
     }
-    Entry e = {.c = c, .args = LLVMGetParam(fn, 0), .n = LLVMGetParam(fn, 1), .arena = LLVMGetParam(fn, 2)};
+    Entry e = {.c = c, .fn = fn, .args = LLVMGetParam(fn, 0), .n = LLVMGetParam(fn, 1), .arena = LLVMGetParam(fn, 2)};
     e.run_kernel = declare_run_kernel(c);
+    e.check_finite = declare_check_finite(c);
+    e.anomaly_on = declare_anomaly_on(c);
+    e.graph_code = graph_code(g->name);
     e.addr = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, sizeof *e.addr);
-    if (!e.addr)
+    e.check_of = malloc((g->nnodes > 0 ? (size_t)g->nnodes : 1) * sizeof *e.check_of);
+    const Node **checked = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, sizeof *checked);
+    if (!e.addr || !e.check_of || !checked)
         out_of_memory();
+    for (int i = 0; i < g->nnodes; i++)
+        e.check_of[i] = -1;
+    for (int i = 0, nchecks = cg_anomaly_checks(g, checked); i < nchecks; i++)
+        e.check_of[checked[i]->id] = i;
+    free(checked);
     LLVMPositionBuilderAtEnd(c->b, bb);
     for (int i = 0; i < g->nnodes; i++)
         if (g->nodes[i]->mem.kind != MEM_FUSED)
@@ -515,11 +591,15 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
         LLVMValueRef kfn = cached_kernel(c, &k, &cnt);
         if (!kfn) {
             free(e.addr);
+            free(e.check_of);
             return false;
         }
         LLVMPositionBuilderAtEnd(c->b, bb);
         call_kernel(&e, &k, kfn, &cnt);
+        check_outputs(&e, &k);
+        bb = LLVMGetInsertBlock(c->b); /* where the next kernel's call goes */
     }
+    LLVMPositionBuilderAtEnd(c->b, bb);
 
     int nargs = ir_graph_args(g, NULL);
     GraphArg *args = calloc(nargs > 0 ? (size_t)nargs : 1, sizeof *args);
@@ -546,6 +626,7 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
     }
     free(args);
     free(e.addr);
+    free(e.check_of);
     LLVMBuildRetVoid(c->b);
     return true;
 }
