@@ -5,6 +5,7 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "../runtime/train.h"
+#include "sweep.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +23,9 @@ static const char usage[] =
     "  ir MODEL               print the IR after the whole pipeline (--after PASS: after that pass;\n"
     "                         --dot: as Graphviz)\n"
     "  opt FILE.ir --pass P   run passes over a text IR file and print the result (for pass tests)\n"
+    "  sweep MODEL --grid KEY=V1,V2,... | --random N KEY=DIST  [-- FLAGS]\n"
+    "                         compile once, train once per trial of recipe values, rank the trials\n"
+    "                         (lathe sweep --help for its options)\n"
     "\n"
     "options:\n"
     "  -o, --output FILE      the executable to write (compile)\n"
@@ -39,6 +43,7 @@ static const char usage[] =
     "  lathe compile models/fashion_mlp.lathe -o fashion_mlp\n"
     "  ./fashion_mlp train --data /usr/share/datasets/fashion-mnist --checkpoint-dir ckpt\n"
     "  lathe ir models/fashion_mlp.lathe --after autodiff\n"
+    "  lathe sweep models/fashion_mlp.lathe --grid lr=1e-3,1e-2 --grid batch=64,128 -- --data DIR --epochs 1\n"
     "\n"
     "exit status: 0 success, 1 an error in the input (reported with its location), 2 bad usage\n";
 
@@ -364,9 +369,24 @@ static int cmd_opt(const Options *o, Arena *a, Diag *d) {
     return 0;
 }
 
+/* `lathe compile MODEL -o EXE` for lathe sweep (cli/sweep.h) */
+static int compile_for_sweep(const char *model, const char *exe) {
+    Options o = {.command = "compile", .input = model, .output = exe, .opt_level = 3};
+    Arena *a = arena_new();
+    Diag *d = diag_new(stderr);
+    int rc = cmd_compile(&o, a, d);
+    if (rc == 0 && diag_error_count(d) > 0)
+        rc = 1;
+    diag_free(d);
+    arena_free(a);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return bad_usage("no command given%s", "");
+    if (strcmp(argv[1], "sweep") == 0) /* its own options, and the trials' after -- */
+        return sweep_main(argc - 1, argv + 1, compile_for_sweep);
     Options o = {0};
     if (argv[1][0] == '-') {
         int rc = parse_options(argc, argv, &o);

@@ -96,10 +96,12 @@ bool cg_link(const char *object, const char *output, Diag *d) {
     argv[argc++] = tmp;
     argv[argc++] = object;
     argv[argc++] = runtime;
-    /* jansson and libpng statically: a produced executable needs nothing a user must install but OpenBLAS and zlib */
+    /* jansson, libpng and protobuf-c statically: a produced executable needs nothing a user must install but
+       OpenBLAS and zlib */
     argv[argc++] = "-Wl,-Bstatic";
     argv[argc++] = "-ljansson";
-    argv[argc++] = "-lpng16"; /* the image-folder data source */
+    argv[argc++] = "-lpng16";      /* the image-folder data source */
+    argv[argc++] = "-lprotobuf-c"; /* TensorBoard event files */
     argv[argc++] = "-Wl,-Bdynamic";
     argv[argc++] = "-lopenblas";
     argv[argc++] = "-lz";

@@ -273,7 +273,11 @@ static int positional(const RVal *call) {
    first `required` must be given. The compiler checks what fixes the graphs' inputs (the source's kind, its
    label type, text's context) and the kinds of the arguments; the runtime reads the rest. */
 
-typedef enum { A_FILE, A_NUM, A_INT, A_BOOL, A_TOKENS, A_SHAPE, A_ANY } SourceArgKind;
+/* A_COLUMN: an int (negative from the end) or a header name; A_COLUMNS: a non-empty list of them; A_LABELS:
+   csv's "auto", "numeric" or "categorical"; A_CHAR: a string of one byte */
+typedef enum {
+    A_FILE, A_NUM, A_INT, A_BOOL, A_TOKENS, A_SHAPE, A_COLUMN, A_COLUMNS, A_LABELS, A_CHAR, A_ANY
+} SourceArgKind;
 
 typedef struct SourceArg {
     const char *name;
@@ -282,7 +286,7 @@ typedef struct SourceArg {
     const char *want;  /* "an int >= 1", for messages */
 } SourceArg;
 
-#define SOURCE_MAX_ARGS 6
+#define SOURCE_MAX_ARGS 7
 
 typedef struct SourceKind {
     const char *name, *usage;
@@ -300,11 +304,16 @@ static const SourceKind sources[] = {
       {"tokens", A_TOKENS, 0, 0, "\"bytes\" or \"chars\""},
       {"lines", A_BOOL, 0, 0, "true or false"},
       {"pad", A_INT, 0, INT32_MAX, "an int >= 0"}}},
-    {"csv", "csv(file, header = BOOL, label_column = INT, regression = BOOL)", 1, 4,
+    {"csv", "csv(file, header = BOOL, label_column = INT or NAME, regression = BOOL, features = [INT or NAME, ...], "
+            "labels = \"auto\", delimiter = \",\")", 1, 7,
      {{"file", A_FILE, 0, 0, NULL},
       {"header", A_BOOL, 0, 0, "true or false"},
-      {"label_column", A_INT, -(1 << 24), 1 << 24, "an int (negative from the end)"},
-      {"regression", A_BOOL, 0, 0, "true or false"}}},
+      {"label_column", A_COLUMN, -(1 << 24), 1 << 24, "an int (negative from the end) or a header name"},
+      {"regression", A_BOOL, 0, 0, "true or false"},
+      {"features", A_COLUMNS, -(1 << 24), 1 << 24,
+       "a list of column indices (negative from the end) or header names, such as [0, 2] or [\"sepal_length\"]"},
+      {"labels", A_LABELS, 0, 0, "\"auto\", \"numeric\" or \"categorical\""},
+      {"delimiter", A_CHAR, 0, 0, "one character such as \",\", \";\" or \"\\t\", not a quote or a line end"}}},
     {"npy", "npy(x, y = FILE, scale = NUMBER, regression = BOOL, label_shape = [K])", 1, 5,
      {{"x", A_FILE, 0, 0, NULL},
       {"y", A_FILE, 0, 0, NULL},
@@ -339,6 +348,11 @@ static const RVal *source_arg(const RVal *v, const SourceKind *s, const char *na
     LATHE_UNREACHABLE("a source argument that its table does not list");
 }
 
+/* A column of a csv: a header name, or an index in sa's range */
+static bool is_column(const RVal *a, const SourceArg *sa) {
+    return a->kind == RV_STR || (is_int(a) && a->num >= (double)sa->min && a->num <= (double)sa->max);
+}
+
 static bool check_source_arg(Lower *L, const RVal *v, const SourceArg *sa, const RVal *a) {
     Eval *E = &L->E;
     bool ok = true;
@@ -353,6 +367,17 @@ static bool check_source_arg(Lower *L, const RVal *v, const SourceArg *sa, const
     case A_INT: ok = is_int(a) && a->num >= (double)sa->min && a->num <= (double)sa->max; break;
     case A_BOOL: ok = a->kind == RV_BOOL; break;
     case A_TOKENS: ok = a->kind == RV_STR && (!strcmp(a->str, "bytes") || !strcmp(a->str, "chars")); break;
+    case A_COLUMN: ok = is_column(a, sa); break;
+    case A_COLUMNS:
+        ok = a->kind == RV_LIST && a->nitems >= 1;
+        for (int i = 0; ok && i < a->nitems; i++)
+            ok = is_column(a->items[i], sa);
+        break;
+    case A_LABELS:
+        ok = a->kind == RV_STR && (!strcmp(a->str, "auto") || !strcmp(a->str, "numeric") ||
+                                   !strcmp(a->str, "categorical"));
+        break;
+    case A_CHAR: ok = a->kind == RV_STR && strlen(a->str) == 1 && !strchr("\"\n\r", a->str[0]); break;
     case A_SHAPE:
         ok = a->kind == RV_LIST && a->nitems >= 1 && a->nitems < IR_MAX_RANK;
         for (int i = 0; ok && i < a->nitems; i++)
@@ -362,6 +387,24 @@ static bool check_source_arg(Lower *L, const RVal *v, const SourceArg *sa, const
     }
     if (!ok)
         return sema_error(E, a->loc, "%s's %s must be %s", v->str, sa->name, sa->want), false;
+    return true;
+}
+
+/* csv's arguments that depend on each other: column names need the header, regression numeric labels. */
+static bool check_csv(Lower *L, const RVal *v, const SourceKind *s) {
+    const RVal *h = source_arg(v, s, "header"), *a = source_arg(v, s, "label_column");
+    const RVal *f = source_arg(v, s, "features"), *reg = source_arg(v, s, "regression");
+    const RVal *lb = source_arg(v, s, "labels");
+    bool header = !h || h->num;
+    const RVal *named = a && a->kind == RV_STR ? a : NULL;
+    for (int i = 0; !named && f && i < f->nitems; i++)
+        named = f->items[i]->kind == RV_STR ? f->items[i] : NULL;
+    if (named && !header)
+        return sema_error(&L->E, named->loc, "csv's column \"%s\" is a header name, which needs header = true (or "
+                          "give the column's index)", named->str), false;
+    if (reg && reg->num && lb && !strcmp(lb->str, "categorical"))
+        return sema_error(&L->E, lb->loc, "csv(..., regression = true) reads numbers as labels, not labels = "
+                          "\"categorical\""), false;
     return true;
 }
 
@@ -392,6 +435,8 @@ static bool check_source(Lower *L, const char *key, const RVal *v) {
             return false;
     }
     const RVal *a;
+    if (!strcmp(s->name, "csv") && !check_csv(L, v, s))
+        return false;
     if (!strcmp(s->name, "npy") && (a = source_arg(v, s, "label_shape"))) {
         const RVal *reg = source_arg(v, s, "regression");
         if (!reg || !reg->num)
@@ -447,8 +492,12 @@ static bool check_source_input(Lower *L, const RVal *data) {
         if (x->dtype != DT_I64 || !ir_shape_eq(&x->shape, &s))
             want = sema_type_str(&L->E, DT_I64, &s);
     } else if (!strcmp(k->name, "csv")) {
+        const RVal *f = source_arg(data, k, "features");
+        Shape s = ir_shape(2, (int64_t[]){IR_DIM_N, f ? f->nitems : 0});
         if (x->dtype != DT_F32 || x->shape.rank != 2 || x->shape.dim[0] != IR_DIM_N || x->shape.dim[1] == IR_DIM_N)
-            want = "f32[N,FEATURES]";
+            want = f ? sema_type_str(&L->E, DT_F32, &s) : "f32[N,FEATURES]";
+        else if (f && x->shape.dim[1] != f->nitems)
+            want = arena_printf(L->E.a, "%s (one value a column of features)", sema_type_str(&L->E, DT_F32, &s));
     } else if (!strcmp(k->name, "generate")) {
         Shape s = ir_shape(2, (int64_t[]){IR_DIM_N, 1});
         if (x->dtype != DT_F32 || !ir_shape_eq(&x->shape, &s))

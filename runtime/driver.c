@@ -3,14 +3,18 @@
 #include "rt.h"
 #include "lathe_kern.h"
 #include "rexpr.h"
+#include "tb.h"
 #include "train.h"
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct Run {
     const char *prog;
@@ -32,8 +36,27 @@ static int bind_eval(Run *r, RtBinding *b, const RtGraph *g, int64_t max_n) {
     return RT_OK;
 }
 
+/* The message is one line whatever it quotes: a control character of a --set value or a file name (a
+   newline) is written as an escape (\n, \x01). */
+static void print_error(const char *prog, const char *msg) {
+    fprintf(stderr, "%s: error: ", prog);
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p == '\n')
+            fputs("\\n", stderr);
+        else if (*p == '\t')
+            fputs("\\t", stderr);
+        else if (*p == '\r')
+            fputs("\\r", stderr);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(stderr, "\\x%02x", *p);
+        else
+            fputc(*p, stderr);
+    }
+    fputc('\n', stderr);
+}
+
 static int fail(Run *r, int status) {
-    fprintf(stderr, "%s: error: %s\n", r->prog, r->err.msg);
+    print_error(r->prog, r->err.msg);
     return status;
 }
 
@@ -90,9 +113,9 @@ static int load_checkpoint(Run *r, const char *path, json_t **meta) {
     free(ts);
     if (rc == RT_OK) {
         const char *h = json_string_value(json_object_get(*meta, "hash"));
-        if (h && strcmp(h, r->m.hash) != 0)
-            fprintf(stderr, "%s: warning: %s was written by a model with hash %s, this one has %s\n", r->prog, path,
-                    h, r->m.hash);
+        if (h && strcmp(h, r->m.hash) != 0) /* resuming another model's run */
+            return rt_errf(&r->err, "%s: written by a model with hash %s, this one has %s: --resume continues a run of "
+                                    "the same model (--init-from starts from another's weights)", path, h, r->m.hash);
     }
     return rc;
 }
@@ -116,7 +139,7 @@ static int meta_count(Run *r, json_t *meta, const char *key, int64_t *out) {
 
 /* Where a run stands after an epoch: what --resume needs besides the tensors. */
 typedef struct Progress {
-    int64_t epochs, optimizer_steps;
+    int64_t epochs, batch, optimizer_steps; /* batch: batches of the current epoch done (a mid-epoch checkpoint) */
     double best;          /* the monitored value of the best epoch (NAN: none yet) */
     int64_t best_epoch, wait;
 } Progress;
@@ -132,6 +155,7 @@ static int save_checkpoint(Run *r, const char *dir, const char *file, const Prog
     snprintf(path, sizeof path, "%s/%s", dir, file);
     json_t *meta = json_object();
     meta_int(meta, "epoch", pg->epochs);
+    meta_int(meta, "batch", pg->batch);
     meta_int(meta, "step", r->md.step);
     meta_int(meta, "optimizer_steps", pg->optimizer_steps);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)r->cfg.seed);
@@ -154,6 +178,141 @@ static int save_checkpoint(Run *r, const char *dir, const char *file, const Prog
 }
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* The temporary files of checkpoint writes that a killed run left in dir (".NAME.tmp-PID" of a process that is
+   gone): a complete checkpoint is never among them, so they go. */
+static void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *t = de->d_name[0] == '.' ? strstr(de->d_name, ".safetensors.tmp-") : NULL;
+        char *end;
+        long pid = t ? strtol(t + 17, &end, 10) : 0;
+        if (!t || pid <= 0 || *end || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+/* --keep K: the K most recent checkpoint-STEP.safetensors stay, older ones go. */
+static void prune_checkpoints(const char *dir, int64_t keep) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    int64_t steps[4096];
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 4096) {
+        long long k;
+        char tail[32];
+        if (sscanf(de->d_name, "checkpoint-%lld.%31s", &k, tail) == 2 && !strcmp(tail, "safetensors"))
+            steps[n++] = k;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++)
+            newer += steps[j] > steps[i];
+        if (newer >= keep) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/checkpoint-%lld.safetensors", dir, (long long)steps[i]);
+            unlink(path);
+        }
+    }
+}
+
+/* Writes the checkpoint of pg: DIR/last.safetensors, and with --keep K also DIR/checkpoint-STEP.safetensors
+   (the K most recent kept). Each file is written whole and renamed into place: what is on disk is always a
+   complete checkpoint. */
+static int write_checkpoints(Run *r, const Progress *pg) {
+    const char *dir = r->cfg.checkpoint_dir;
+    if (save_checkpoint(r, dir, "last.safetensors", pg) != RT_OK)
+        return RT_ERR;
+    if (r->cfg.keep <= 0)
+        return RT_OK;
+    char name[64];
+    snprintf(name, sizeof name, "checkpoint-%lld.safetensors", (long long)r->md.step);
+    if (save_checkpoint(r, dir, name, pg) != RT_OK)
+        return RT_ERR;
+    prune_checkpoints(dir, r->cfg.keep);
+    return RT_OK;
+}
+
+/* What the trainer's step checkpoints need from the train command. */
+typedef struct StepCkpt {
+    Run *r;
+    RtTrainer *tr;
+    double best;
+    int64_t best_epoch, wait;
+} StepCkpt;
+
+static int step_checkpoint(void *ctx, int64_t epoch, int64_t batches_done, RtErr *e) {
+    StepCkpt *sc = ctx;
+    Progress pg = {epoch, batches_done, sc->tr->has_opt ? sc->tr->opt.steps : sc->r->md.step, sc->best,
+                   sc->best_epoch, sc->wait};
+    (void)e; /* save_checkpoint reports into the run's own error */
+    return write_checkpoints(sc->r, &pg);
+}
+
+/* --init-from: the matching tensors of another model's file, reported as load_state_dict(strict=False)
+   reports them. The optimizer's state starts fresh. */
+static int init_from(Run *r) {
+    const RtConfig *c = &r->cfg;
+    RtTensor *ts = rt_model_tensors(&r->md);
+    if (!ts)
+        return rt_errf(&r->err, "out of memory");
+    RtStInit init = {.nmap = c->ninit_map, .from = (const char *const *)c->init_map_from,
+                     .to = (const char *const *)c->init_map_to};
+    int rc = rt_st_init_from(c->init_from, ts, r->m.nparams, &init, &r->err);
+    free(ts);
+    if (rc != RT_OK)
+        return RT_ERR;
+    printf("Loaded %d of %d tensors from %s\n", init.loaded, r->m.nparams, c->init_from);
+    printf("  missing (kept as initialized): %s\n", init.missing ? init.missing : "none");
+    printf("  unexpected (not in the model): %s\n", init.unexpected ? init.unexpected : "none");
+    rt_st_init_free(&init);
+    return RT_OK;
+}
+
+/* --log-csv: a header of the first epoch's keys (numbers, booleans and nulls; arrays left out), then a row
+   per epoch in that order. An existing file (a resumed run) keeps its header. */
+static int write_csv_row(FILE *f, json_t *o, bool header) {
+    const char *key;
+    json_t *v;
+    bool first = true;
+    if (header) {
+        json_object_foreach(o, key, v) {
+            if (json_is_array(v) || json_is_object(v))
+                continue;
+            fprintf(f, "%s%s", first ? "" : ",", key);
+            first = false;
+        }
+        fprintf(f, "\n");
+        first = true;
+    }
+    json_object_foreach(o, key, v) {
+        if (json_is_array(v) || json_is_object(v))
+            continue;
+        if (!first)
+            fputc(',', f);
+        first = false;
+        if (json_is_integer(v))
+            fprintf(f, "%lld", (long long)json_integer_value(v));
+        else if (json_is_real(v))
+            fprintf(f, "%.10g", json_real_value(v));
+        else if (json_is_boolean(v))
+            fputs(json_is_true(v) ? "true" : "false", f);
+        else if (json_is_string(v))
+            fprintf(f, "%s", json_string_value(v));
+    }
+    fprintf(f, "\n");
+    return fflush(f) == 0 && !ferror(f) ? RT_OK : RT_ERR;
+}
 
 /* JSON has no NaN: a diverged loss is logged as null */
 static json_t *number(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -236,6 +395,14 @@ static void free_validation(Validation *v) {
     free(v->val_idx);
 }
 
+/* After an evaluation pass: with --detect-anomaly, a non-finite kernel output of the eval graph stops the run;
+   without, the checks are off and nothing is recorded. */
+static int eval_anomaly(Run *r, const RtBinding *eb) {
+    if (!r->cfg.detect_anomaly)
+        return RT_OK;
+    return rt_anomaly_check_run(eb, &r->md, -1, false, false, &r->err);
+}
+
 static int cmd_train(Run *r) {
     RtConfig *c = &r->cfg;
     RtDataset train = {0}, test = {0};
@@ -245,18 +412,33 @@ static int cmd_train(Run *r) {
     RtBinding eb = {0};
     RtMetrics vs = {0}, ts = {0};
     RtEarlyStop es;
-    FILE *log = NULL;
+    FILE *log = NULL, *csv = NULL;
+    bool csv_header = true;
+    RtTb tb = {0};
     json_t *meta = NULL;
     int status = 1;
-    int64_t start_epoch = 0, best_epoch = 0, wait = 0;
+    int64_t start_epoch = 0, start_batch = 0, best_epoch = 0, wait = 0;
     double best = NAN;
     if (rt_early_stop_parse(c->recipe, &es, &r->err) != RT_OK) {
         status = 2;
         goto done;
     }
+    /* a resumed run takes its seed before anything is drawn (the validation split, the loader's transforms) */
+    if (c->resume) {
+        int64_t seed = (int64_t)c->seed;
+        if (rt_st_read_meta(c->resume, &meta, &r->err) != RT_OK || meta_count(r, meta, "seed", &seed) != RT_OK)
+            goto done;
+        if (!c->seed_given)
+            c->seed = (uint64_t)seed;
+        json_decref(meta);
+        meta = NULL;
+    }
     if (load_data(r, &c->train_data, "data", &train) != RT_OK || load_validation(r, &train, &val) != RT_OK)
         goto done;
-    if (c->test_data.present && load_data(r, &c->test_data, "test", &test) != RT_OK)
+    if (c->test_data.present && (load_data(r, &c->test_data, "test", &test) != RT_OK ||
+                                 rt_dataset_same_classes(&train, &test, &r->err) != RT_OK))
+        goto done;
+    if (val.has_own && rt_dataset_same_classes(&train, &val.own, &r->err) != RT_OK)
         goto done;
     int64_t ntrain = val.train_idx ? val.ntrain : train.count;
     if (rt_trainer_open(&tr, &r->md, c, &train, val.train_idx, ntrain, &r->err) != RT_OK) {
@@ -273,27 +455,53 @@ static int cmd_train(Run *r) {
         if (load_checkpoint(r, c->resume, &meta) != RT_OK)
             goto done;
         start_epoch = -1;
-        int64_t seed = (int64_t)c->seed, steps = 0;
-        if (meta_count(r, meta, "epoch", &start_epoch) || meta_count(r, meta, "step", &r->md.step) ||
-            meta_count(r, meta, "seed", &seed) || meta_count(r, meta, "optimizer_steps", &steps) ||
+        int64_t steps = 0;
+        if (meta_count(r, meta, "epoch", &start_epoch) || meta_count(r, meta, "batch", &start_batch) ||
+            meta_count(r, meta, "step", &r->md.step) || meta_count(r, meta, "optimizer_steps", &steps) ||
             meta_count(r, meta, "best_epoch", &best_epoch) || meta_count(r, meta, "wait", &wait))
             goto done;
         if (start_epoch < 0) {
             rt_errf(&r->err, "%s: the metadata has no epoch count to resume from", c->resume);
             goto done;
         }
+        if (start_batch >= tr.steps_per_epoch * (tr.ospec.accumulate > 0 ? tr.ospec.accumulate : 1) + 1) {
+            rt_errf(&r->err, "%s: batch %lld of the epoch is past the epoch's batches at this batch size (resume with "
+                             "the run's --batch and --limit)", c->resume, (long long)start_batch);
+            goto done;
+        }
         if (tr.has_opt)
             tr.opt.steps = steps;
+        tr.start_batch = start_batch;
         const char *b = json_string_value(json_object_get(meta, "best"));
         best = b ? strtod(b, NULL) : NAN;
-        if (!c->seed_given)
-            c->seed = (uint64_t)seed;
+    } else if (c->init_from && init_from(r) != RT_OK) {
+        goto done;
     }
     if (c->checkpoint_dir && mkdir_p(c->checkpoint_dir, &r->err) != RT_OK)
         goto done;
+    if (c->checkpoint_dir)
+        remove_stale_temporaries(c->checkpoint_dir);
     if (c->log_json && !(log = fopen(c->log_json, "a"))) {
         rt_errf(&r->err, "%s: cannot open: %s", c->log_json, strerror(errno));
         goto done;
+    }
+    if (c->log_csv) {
+        struct stat st;
+        csv_header = !(c->resume && stat(c->log_csv, &st) == 0 && st.st_size > 0);
+        if (!(csv = fopen(c->log_csv, csv_header ? "w" : "a"))) {
+            rt_errf(&r->err, "%s: cannot open: %s", c->log_csv, strerror(errno));
+            goto done;
+        }
+    }
+    if (c->tensorboard && rt_tb_open(&tb, c->tensorboard, &r->err) != RT_OK)
+        goto done;
+    rt_anomaly_enable(c->detect_anomaly);
+    tr.check_grads = c->detect_anomaly;
+    StepCkpt sc = {r, &tr, best, best_epoch, wait};
+    if (c->checkpoint_dir && c->checkpoint_every) {
+        tr.every = c->checkpoint_every;
+        tr.checkpoint = step_checkpoint;
+        tr.ctx = &sc;
     }
     printf("Optimizer: %s\n", rt_trainer_kind(&tr));
     if (start_epoch >= c->epochs)
@@ -310,10 +518,14 @@ static int cmd_train(Run *r) {
         printf("Train: %s, lr %g\n\n", line, tr.lr[0]);
         if (val.present) {
             rt_evaluate_scores(&eb, &r->md, val.has_own ? &val.own : &train, val.val_idx, val.nval, c->batch, &vs);
+            if (eval_anomaly(r, &eb) != RT_OK)
+                goto done;
             print_scores("Validation", &vs);
         }
         if (test.count) {
             rt_evaluate_scores(&eb, &r->md, &test, NULL, test.count, c->batch, &ts);
+            if (eval_anomaly(r, &eb) != RT_OK)
+                goto done;
             print_scores("Test Error", &ts);
         }
         fflush(stdout);
@@ -333,6 +545,16 @@ static int cmd_train(Run *r) {
             rt_errf(&r->err, "%s: cannot write: %s", c->log_json, strerror(errno));
             goto done;
         }
+        if (csv && write_csv_row(csv, o, csv_header) != RT_OK) {
+            json_decref(o);
+            rt_errf(&r->err, "%s: cannot write: %s", c->log_csv, strerror(errno));
+            goto done;
+        }
+        csv_header = false;
+        if (c->tensorboard && rt_tb_epoch(&tb, ep + 1, o, c->tb_histograms ? &r->md : NULL, &r->err) != RT_OK) {
+            json_decref(o);
+            goto done;
+        }
         json_decref(o);
         bool stop = false, better = false;
         if (es.present || val.present || test.count) {
@@ -349,10 +571,13 @@ static int cmd_train(Run *r) {
                 stop = true;
             }
         }
+        sc.best = best;
+        sc.best_epoch = best_epoch;
+        sc.wait = wait;
         if (c->checkpoint_dir) {
-            Progress pg = {ep + 1, tr.has_opt ? tr.opt.steps : r->md.step, best, best_epoch, wait};
+            Progress pg = {ep + 1, 0, tr.has_opt ? tr.opt.steps : r->md.step, best, best_epoch, wait};
             if ((better && save_checkpoint(r, c->checkpoint_dir, "best.safetensors", &pg) != RT_OK) ||
-                save_checkpoint(r, c->checkpoint_dir, "last.safetensors", &pg) != RT_OK)
+                write_checkpoints(r, &pg) != RT_OK)
                 goto done;
         }
         if (stop) {
@@ -368,6 +593,12 @@ done:
         rt_errf(&r->err, "%s: cannot write: %s", c->log_json, strerror(errno));
         status = 1;
     }
+    if (csv && fclose(csv) != 0 && status == 0) {
+        rt_errf(&r->err, "%s: cannot write: %s", c->log_csv, strerror(errno));
+        status = 1;
+    }
+    if (rt_tb_close(&tb, status == 0 ? &r->err : NULL) != RT_OK && status == 0)
+        status = 1;
     json_decref(meta);
     rt_metrics_close(&vs);
     rt_metrics_close(&ts);
@@ -381,8 +612,41 @@ done:
 }
 
 /* What eval and predict start with: the --weights checkpoint into the parameters, and the test set. */
+/* eval and predict's --weights: every parameter and buffer of the model, and nothing else but the state of
+   whichever optimizer trained it ("optimizer.*", which they do not need). */
+static int load_weights(Run *r, const char *path, json_t **meta) {
+    RtTensor *ts = rt_model_tensors(&r->md);
+    if (!ts)
+        return rt_errf(&r->err, "out of memory");
+    RtStInit init = {0};
+    int rc = rt_st_init_from(path, ts, r->m.nparams, &init, &r->err);
+    free(ts);
+    if (rc != RT_OK)
+        return RT_ERR;
+    if (init.missing) {
+        char first[256];
+        snprintf(first, sizeof first, "%s", init.missing);
+        first[strcspn(first, ",")] = 0;
+        rc = rt_errf(&r->err, "%s: missing tensor '%s'", path, first);
+    }
+    for (char *p = init.unexpected; rc == RT_OK && p && *p; p += strcspn(p, ","), p += strspn(p, ", ")) {
+        size_t n = strcspn(p, ",");
+        if (strncmp(p, "optimizer.", 10) != 0)
+            rc = rt_errf(&r->err, "%s: unexpected tensor '%.*s' (the model has no parameter of that name)", path,
+                         (int)n, p);
+    }
+    rt_st_init_free(&init);
+    if (rc == RT_OK && (rc = rt_st_read_meta(path, meta, &r->err)) == RT_OK) {
+        const char *h = json_string_value(json_object_get(*meta, "hash"));
+        if (h && strcmp(h, r->m.hash) != 0)
+            fprintf(stderr, "%s: warning: %s was written by a model with hash %s, this one has %s\n", r->prog, path,
+                    h, r->m.hash);
+    }
+    return rc;
+}
+
 static int load_weights_and_test(Run *r, json_t **meta, RtDataset *test) {
-    if (load_checkpoint(r, r->cfg.weights, meta) != RT_OK)
+    if (load_weights(r, r->cfg.weights, meta) != RT_OK)
         return RT_ERR;
     return load_data(r, &r->cfg.test_data, "test", test);
 }

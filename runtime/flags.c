@@ -16,7 +16,8 @@ static const char *commands[] = {"train", "eval", "predict", "info"};
 
 enum {
     OPT_EPOCHS = 256, OPT_BATCH, OPT_LR, OPT_SEED, OPT_SHUFFLE, OPT_NO_SHUFFLE, OPT_DATA, OPT_LIMIT, OPT_SET,
-    OPT_CKPT, OPT_LOG, OPT_RESUME, OPT_WEIGHTS, OPT_JSON, OPT_INDEX, OPT_THREADS, OPT_HELP = 'h'
+    OPT_CKPT, OPT_LOG, OPT_RESUME, OPT_WEIGHTS, OPT_JSON, OPT_INDEX, OPT_THREADS, OPT_CKPT_EVERY, OPT_KEEP,
+    OPT_INIT_FROM, OPT_INIT_MAP, OPT_LOG_CSV, OPT_TB, OPT_TB_HIST, OPT_ANOMALY, OPT_HELP = 'h'
 };
 
 static const struct option options[] = {
@@ -36,6 +37,14 @@ static const struct option options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"index", required_argument, NULL, OPT_INDEX},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"checkpoint-every", required_argument, NULL, OPT_CKPT_EVERY},
+    {"keep", required_argument, NULL, OPT_KEEP},
+    {"init-from", required_argument, NULL, OPT_INIT_FROM},
+    {"init-map", required_argument, NULL, OPT_INIT_MAP},
+    {"log-csv", required_argument, NULL, OPT_LOG_CSV},
+    {"tensorboard", required_argument, NULL, OPT_TB},
+    {"tensorboard-histograms", no_argument, NULL, OPT_TB_HIST},
+    {"detect-anomaly", no_argument, NULL, OPT_ANOMALY},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -63,9 +72,20 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --set KEY=EXPR        override a recipe key, EXPR written as in the model file:\n"
                 "                        --set 'optimizer=Adam(lr = 1e-3)'; KEY.ARG=EXPR sets one\n"
                 "                        argument of a call: --set optimizer.lr=0.1\n"
-                "  --checkpoint-dir DIR  write DIR/last.safetensors after each epoch\n"
+                "  --checkpoint-dir DIR  write DIR/last.safetensors after each epoch (and DIR/best.safetensors\n"
+                "                        when the monitored metric improves)\n"
+                "  --checkpoint-every N  also every N optimizer steps within an epoch\n"
+                "  --keep K              keep the K most recent as DIR/checkpoint-STEP.safetensors too\n"
+                "  --resume FILE         continue from a checkpoint, as if never interrupted\n"
+                "  --init-from FILE      start from the matching tensors of a safetensors file (as\n"
+                "                        load_state_dict(strict=False)); missing and unexpected are listed\n"
+                "  --init-map FROM=TO    read the file's names starting with FROM as TO + the rest\n"
                 "  --log-json FILE       append one JSON object per epoch to FILE\n"
-                "  --resume FILE         continue from a checkpoint with the next epoch\n"
+                "  --log-csv FILE        write one CSV row per epoch to FILE\n"
+                "  --tensorboard DIR     write TensorBoard event files (scalars each epoch) into DIR\n"
+                "  --tensorboard-histograms  add histograms of the parameters each epoch\n"
+                "  --detect-anomaly      check every kernel's output for NaN and Inf (slower); by default\n"
+                "                        only the loss is checked\n"
                 "  --threads N           threads for Lathe's kernels (OpenBLAS runs inside them);\n"
                 "                        default: one per core\n",
                 prog);
@@ -269,6 +289,12 @@ static int recipe_defaults(RtConfig *c, const RtManifest *m, RtErr *e) {
         rt_data_spec_parse(json_object_get(r, "test"), m, "test", &c->test_data, e))
         return RT_ERR;
     json_t *classes = json_object_get(r, "classes");
+    if (classes && !json_is_null(classes) && !json_is_array(classes))
+        return rt_errf(e, "recipe key classes: expected a list of class names, such as [\"cat\", \"dog\"]");
+    int64_t model_classes = rt_manifest_classes(m);
+    if (json_is_array(classes) && model_classes > 0 && (int64_t)json_array_size(classes) != model_classes)
+        return rt_errf(e, "recipe key classes: %zu name%s for the model's %lld classes", json_array_size(classes),
+                       json_array_size(classes) == 1 ? "" : "s", (long long)model_classes);
     if (json_is_array(classes)) {
         c->nclasses = (int)json_array_size(classes);
         c->classes = calloc((size_t)c->nclasses + 1, sizeof *c->classes);
@@ -283,7 +309,7 @@ static int recipe_defaults(RtConfig *c, const RtManifest *m, RtErr *e) {
 
 /* Values of the dedicated flags, applied over the recipe once every --set is in. */
 typedef struct Flags {
-    const char *epochs, *batch, *lr, *seed, *limit, *index, *threads;
+    const char *epochs, *batch, *lr, *seed, *limit, *index, *threads, *every, *keep;
     int shuffle; /* -1: recipe */
 } Flags;
 
@@ -315,8 +341,28 @@ static int apply_flags(RtConfig *c, const Flags *f, RtErr *e) {
             return rt_errf(e, "--threads: at most 4096 (got %lld)", (long long)v);
         c->threads = (int)v;
     }
+    if (f->every && parse_int("--checkpoint-every", f->every, 1, &c->checkpoint_every, e))
+        return RT_ERR;
+    if (f->keep && parse_int("--keep", f->keep, 0, &c->keep, e))
+        return RT_ERR;
     if (f->shuffle >= 0)
         c->shuffle = f->shuffle;
+    return RT_OK;
+}
+
+/* --init-map FROM=TO: a prefix rule of --init-from. */
+static int add_init_map(RtConfig *c, const char *arg, RtErr *e) {
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        return rt_errf(e, "--init-map: expected FROM=TO (a prefix of the file's names and its replacement), got '%s'",
+                       arg);
+    if (c->ninit_map == 16)
+        return rt_errf(e, "--init-map: at most 16 rules");
+    c->init_map_from[c->ninit_map] = strndup(arg, (size_t)(eq - arg));
+    c->init_map_to[c->ninit_map] = strdup(eq + 1);
+    if (!c->init_map_from[c->ninit_map] || !c->init_map_to[c->ninit_map])
+        return rt_errf(e, "out of memory");
+    c->ninit_map++;
     return RT_OK;
 }
 
@@ -363,6 +409,14 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         case OPT_JSON: c->json = true; break;
         case OPT_INDEX: f.index = optarg; break;
         case OPT_THREADS: f.threads = optarg; break;
+        case OPT_CKPT_EVERY: f.every = optarg; break;
+        case OPT_KEEP: f.keep = optarg; break;
+        case OPT_INIT_FROM: c->init_from = optarg; break;
+        case OPT_INIT_MAP: rc = add_init_map(c, optarg, e); break;
+        case OPT_LOG_CSV: c->log_csv = optarg; break;
+        case OPT_TB: c->tensorboard = optarg; break;
+        case OPT_TB_HIST: c->tb_histograms = true; break;
+        case OPT_ANOMALY: c->detect_anomaly = true; break;
         case OPT_HELP: rc = RT_HELP; break;
         case ':': rc = rt_errf(e, "--%s: missing value", option_name(optopt)); break;
         default:
@@ -392,10 +446,22 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         return rt_errf(e, "%s: --weights FILE is required", argv[1]);
     if (c->resume && c->cmd != RT_CMD_TRAIN)
         return rt_errf(e, "--resume: only for train (use --weights with %s)", argv[1]);
+    if (c->init_from && c->cmd != RT_CMD_TRAIN)
+        return rt_errf(e, "--init-from: only for train (use --weights with %s)", argv[1]);
+    if (c->init_from && c->resume)
+        return rt_errf(e, "--init-from and --resume: a resumed run continues its own checkpoint; give one of them");
+    if (c->ninit_map && !c->init_from)
+        return rt_errf(e, "--init-map: goes with --init-from");
+    if ((c->checkpoint_every || c->keep) && !c->checkpoint_dir)
+        return rt_errf(e, "--%s: needs --checkpoint-dir DIR", c->checkpoint_every ? "checkpoint-every" : "keep");
     return RT_OK;
 }
 
 void rt_config_free(RtConfig *c) {
+    for (int i = 0; i < c->ninit_map; i++) {
+        free(c->init_map_from[i]);
+        free(c->init_map_to[i]);
+    }
     json_decref(c->recipe);
     free(c->classes);
     memset(c, 0, sizeof *c);

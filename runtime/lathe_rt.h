@@ -42,6 +42,10 @@
                      the trained parameters (applied by the runtime's optimizer, runtime/optim.h) and the
                      buffers' new values},
          "eval":    {... args: batch inputs, params; outputs "loss" (mean over the batch) and "logits"},
+         every graph also lists "checks": [{"node": "%42", "op": "matmul", "name": "grad.fc1.weight",
+                     "loc": "fashion_mlp.lathe:9:9"}, ...], the float kernel outputs that --detect-anomaly
+                     checks, in the order of the ids lathe_check_finite gets ("name" only for an output or an
+                     update),
          "predict": {... args: "x", params; output "logits"}
        },
        "recipe": { the train block, each value as JSON: numbers, strings, booleans, lists; an identifier as

@@ -61,6 +61,15 @@ typedef struct RtParam {
     bool buffer; /* a buffer (BatchNorm's running_mean): saved and loaded as a parameter, never trained */
 } RtParam;
 
+/* One entry of a graph's "checks": a kernel output that --detect-anomaly checks after the kernel, by index
+   (the check id that the generated code passes to lathe_check_finite). Strings borrowed from the manifest. */
+typedef struct RtCheck {
+    const char *node; /* "%42" */
+    const char *op;   /* "matmul" */
+    const char *name; /* the output's or updated parameter's name ("grad.fc1.weight"); NULL: none */
+    const char *loc;  /* "fashion_mlp.lathe:9:9"; NULL: unknown */
+} RtCheck;
+
 typedef struct RtGraph {
     bool present;
     const char *name;
@@ -68,6 +77,8 @@ typedef struct RtGraph {
     int kernels;
     int nargs;
     RtTensorSpec *args;
+    int nchecks; /* 0 for a manifest without "checks" */
+    RtCheck *checks;
     LatheGraphFn fn; /* set by the driver (or a test) */
 } RtGraph;
 
@@ -92,17 +103,56 @@ int64_t rt_manifest_classes(const RtManifest *m);
 /* The manifest's batch input named name ("x", "label"), or NULL. */
 const RtTensorSpec *rt_manifest_input(const RtManifest *m, const char *name);
 
+/* ---------------------------------------------------------------- non-finite values (kern_anomaly.c)
+   The generated graph entries call lathe_check_finite (lathe_kern.h) on every float kernel output while
+   checking is on; the first NaN or Inf of a step is kept until rt_anomaly_take, and no further output is
+   checked until then. */
+typedef struct RtAnomaly {
+    int graph;     /* RT_ANOMALY_TRAIN ..., or -1 for a graph of another name (the tests' JIT) */
+    int check;     /* index into that graph's checks */
+    int64_t index; /* the first non-finite element's index in the output */
+    double value;  /* NaN, +Inf or -Inf */
+    int64_t step;  /* for the message, set by the caller (-1: not said) */
+} RtAnomaly;
+
+enum { RT_ANOMALY_TRAIN, RT_ANOMALY_GRADS, RT_ANOMALY_EVAL, RT_ANOMALY_PREDICT };
+
+/* Turns the check of every kernel's output on or off (off at start) and forgets any hit. */
+void rt_anomaly_enable(bool on);
+/* The first non-finite value since the last take, if any: fills out (step -1) and clears it, which turns
+   checking back on where it is enabled. false when none. */
+bool rt_anomaly_take(RtAnomaly *out);
+/* "a non-finite value (nan) first appeared in %42 mul (grad.fc1.weight) at fashion_mlp.lathe:9:9, element
+   17, in step 31 of the train graph" into buf (n bytes). graph: the graph's name; NULL: a->graph's. */
+void rt_anomaly_message(const RtManifest *m, const char *graph, const RtAnomaly *a, char *buf, size_t n);
+/* Whether all n values at p are finite (integers always are): the default check of the loss and of the
+   runtime optimizer's gradients. */
+bool rt_all_finite(RtDType t, const void *p, int64_t n);
+/* After one run of the graph bound in b (step: the steps done with this one, for the message; -1: none):
+   RT_ERR with the message when --detect-anomaly found a non-finite kernel output (in this graph or one run
+   before it since the last take), or, where asked, when the graph's "loss" output or one of its gradients
+   "grad.NAME" is not finite. */
+struct RtBinding;
+struct RtModel;
+int rt_anomaly_check_run(const struct RtBinding *b, const struct RtModel *md, int64_t step, bool loss, bool grads,
+                         RtErr *e);
+
 /* ---------------------------------------------------------------- configuration (flags.c) */
 typedef enum { RT_CMD_TRAIN, RT_CMD_EVAL, RT_CMD_PREDICT, RT_CMD_INFO } RtCommand;
 
 /* The recipe's data sources (dataspec.c reads them):
      idx(images, labels, scale = 1)                       IDX files of u8 (MNIST's format)
      text(file, context = T, stride = T, tokens = "bytes", lines = false, pad = 0)
-     csv(file, header = true, label_column = -1, regression = false)
+     csv(file, header = true, label_column = -1, regression = false, features = all but the label, labels = "auto",
+         delimiter = ",")                                 numeric features, a numeric or categorical label
      npy(x, y = none, scale = 1, regression = false, label_shape = [K])   NumPy .npy arrays
      images(folder, scale = 1 / 255, grayscale = true)    a sub-folder of .png/.pgm a class (ImageFolder)
      generate(n, x = uniform(0, 10), y = 2 * x + 1, noise = 0, seed = 0)   y = f(x) + normal noise */
 typedef enum { RT_DATA_IDX, RT_DATA_TEXT, RT_DATA_CSV, RT_DATA_NPY, RT_DATA_IMAGES, RT_DATA_GENERATE } RtDataKind;
+
+/* csv's labels: numbers (class indices or, with regression, values), class names (their distinct strings,
+   sorted, become classes 0..C-1), or numbers when every label parses as one and names otherwise */
+typedef enum { RT_LABELS_AUTO, RT_LABELS_NUMERIC, RT_LABELS_CATEGORICAL } RtLabelsKind;
 
 typedef struct RtDataSpec {
     bool present;
@@ -116,6 +166,10 @@ typedef struct RtDataSpec {
     int64_t pad;                 /* text lines: the token of padded positions */
     bool header, regression;     /* csv: skip the first line; labels are real values, not classes */
     int64_t label_column;        /* csv: as a Python index (-1: the last column) */
+    const char *label_name;      /* csv: label_column given as a header name (NULL: by index); borrowed */
+    const json_t *features;      /* csv: a list of column indices and header names (NULL: all but the label) */
+    RtLabelsKind labels_kind;    /* csv */
+    char delimiter;              /* csv: the cell separator (',' when 0) */
     bool grayscale;              /* images: one channel (else RGB) */
     int64_t height, width;       /* images: what the model's input fixes (0: as the first image) */
     int64_t n;                   /* generate: samples */
@@ -136,6 +190,12 @@ typedef struct RtConfig {
     bool shuffle, json;
     int threads; /* the thread pool's size (--threads); 0: one per core */
     const char *data_dir, *checkpoint_dir, *log_json, *resume, *weights; /* borrowed from argv */
+    const char *log_csv, *tensorboard, *init_from;                      /* borrowed from argv */
+    int64_t checkpoint_every; /* optimizer steps between checkpoints within an epoch (0: at epoch ends only) */
+    int64_t keep;             /* checkpoint-STEP.safetensors files kept besides last and best (0: none) */
+    bool tb_histograms, detect_anomaly;
+    int ninit_map;            /* --init-map FROM=TO prefix rules for --init-from */
+    char *init_map_from[16], *init_map_to[16];
     RtDataSpec train_data, test_data;
     int nclasses;
     const char **classes; /* borrowed from recipe */
@@ -237,7 +297,8 @@ typedef struct RtDataset {
     int64_t *lines;    /* csv, text lines: the line of each record, for messages */
     bool regression;   /* csv, npy with a float y, generate: labels are values, not classes */
     double scale;      /* idx, npy, images */
-    char **class_names; /* images: the class folders' names; text chars: each token as UTF-8 (NULL: none) */
+    char **class_names; /* images: the class folders' names; text chars: each token as UTF-8; csv with
+                           categorical labels: the label strings, sorted (NULL: none) */
     int nclass_names;
 } RtDataset;
 
@@ -259,6 +320,11 @@ int rt_generate_load(RtDataset *d, const RtDataSpec *spec, RtErr *e);
 /* Checks the dataset against the model: values per sample against the input "x" (inputs[0]), labels per
    sample against the input "label", and class labels below the number of classes. */
 int rt_dataset_check(const RtDataset *d, const RtManifest *m, const char *what, RtErr *e);
+/* A test (or validation) set read apart from the training data numbers its class names (csv's categorical
+   labels, images' folders) by its own sorted names: this renumbers test's labels by train's names, and fails
+   naming the file, the line and the class when test has a class that train lacks. Nothing to do (RT_OK) when
+   neither has class names. */
+int rt_dataset_same_classes(const RtDataset *train, RtDataset *test, RtErr *e);
 void rt_dataset_limit(RtDataset *d, int64_t limit);
 void rt_dataset_free(RtDataset *d);
 /* Label k (0 <= k < per_label) of sample i. */
@@ -286,6 +352,22 @@ int rt_st_save(const char *path, const RtTensor *ts, int nts, json_t *meta, RtEr
    present; anything else in the file is an error. Nothing is written into the tensors unless the whole file
    is valid. *meta_out (may be NULL) receives the metadata object (a new reference, maybe empty). */
 int rt_st_load(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nopt, json_t **meta_out, RtErr *e);
+
+/* --init-from: load_state_dict(strict = False). Loads the tensors of path whose names (after the first prefix
+   rule that applies: a name starting with from[i] is read as to[i] + the rest) are among ts, each checked for
+   dtype and shape (a mismatch is an error, as PyTorch's), and reports the model's tensors the file lacks
+   (missing) and the file's tensors the model lacks (unexpected), whose byte ranges are checked all the same.
+   Nothing is written into ts unless the whole file is valid. */
+typedef struct RtStInit {
+    int nmap;
+    const char *const *from, *const *to; /* prefix rules */
+    int loaded;                          /* results: tensors loaded */
+    char *missing, *unexpected;          /* comma-separated names, malloc'd; NULL for none */
+} RtStInit;
+int rt_st_init_from(const char *path, RtTensor *ts, int n, RtStInit *init, RtErr *e);
+void rt_st_init_free(RtStInit *init);
+/* The metadata of a valid file (every byte range checked), without loading a tensor. */
+int rt_st_read_meta(const char *path, json_t **meta, RtErr *e);
 
 /* ---------------------------------------------------------------- the model at run time (model.c) */
 typedef struct RtModel {

@@ -221,8 +221,79 @@ static int check_entry(const char *path, const char *name, json_t *v, const RtTe
 }
 
 /* Validates the parsed header; on success fills src[i] (the offset of each matched tensor, -1 if absent). */
+/* The bytes of a tensor of a dtype the model may not have (an unexpected tensor of a PyTorch file), for the
+   checks of its byte range; -1 for a dtype this reader does not know. */
+static int64_t foreign_bytes(const char *dt, json_t *shape) {
+    static const struct {
+        const char *name;
+        int size;
+    } sizes[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
+                 {"I8", 1},  {"U64", 8}, {"U32", 4}, {"U16", 2},  {"U8", 1},   {"BOOL", 1}};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        if (strcmp(dt, sizes[i].name) != 0)
+            continue;
+        int64_t n = sizes[i].size;
+        for (size_t k = 0; k < json_array_size(shape); k++) {
+            json_t *d = json_array_get(shape, k);
+            if (!json_is_integer(d) || json_integer_value(d) < 0 ||
+                __builtin_mul_overflow(n, json_integer_value(d), &n))
+                return -2;
+        }
+        return n;
+    }
+    return -1;
+}
+
+/* An entry that names no tensor of the model (--init-from): its range is checked as any other's. */
+static int check_foreign(const char *path, const char *name, json_t *v, int64_t data_size, Range *r, RtErr *e) {
+    const char *dt = json_string_value(json_object_get(v, "dtype"));
+    json_t *shape = json_object_get(v, "shape"), *offs = json_object_get(v, "data_offsets");
+    if (!json_is_object(v) || !dt || !json_is_array(shape) || !json_is_array(offs) || json_array_size(offs) != 2 ||
+        !json_is_integer(json_array_get(offs, 0)) || !json_is_integer(json_array_get(offs, 1)))
+        return rt_errf(e, "%s: tensor '%s': the header entry needs dtype, shape and data_offsets [begin, end]",
+                       path, name);
+    r->begin = json_integer_value(json_array_get(offs, 0));
+    r->end = json_integer_value(json_array_get(offs, 1));
+    r->name = name;
+    int64_t want = foreign_bytes(dt, shape);
+    if (want == -2)
+        return rt_errf(e, "%s: tensor '%s': the shape is not a list of non-negative integers", path, name);
+    if (r->begin < 0 || r->end < r->begin || r->end > data_size)
+        return rt_errf(e, "%s: tensor '%s': data_offsets [%lld, %lld] out of bounds of the %lld data bytes", path,
+                       name, (long long)r->begin, (long long)r->end, (long long)data_size);
+    if (want >= 0 && r->end - r->begin != want)
+        return rt_errf(e, "%s: tensor '%s': data_offsets [%lld, %lld] hold %lld bytes, its dtype and shape need %lld",
+                       path, name, (long long)r->begin, (long long)r->end, (long long)(r->end - r->begin),
+                       (long long)want);
+    return RT_OK;
+}
+
+/* Appends name to the comma-separated list *list (malloc'd). */
+static int append_name(char **list, const char *name) {
+    size_t old = *list ? strlen(*list) : 0, add = strlen(name) + 3;
+    char *p = realloc(*list, old + add);
+    if (!p)
+        return RT_ERR;
+    snprintf(p + old, add, "%s%s", old ? ", " : "", name);
+    *list = p;
+    return RT_OK;
+}
+
+/* The model's name for the file's tensor key under init's prefix rules (the first rule whose prefix the key
+   starts with), in buf; the key itself without a rule. */
+static const char *mapped_name(const RtStInit *init, const char *key, char *buf, size_t n) {
+    for (int i = 0; init && i < init->nmap; i++) {
+        size_t k = strlen(init->from[i]);
+        if (strncmp(key, init->from[i], k) == 0) {
+            snprintf(buf, n, "%s%s", init->to[i], key + k);
+            return buf;
+        }
+    }
+    return key;
+}
+
 static int check_header(const char *path, json_t *h, RtTensor *req, int nreq, RtTensor *opt, int nopt,
-                        int64_t data_size, int64_t *src, RtErr *e) {
+                        int64_t data_size, int64_t *src, RtStInit *init, RtErr *e) {
     if (!json_is_object(h))
         return rt_errf(e, "%s: the header is not a JSON object", path);
     int ntot = nreq + nopt;
@@ -242,12 +313,28 @@ static int check_header(const char *path, json_t *h, RtTensor *req, int nreq, Rt
             }
             continue;
         }
-        RtTensor *t = find_tensor(req, nreq, key);
+        char mapped[1024];
+        const char *name = mapped_name(init, key, mapped, sizeof mapped);
+        RtTensor *t = find_tensor(req, nreq, name);
         int slot = t ? (int)(t - req) : -1;
-        if (!t && (t = find_tensor(opt, nopt, key)))
+        if (!t && (t = find_tensor(opt, nopt, name)))
             slot = nreq + (int)(t - opt);
+        if (!t && init) { /* load_state_dict(strict=False): reported, not loaded */
+            if ((rc = check_foreign(path, key, v, data_size, &ranges[nr], e)) != RT_OK)
+                break;
+            nr++;
+            if (append_name(&init->unexpected, key) != RT_OK) {
+                rc = rt_errf(e, "out of memory");
+                break;
+            }
+            continue;
+        }
         if (!t) {
             rc = rt_errf(e, "%s: unexpected tensor '%s' (the model has no parameter of that name)", path, key);
+            break;
+        }
+        if (src[slot] >= 0) {
+            rc = rt_errf(e, "%s: two tensors of the file map to the model's '%s'", path, name);
             break;
         }
         if ((rc = check_entry(path, key, v, t, data_size, &ranges[nr], e)) != RT_OK)
@@ -264,12 +351,18 @@ static int check_header(const char *path, json_t *h, RtTensor *req, int nreq, Rt
     for (int i = 0; i < nreq && rc == RT_OK; i++)
         if (src[i] < 0)
             rc = rt_errf(e, "%s: missing tensor '%s'", path, req[i].name);
+    for (int i = 0; init && i < nopt && rc == RT_OK; i++) {
+        if (src[nreq + i] >= 0)
+            init->loaded++;
+        else if (append_name(&init->missing, opt[i].name) != RT_OK)
+            rc = rt_errf(e, "out of memory");
+    }
     free(ranges);
     return rc;
 }
 
 static int load_fd(int fd, const char *path, RtTensor *req, int nreq, RtTensor *opt, int nopt, json_t **meta_out,
-                   RtErr *e) {
+                   RtStInit *init, RtErr *e) {
     struct stat st;
     if (fstat(fd, &st) != 0)
         return rt_errf(e, "%s: cannot stat: %s", path, strerror(errno));
@@ -312,7 +405,7 @@ static int load_fd(int fd, const char *path, RtTensor *req, int nreq, RtTensor *
                      je.text);
         goto done;
     }
-    if ((rc = check_header(path, h, req, nreq, opt, nopt, data_size, src, e)) != RT_OK)
+    if ((rc = check_header(path, h, req, nreq, opt, nopt, data_size, src, init, e)) != RT_OK)
         goto done;
     for (int i = 0; i < nreq + nopt; i++) {
         RtTensor *t = i < nreq ? &req[i] : &opt[i - nreq];
@@ -331,12 +424,39 @@ done:
     return rc;
 }
 
-int rt_st_load(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nopt, json_t **meta_out, RtErr *e) {
+static int load_path(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nopt, json_t **meta_out,
+                     RtStInit *init, RtErr *e) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return rt_errf(e, "%s: cannot open: %s", path, strerror(errno));
     errno = 0;
-    int rc = load_fd(fd, path, req, nreq, opt, nopt, meta_out, e);
+    int rc = load_fd(fd, path, req, nreq, opt, nopt, meta_out, init, e);
     close(fd);
     return rc;
+}
+
+int rt_st_load(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nopt, json_t **meta_out, RtErr *e) {
+    return load_path(path, req, nreq, opt, nopt, meta_out, NULL, e);
+}
+
+int rt_st_init_from(const char *path, RtTensor *ts, int n, RtStInit *init, RtErr *e) {
+    init->loaded = 0;
+    init->missing = init->unexpected = NULL;
+    int rc = load_path(path, NULL, 0, ts, n, NULL, init, e);
+    if (rc != RT_OK)
+        rt_st_init_free(init);
+    return rc;
+}
+
+int rt_st_read_meta(const char *path, json_t **meta, RtErr *e) {
+    RtStInit all = {0}; /* every tensor unexpected: checked, not loaded */
+    int rc = load_path(path, NULL, 0, NULL, 0, meta, &all, e);
+    rt_st_init_free(&all);
+    return rc;
+}
+
+void rt_st_init_free(RtStInit *init) {
+    free(init->missing);
+    free(init->unexpected);
+    init->missing = init->unexpected = NULL;
 }

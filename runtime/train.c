@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- scores */
 
@@ -96,6 +98,32 @@ int rt_early_stop_parse(const json_t *recipe, RtEarlyStop *es, RtErr *e) {
     return RT_OK;
 }
 
+static bool has_source(const json_t *recipe, const char *key) {
+    const json_t *v = json_object_get(recipe, key);
+    return v && !json_is_null(v);
+}
+
+/* early_stop's monitor names a pass that runs and a score that pass computes: otherwise its value would be
+   NaN at every epoch and training would stop after `patience` epochs for no reason. */
+static int check_monitor(const RtEarlyStop *es, const json_t *recipe, const RtMetrics *met, RtErr *e) {
+    if (!es->present)
+        return RT_OK;
+    const char *mon = es->monitor;
+    if (!strncmp(mon, "val_", 4) && !has_source(recipe, "validation"))
+        return rt_errf(e, "recipe key early_stop: monitor %.80s needs a validation set (validation = 0.1, or a data "
+                       "source)", mon);
+    if (!strncmp(mon, "test_", 5) && !has_source(recipe, "test"))
+        return rt_errf(e, "recipe key early_stop: monitor %.80s needs a test set (recipe key test)", mon);
+    const char *name = strchr(mon, '_') + 1;
+    if (!rt_metrics_computes(met, name)) {
+        char names[512];
+        rt_metrics_names(met, names, sizeof names);
+        return rt_errf(e, "recipe key early_stop: monitor %.80s names a score that is not computed (the scores: %s; "
+                       "recipe key metrics adds others)", mon, names);
+    }
+    return RT_OK;
+}
+
 int rt_recipe_check(const RtManifest *m, const json_t *recipe, RtErr *e) {
     RtOptimSpec os;
     RtSched sched;
@@ -116,8 +144,9 @@ int rt_recipe_check(const RtManifest *m, const json_t *recipe, RtErr *e) {
     }
     if (rt_scores_open(&met, m, recipe, e) != RT_OK)
         return RT_ERR;
+    int rc = check_monitor(&es, recipe, &met, e);
     rt_metrics_close(&met);
-    return RT_OK;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- the memory plan */
@@ -298,37 +327,103 @@ typedef struct Loop {
     RtLoader *ld; /* NULL: gather on this thread */
     const RtDataset *d;
     const int64_t *order;
-    int64_t count, nb, batch, epoch;
+    int64_t count, nb, batch, epoch, k0; /* k0: the first batch (a resumed epoch starts later) */
     FILE *out;
     double loss_sum;
+    bool bar;          /* out is a terminal: a progress bar */
+    double t0, shown;  /* the epoch's start and the bar's last update, seconds */
 } Loop;
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void clock_text(double s, char *buf, size_t n) {
+    long v = s > 0 && s < 1e7 ? (long)s : 0;
+    if (v >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", v / 3600, v / 60 % 60, v % 60);
+    else
+        snprintf(buf, n, "%02ld:%02ld", v / 60, v % 60);
+}
+
+/* Batch k (0-based) of the epoch is done: as tqdm draws it on a terminal, at most ten times a second,
+    37%|███▋      | 347/938 [00:02<00:03, 160.2it/s, loss=0.5120]
+   or Quickstart's line every 100 batches elsewhere. */
+static void progress(Loop *L, int64_t k, int64_t start, int64_t n, double loss) {
+    if (!L->out)
+        return;
+    if (!L->bar) {
+        if (k % 100 == 0) {
+            fprintf(L->out, "loss: %f  [%5lld/%5lld]\n", loss, (long long)(start + n), (long long)L->count);
+            fflush(L->out);
+        }
+        return;
+    }
+    double now = seconds();
+    bool last = k + 1 == L->nb;
+    if (!last && now - L->shown < 0.1)
+        return;
+    L->shown = now;
+    int64_t done = k + 1 - L->k0, total = L->nb - L->k0;
+    double rate = now > L->t0 ? (double)done / (now - L->t0) : 0, frac = L->nb ? (double)(k + 1) / (double)L->nb : 1;
+    char bar[64] = "", el[32], left[32];
+    static const char *const eighths[] = {"", "▏", "▎", "▍", "▌", "▋", "▊", "▉"};
+    int cells = (int)(frac * 80); /* 10 cells of 8 eighths */
+    size_t used = 0;
+    for (int c = 0; c < 10; c++) {
+        const char *s = cells >= 8 * (c + 1) ? "█" : cells > 8 * c ? eighths[cells - 8 * c] : " ";
+        used += (size_t)snprintf(bar + used, sizeof bar - used, "%s", s);
+    }
+    clock_text(now - L->t0, el, sizeof el);
+    clock_text(rate > 0 ? (double)(total - done) / rate : 0, left, sizeof left);
+    fprintf(L->out, "\r%3d%%|%s| %lld/%lld [%s<%s, %.1fit/s, loss=%.4f]%s", (int)(frac * 100), bar, (long long)(k + 1),
+            (long long)L->nb, el, left, rate, loss, last ? "\n" : "");
+    fflush(L->out);
+}
+
+/* After the update of batch k: a checkpoint every `every` optimizer steps (never between the batches of one
+   accumulated step, and not after the epoch's last batch, whose checkpoint the driver writes with the epoch's
+   results). */
+static int maybe_checkpoint(Loop *L, int64_t k, RtErr *e) {
+    RtTrainer *t = L->t;
+    if (!t->every || !t->checkpoint || k + 1 == L->nb || (t->has_opt && t->opt.pending))
+        return RT_OK;
+    int64_t steps = t->has_opt ? t->opt.steps : L->md->step;
+    return steps % t->every == 0 ? t->checkpoint(t->ctx, L->epoch, k + 1, e) : RT_OK;
+}
 
 static int run_epoch(Loop *L, RtErr *e) {
     RtBinding *b = L->b;
     RtTrainer *t = L->t;
     int64_t count = L->count, batch = L->batch;
     bool per_step = t && rt_sched_per_step(&t->sched);
+    L->bar = L->out && isatty(fileno(L->out));
+    L->t0 = L->shown = seconds();
     int rc = t ? set_lr(t, L->epoch, e) : RT_OK;
-    if (L->ld && L->nb && rc == RT_OK)
-        rt_loader_request(L->ld, L->order, count < batch ? count : batch);
-    for (int64_t k = 0; k < L->nb && rc == RT_OK; k++) {
+    bool requested = false; /* a batch is being gathered into the loader's buffers */
+    if (L->ld && L->k0 < L->nb && rc == RT_OK) {
+        int64_t first = L->k0 * batch;
+        rt_loader_request(L->ld, L->order + first, count - first < batch ? count - first : batch);
+        requested = true;
+    }
+    for (int64_t k = L->k0; k < L->nb && rc == RT_OK; k++) {
         int64_t start = k * batch, n = count - start < batch ? count - start : batch;
-        if (per_step && k > 0 && (rc = set_lr(t, L->epoch, e)) != RT_OK) {
-            void *x, *y; /* batch k was requested: wait for it before its buffers go */
-            if (L->ld)
-                rt_loader_wait(L->ld, &x, &y);
+        if (per_step && k > L->k0 && (rc = set_lr(t, L->epoch, e)) != RT_OK)
             break;
-        }
         if (L->ld) {
             /* batch k's buffers in, then batch k + 1 requested while step k runs */
             void *x, *y = NULL;
             rt_loader_wait(L->ld, &x, &y);
+            requested = false;
             b->args[b->x_arg] = x;
             if (b->y_arg >= 0)
                 b->args[b->y_arg] = y;
             if (k + 1 < L->nb) {
                 int64_t next = start + n;
                 rt_loader_request(L->ld, L->order + next, count - next < batch ? count - next : batch);
+                requested = true;
             }
             rt_run_loaded(b, L->md, n);
         } else {
@@ -337,14 +432,21 @@ static int run_epoch(Loop *L, RtErr *e) {
         L->md->step++;
         double loss = rt_output_scalar(b, b->loss_arg);
         L->loss_sum += loss;
+        /* a non-finite loss (or, with --detect-anomaly, kernel output or gradient) stops the run before the
+           runtime's optimizer applies it */
+        if (t && (rc = rt_anomaly_check_run(b, L->md, L->md->step, true, t->check_grads, e)) != RT_OK)
+            break;
         if (t && t->has_opt)
             rt_optim_feed(&t->opt, L->md->params, t->grads, t->lr);
         if (t)
             rt_scores_batch(&t->scores, b, n);
-        if (L->out && k % 100 == 0) {
-            fprintf(L->out, "loss: %f  [%5lld/%5lld]\n", loss, (long long)(start + n), (long long)count);
-            fflush(L->out);
-        }
+        progress(L, k, start, n, loss);
+        if (t && (rc = maybe_checkpoint(L, k, e)) != RT_OK)
+            break;
+    }
+    if (requested) { /* stopped early: the batch in flight lands before its buffers go */
+        void *x, *y;
+        rt_loader_wait(L->ld, &x, &y);
     }
     if (t && t->has_opt && rc == RT_OK)
         rt_optim_flush(&t->opt, L->md->params, t->lr);
@@ -366,7 +468,8 @@ int rt_trainer_epoch(RtTrainer *t, int64_t epoch, FILE *out, RtErr *e) {
         rt_loader_set_epoch(&t->ld, epoch);
     Loop L = {.t = t, .b = &t->b, .md = t->md, .ld = t->has_ld ? &t->ld : NULL, .d = t->d, .order = order,
               .count = t->count, .nb = rt_batch_count_drop(t->count, t->cfg->batch, t->drop_last),
-              .batch = t->cfg->batch, .epoch = epoch, .out = out};
+              .batch = t->cfg->batch, .epoch = epoch, .k0 = t->start_batch, .out = out};
+    t->start_batch = 0;
     int rc = run_epoch(&L, e);
     free(order);
     return rc;

@@ -45,6 +45,12 @@ typedef struct RtTrainer {
     double lr[RT_OPT_MAX_GROUPS]; /* the latest step's learning rates */
     int ngroups;
     int64_t steps_per_epoch;
+    /* set by the driver after rt_trainer_open */
+    int64_t start_batch;   /* the next epoch starts at this batch (a resumed mid-epoch checkpoint), then 0 */
+    int64_t every;         /* call checkpoint every this many optimizer steps within an epoch (0: never) */
+    int (*checkpoint)(void *ctx, int64_t epoch, int64_t batches_done, RtErr *e);
+    void *ctx;
+    bool check_grads;      /* --detect-anomaly: the gradients too (the loss is always checked) */
 } RtTrainer;
 
 /* Chooses the step (fused or grads + optimizer), binds it for batches of cfg->batch, reads the recipe's
@@ -54,7 +60,10 @@ int rt_trainer_open(RtTrainer *t, RtModel *md, const RtConfig *cfg, const RtData
                     int64_t count, RtErr *e);
 void rt_trainer_close(RtTrainer *t);
 
-/* One epoch (from 0); prints the loss every 100 batches to out (may be NULL). t->scores holds its metrics. */
+/* One epoch (from 0), from batch t->start_batch; prints progress to out (may be NULL): a bar with the rate,
+   the loss and the time left on a terminal, the loss every 100 batches otherwise. t->scores holds its
+   metrics. Stops with RT_ERR at a non-finite loss (or, with --detect-anomaly, kernel output or gradient),
+   naming it, or when the checkpoint callback fails. */
 int rt_trainer_epoch(RtTrainer *t, int64_t epoch, FILE *out, RtErr *e);
 
 /* early_stop(monitor = val_loss, patience = 3, min_delta = 0, mode = "min"), as Lightning's EarlyStopping:

@@ -310,6 +310,58 @@ static void test_safetensors_save_into_read_only_folder_fails(void **state) {
     chmod(sub, 0755);
 }
 
+/* --init-from: a file saved from another model (a PyTorch backbone with another head and an F16 tensor the
+   model lacks) loads the tensors it shares by name, through a prefix rule, and reports the rest. */
+static void test_safetensors_init_from_partial_with_prefix_rule(void **state) {
+    /* the file: backbone.w (F32 [3, 4], 48 bytes), head.w (F32 [2, 4], 32 bytes), extra (F16 [2], 4 bytes) */
+    const char *h = "{\"backbone.w\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]},"
+                    "\"head.w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[48,80]},"
+                    "\"extra\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[80,84]}}";
+    const char *p = raw_file("init.safetensors", h, 84);
+    float wd[12], bd[3];
+    for (int i = 0; i < 12; i++)
+        wd[i] = 7;
+    for (int i = 0; i < 3; i++)
+        bd[i] = 7;
+    RtTensor ts[2];
+    tensors(ts, wd, bd);
+    const char *from[] = {"backbone."}, *to[] = {""};
+    RtStInit init = {.nmap = 1, .from = from, .to = to};
+    RtErr e;
+    assert_int_equal(rt_st_init_from(p, ts, 2, &init, &e), RT_OK);
+    assert_int_equal(init.loaded, 1);
+    assert_true(wd[0] == 0 && wd[11] == 0); /* the file's zeros */
+    assert_true(bd[0] == 7);                /* b is missing: untouched */
+    assert_string_equal(init.missing, "b");
+    assert_string_equal(init.unexpected, "head.w, extra");
+    rt_st_init_free(&init);
+    /* without the rule nothing matches: all reported, nothing loaded */
+    RtStInit plain = {0};
+    assert_int_equal(rt_st_init_from(p, ts, 2, &plain, &e), RT_OK);
+    assert_int_equal(plain.loaded, 0);
+    assert_string_equal(plain.missing, "w, b");
+    rt_st_init_free(&plain);
+}
+
+/* A shared name of another shape is an error (PyTorch's size mismatch), and an unexpected tensor's byte range
+   is checked as any other's: nothing is loaded from such a file. */
+static void test_safetensors_init_from_checks_everything(void **state) {
+    float wd[12], bd[3] = {7, 7, 7};
+    RtTensor ts[2];
+    tensors(ts, wd, bd);
+    RtStInit init = {0};
+    RtErr e;
+    const char *p = raw_file("shape.safetensors", "{\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16);
+    assert_int_equal(rt_st_init_from(p, ts, 2, &init, &e), RT_ERR);
+    assert_contains(e.msg, "tensor 'b' has shape [4], the model's parameter is [3]");
+    p = raw_file("range.safetensors", "{\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]},"
+                                      "\"x\":{\"dtype\":\"F16\",\"shape\":[8],\"data_offsets\":[12,20]}}", 20);
+    assert_int_equal(rt_st_init_from(p, ts, 2, &init, &e), RT_ERR);
+    assert_contains(e.msg, "tensor 'x': data_offsets [12, 20] hold 8 bytes, its dtype and shape need 16");
+    assert_true(bd[0] == 7);
+    assert_null(init.missing);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_safetensors_round_trip),
@@ -331,6 +383,8 @@ int main(void) {
         cmocka_unit_test(test_safetensors_save_into_missing_folder_fails),
         cmocka_unit_test(test_safetensors_failed_write_keeps_previous_file),
         cmocka_unit_test(test_safetensors_save_into_read_only_folder_fails),
+        cmocka_unit_test(test_safetensors_init_from_partial_with_prefix_rule),
+        cmocka_unit_test(test_safetensors_init_from_checks_everything),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -203,6 +203,40 @@ static void test_recipe_value_errors(void **state) {
                             7, 28);
 }
 
+/* csv's columns by index or header name, its label kinds and delimiter: the label type stays a class (or a value
+   with regression), forward's input must take one value a chosen feature, and each misuse is one error. */
+static void test_recipe_csv_columns_labels_and_delimiter(void **state) {
+    assert_string_equal(label_of("f32[N, 2]", "csv(\"a.csv\", features = [0, \"petal_width\"], label_column = "
+                                 "\"species\", labels = \"categorical\", delimiter = \";\")"), "i64[N]");
+    assert_string_equal(label_of("f32[N, 3]", "csv(\"a.csv\", features = [-2, 1, 4], regression = true, labels = "
+                                 "\"numeric\")"), "f32[N,1]");
+    Program *p = ts_compile_text("m.lathe", with_settings(" data = csv(\"a.csv\", features = [3, \"b\", -1, 0], "
+                                                          "label_column = \"y\")"));
+    expect_manifest_value(p, "data", "{\"call\": \"csv\", \"args\": [\"a.csv\"], \"kwargs\": {\"features\": [3, "
+                                     "\"b\", -1, 0], \"label_column\": \"y\"}}");
+    expect_error(with_settings(" data = csv(\"a.csv\", features = [0, 1])"),
+                 "csv gives 'x' as f32[N,2] (one value a column of features), but forward takes f32[N,4]", 7, 9);
+    expect_error(with_settings(" data = csv(\"a.csv\", features = [])"), "csv's features must be a list of column "
+                 "indices (negative from the end) or header names", 7, 33);
+    expect_error(with_settings(" data = csv(\"a.csv\", features = [1, 2.5, 3, 4])"), "csv's features must be", 7, 33);
+    expect_error(with_settings(" data = csv(\"a.csv\", label_column = 1.5)"),
+                 "csv's label_column must be an int (negative from the end) or a header name", 7, 37);
+    expect_error(with_settings(" data = csv(\"a.csv\", labels = \"words\")"),
+                 "csv's labels must be \"auto\", \"numeric\" or \"categorical\"", 7, 31);
+    expect_error(with_settings(" data = csv(\"a.csv\", delimiter = \";;\")"), "csv's delimiter must be one character",
+                 7, 34);
+    expect_error(with_settings(" data = csv(\"a.csv\", delimiter = \"\\\"\")"), "csv's delimiter must be one "
+                 "character", 7, 34);
+    expect_error(with_settings(" data = csv(\"a.csv\", header = false, features = [0, \"b\", 2, 3])"),
+                 "csv's column \"b\" is a header name, which needs header = true", 7, 53);
+    expect_error(with_settings(" data = csv(\"a.csv\", false, \"y\")"),
+                 "csv's column \"y\" is a header name, which needs header = true", 7, 29);
+    expect_error(with_settings(" data = csv(\"a.csv\", regression = true, labels = \"categorical\")"),
+                 "csv(..., regression = true) reads numbers as labels, not labels = \"categorical\"", 7, 50);
+    expect_error(with_settings(" data = csv(\"a.csv\", delimitr = \";\")"),
+                 "did you mean 'delimiter'", 7, 33);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_recipe_power_of_a_name_is_an_operator_tree, ts_setup, ts_teardown),
@@ -216,6 +250,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_recipe_source_errors, ts_setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_recipe_validation_fraction_or_same_source, ts_setup, ts_teardown),
         cmocka_unit_test_setup_teardown(test_recipe_value_errors, ts_setup, ts_teardown),
+        cmocka_unit_test_setup_teardown(test_recipe_csv_columns_labels_and_delimiter, ts_setup, ts_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

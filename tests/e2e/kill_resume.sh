@@ -1,0 +1,55 @@
+# Checkpoints never lose work: a training process killed with SIGKILL at random moments and resumed from
+# what is on disk, again and again, ends with the parameters (and optimizer state) of an uninterrupted run, bit
+# for bit; the checkpoint on disk is complete and loadable at every kill. Runs the runtime's optimizer (Adam,
+# a schedule, dropout-free MLP) with a checkpoint every 3 steps, so that kills land mid-epoch.
+source "$(dirname "$0")/common.bash"
+need_data
+"$LATHE" compile "$LATHE_SOURCE_DIR/models/fashion_mlp.lathe" -o mlp || fail "compile"
+run=(./mlp train --data "$DATA" --limit 3000 --epochs 3 --batch 32 --shuffle --seed 9 --threads 1
+     --set 'optimizer=Adam(lr = 1e-3)' --set 'schedule=StepLR(step_size = 1, gamma = 0.5)'
+     --set 'transforms=[random_crop(28, padding = 2)]' --checkpoint-every 3)
+"${run[@]}" --checkpoint-dir straight >straight.out 2>&1 || { cat straight.out; fail "uninterrupted run"; }
+
+mkdir -p killed
+seed=${KILL_SEED:-11}
+kills=0
+for attempt in $(seq 1 40); do
+  resume=()
+  [ -f killed/last.safetensors ] && resume=(--resume killed/last.safetensors)
+  "${run[@]}" --checkpoint-dir killed "${resume[@]}" >"attempt$attempt.out" 2>&1 &
+  pid=$!
+  # a pseudo-random moment from 0.05 to 0.8 s, the same sequence for a KILL_SEED
+  delay=$(python3 -c "import random; r = random.Random($seed * 1000 + $attempt); print(round(r.uniform(0.05, 0.8), 3))")
+  sleep "$delay"
+  if kill -9 "$pid" 2>/dev/null; then
+    wait "$pid" 2>/dev/null || true
+    kills=$((kills + 1))
+    # what is on disk is complete: it loads (eval checks every byte range) and no temporary file is left behind
+    if [ -f killed/last.safetensors ]; then
+      ./mlp eval --weights killed/last.safetensors --data "$DATA" --limit 100 >/dev/null 2>eval.err \
+        || { cat eval.err; fail "the checkpoint on disk after kill $kills does not load"; }
+    fi
+    continue
+  fi
+  wait "$pid" || { cat "attempt$attempt.out"; fail "attempt $attempt failed"; }
+  break
+done
+grep -q '^Done!' "attempt$attempt.out" || fail "training never finished in 40 attempts"
+echo "killed $kills times; finished on attempt $attempt"
+[ "$kills" -ge 1 ] || fail "no kill landed: the run is too short to test anything"
+python3 - killed/last.safetensors straight/last.safetensors <<'PY' || fail "the resumed run differs from the uninterrupted one"
+import json, struct, sys
+def tensors(p):
+    raw = open(p, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
+    meta = h.pop("__metadata__", {})
+    return meta, {k: raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items()}
+(ma, a), (mb, b) = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys(), (sorted(a), sorted(b))
+bad = [k for k in a if a[k] != b[k]]
+assert not bad, bad
+assert ma["step"] == mb["step"] and ma["epoch"] == mb["epoch"], (ma, mb)
+print(f"{len(a)} tensors identical after {ma['step']} steps")
+PY
+# the last run cleared what killed writes left (hidden temporary files); only complete checkpoints remain
+ls -A killed | grep -q -v -E '^(last|best|checkpoint-[0-9]+)\.safetensors$' && fail "unexpected files in the checkpoint folder: $(ls -A killed)"
+echo "ok"
