@@ -138,6 +138,16 @@ static int64_t output_nonfinite(const RtBinding *b, int arg, double *value) {
     return first_nonfinite(t->dtype, b->args[arg], count, value);
 }
 
+/* " (fashion_mlp.lathe:29:17)": the model line of g's output named name, from the manifest's checks; "". */
+static void line_of(const RtGraph *g, const char *name, char *buf, size_t n) {
+    buf[0] = 0;
+    for (int i = 0; i < g->nchecks; i++)
+        if (g->checks[i].name && g->checks[i].loc && strcmp(g->checks[i].name, name) == 0) {
+            snprintf(buf, n, " (%s)", g->checks[i].loc);
+            return;
+        }
+}
+
 int rt_anomaly_check_run(const RtBinding *b, const RtModel *md, int64_t step, bool loss, bool grads, RtErr *e) {
     RtAnomaly a;
     char msg[sizeof e->msg], at[48];
@@ -149,8 +159,10 @@ int rt_anomaly_check_run(const RtBinding *b, const RtModel *md, int64_t step, bo
         double v;
         int64_t i;
         if (loss && b->loss_arg >= 0 && output_nonfinite(b, b->loss_arg, &v) >= 0) {
-            snprintf(msg, sizeof msg, "the loss became %s%s the %s graph (--detect-anomaly names the first "
-                     "kernel that made a non-finite value)", value_name(v), at, b->g->name);
+            char line[300];
+            line_of(b->g, "loss", line, sizeof line);
+            snprintf(msg, sizeof msg, "the loss%s became %s%s the %s graph (--detect-anomaly names the first "
+                     "kernel that made a non-finite value)", line, value_name(v), at, b->g->name);
         } else {
             int p = 0;
             for (i = -1; grads && b->grad_arg && p < md->m->nparams; p++)

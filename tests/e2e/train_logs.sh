@@ -33,7 +33,7 @@ grep -q 'it/s' tty.out && grep -q $'\r' tty.out || { cat -A tty.out | head; fail
 
 # a diverging run stops at its first NaN, named by the loss, and with --detect-anomaly by kernel and line
 expect_fail ./mlp train "${common[@]}" --lr 1e4
-expect_msg "the loss became nan in step [0-9]+"
+expect_msg "the loss \(fashion_mlp.lathe:[0-9]+:[0-9]+\) became nan in step [0-9]+"
 expect_fail ./mlp train "${common[@]}" --lr 1e4 --detect-anomaly
 expect_msg "first appeared in %[0-9]+ [a-z_]+.* at fashion_mlp.lathe:[0-9]+:[0-9]+, element [0-9]+, in step [0-9]+"
 echo "ok"
