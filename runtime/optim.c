@@ -620,7 +620,12 @@ ALWAYS_INLINE void update_range(const Step *s, const RtOptBlock *b, bool f32) {
     }
 }
 
-static void update_blocks(void *ctx, int64_t lo, int64_t hi) {
+/* The element loops vectorize where the machine has AVX2 or AVX-512 (a clone for each, chosen at load time);
+   optim.c is compiled with -fno-math-errno (sqrt as an instruction) and -ffp-contract=off (no multiply-add
+   fused but those FMA() writes), so every clone gives the same bits. */
+#define OPTIM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+OPTIM_CLONES static void update_blocks(void *ctx, int64_t lo, int64_t hi) {
     const Step *s = ctx;
     for (int64_t k = lo; k < hi; k++) {
         const RtOptBlock *b = &s->o->blocks[k];
@@ -649,7 +654,7 @@ ALWAYS_INLINE double sumsq_range(const Step *s, const RtOptBlock *b, bool f32) {
     return (sum[0] + sum[1]) + (sum[2] + sum[3]);
 }
 
-static void sumsq_blocks(void *ctx, int64_t lo, int64_t hi) {
+OPTIM_CLONES static void sumsq_blocks(void *ctx, int64_t lo, int64_t hi) {
     const Step *s = ctx;
     for (int64_t k = lo; k < hi; k++) {
         const RtOptBlock *b = &s->o->blocks[k];
@@ -663,7 +668,7 @@ typedef struct Accumulate {
     void *const *grads;
 } Accumulate;
 
-static void accumulate_blocks(void *ctx, int64_t lo, int64_t hi) {
+OPTIM_CLONES static void accumulate_blocks(void *ctx, int64_t lo, int64_t hi) {
     const Accumulate *a = ctx;
     for (int64_t k = lo; k < hi; k++) {
         const RtOptBlock *b = &a->o->blocks[k];
