@@ -1,5 +1,5 @@
-/* support_files.c: temporary folders, small IDX files and a way to run the whole driver in-process with
-   its output captured, for the runtime tests. */
+/* support_files.c: temporary folders, small IDX files, manifests, JSON and a way to run the whole driver
+   in-process with its output captured, for the runtime tests. */
 #define _XOPEN_SOURCE 700
 #include "support.h"
 
@@ -23,6 +23,32 @@ char *tmp_dir(void) {
         abort();
     }
     return d;
+}
+
+char *ts_dir;
+
+int ts_setup_dir(void **state) {
+    ts_dir = tmp_dir();
+    return 0;
+}
+
+int ts_teardown_dir(void **state) {
+    tmp_remove(ts_dir);
+    ts_dir = NULL;
+    return 0;
+}
+
+int ts_setup_fake_data(void **state) {
+    ts_setup_dir(state);
+    write_fake_dataset(ts_dir, "train", 300, true);
+    write_fake_dataset(ts_dir, "test", 60, false);
+    return 0;
+}
+
+const char *ts_write_text(const char *name, const char *text) {
+    static char p[512];
+    write_bytes(tmp_path(p, sizeof p, ts_dir, name), text, strlen(text));
+    return p;
 }
 
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -157,6 +183,45 @@ int run_driver_with(const char *manifest, LatheGraphFn train, LatheGraphFn eval,
         free(argv[i]);
     free(argv);
     return status;
+}
+
+RtManifest ts_model(const char *x, const char *label, const char *logits) {
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"inputs\": [{\"name\": \"x\", %s}, {\"name\": \"label\", %s}], \"params\": [],"
+             " \"graphs\": {\"predict\": {\"arena\": [0, 0], \"kernels\": 0, \"args\": ["
+             "   {\"name\": \"x\", \"role\": \"input\", %s},"
+             "   {\"name\": \"logits\", \"role\": \"output\", %s}]}},"
+             " \"recipe\": {}}",
+             x, label, x, logits);
+    RtManifest m;
+    RtErr e;
+    if (rt_manifest_parse(&m, text, &e) != RT_OK)
+        fail_msg("%s", e.msg);
+    return m;
+}
+
+void ts_expect_check_error(const RtDataset *d, const char *x, const char *label, const char *logits, const char *msg) {
+    RtManifest m = ts_model(x, label, logits);
+    RtErr e;
+    assert_int_equal(rt_dataset_check(d, &m, "data", &e), RT_ERR);
+    assert_contains(e.msg, msg);
+    rt_manifest_free(&m);
+}
+
+json_t *ts_json(const char *text) {
+    json_error_t je;
+    json_t *r = json_loads(text, 0, &je);
+    if (!r)
+        fail_msg("bad test JSON '%s': %s", text, je.text);
+    return r;
+}
+
+int ts_differ(const int64_t *a, const int64_t *b, int64_t n) {
+    int d = 0;
+    for (int64_t i = 0; i < n; i++)
+        d += a[i] != b[i];
+    return d;
 }
 
 void assert_contains(const char *s, const char *part) {

@@ -37,13 +37,6 @@ static void test_epoch_order_is_permutation(void **state) {
     }
 }
 
-static int differ(const int64_t *a, const int64_t *b, int n) {
-    int d = 0;
-    for (int i = 0; i < n; i++)
-        d += a[i] != b[i];
-    return d;
-}
-
 static void test_epoch_order_reproducible_for_seed_and_epoch(void **state) {
     int64_t a[500], b[500];
     rt_epoch_order(500, true, 1234, 2, a);
@@ -55,14 +48,14 @@ static void test_epoch_order_differs_across_epochs(void **state) {
     int64_t a[500], b[500];
     rt_epoch_order(500, true, 1234, 0, a);
     rt_epoch_order(500, true, 1234, 1, b);
-    assert_true(differ(a, b, 500) > 400);
+    assert_true(ts_differ(a, b, 500) > 400);
 }
 
 static void test_epoch_order_differs_across_seeds(void **state) {
     int64_t a[500], b[500];
     rt_epoch_order(500, true, 1, 0, a);
     rt_epoch_order(500, true, 2, 0, b);
-    assert_true(differ(a, b, 500) > 400);
+    assert_true(ts_differ(a, b, 500) > 400);
 }
 
 /* The orders of earlier versions, so that a seed's run stays the same run (checkpoints resume into it). */

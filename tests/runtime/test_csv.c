@@ -13,23 +13,6 @@
 
 #include <cmocka.h>
 
-static char *dir;
-
-static int setup(void **state) {
-    dir = tmp_dir();
-    return 0;
-}
-
-static int teardown(void **state) {
-    tmp_remove(dir);
-    return 0;
-}
-
-static void write_file(const char *name, const char *text) {
-    char p[512];
-    write_bytes(tmp_path(p, sizeof p, dir, name), text, strlen(text));
-}
-
 /* The spec of csv(name) as the recipe's defaults give it. */
 static RtDataSpec spec(const char *name) {
     return (RtDataSpec){.present = true, .kind = RT_DATA_CSV, .images = name, .header = true, .label_column = -1,
@@ -38,9 +21,7 @@ static RtDataSpec spec(const char *name) {
 
 /* The spec parsed from the recipe value csv(name, KWARGS...) (kwargs: a JSON object's text) */
 static int parse(const char *name, const char *kwargs, RtDataSpec *s, json_t **keep, RtErr *e) {
-    json_error_t je;
-    json_t *kw = json_loads(kwargs, 0, &je);
-    assert_non_null(kw);
+    json_t *kw = ts_json(kwargs);
     *keep = json_pack("{s:s, s:[s], s:o}", "call", "csv", "args", name, "kwargs", kw);
     RtManifest m = {0};
     return rt_data_spec_parse(*keep, &m, "data", s, e);
@@ -48,15 +29,15 @@ static int parse(const char *name, const char *kwargs, RtDataSpec *s, json_t **k
 
 static void load_ok(RtDataset *d, const RtDataSpec *s) {
     RtErr e;
-    if (rt_dataset_load(d, dir, s, &e) != RT_OK)
+    if (rt_dataset_load(d, ts_dir, s, &e) != RT_OK)
         fail_msg("%s", e.msg);
 }
 
 static void expect_load_error(const char *name, const char *text, const RtDataSpec *s, const char *msg) {
-    write_file(name, text);
+    ts_write_text(name, text);
     RtDataset d;
     RtErr e;
-    assert_int_equal(rt_dataset_load(&d, dir, s, &e), RT_ERR);
+    assert_int_equal(rt_dataset_load(&d, ts_dir, s, &e), RT_ERR);
     assert_contains(e.msg, name);
     assert_contains(e.msg, msg);
     rt_dataset_free(&d);
@@ -64,20 +45,10 @@ static void expect_load_error(const char *name, const char *text, const RtDataSp
 
 /* A manifest of x f32[N, features] and label i64[N] into `classes` logits. */
 static RtManifest model(int features, int classes) {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "{\"inputs\": [{\"name\": \"x\", \"dtype\": \"f32\", \"shape\": [-1, %d]},"
-             " {\"name\": \"label\", \"dtype\": \"i64\", \"shape\": [-1]}], \"params\": [],"
-             " \"graphs\": {\"predict\": {\"arena\": [0, 0], \"kernels\": 0, \"args\": ["
-             "   {\"name\": \"x\", \"role\": \"input\", \"dtype\": \"f32\", \"shape\": [-1, %d]},"
-             "   {\"name\": \"logits\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": [-1, %d]}]}},"
-             " \"recipe\": {}}",
-             features, features, classes);
-    RtManifest m;
-    RtErr e;
-    if (rt_manifest_parse(&m, text, &e) != RT_OK)
-        fail_msg("%s", e.msg);
-    return m;
+    char x[64], logits[64];
+    snprintf(x, sizeof x, "\"dtype\": \"f32\", \"shape\": [-1, %d]", features);
+    snprintf(logits, sizeof logits, "\"dtype\": \"f32\", \"shape\": [-1, %d]", classes);
+    return ts_model(x, "\"dtype\": \"i64\", \"shape\": [-1]", logits);
 }
 
 static const char *IRIS = "id,sepal_length,sepal_width,petal_length,petal_width,species\n"
@@ -89,7 +60,7 @@ static const char *IRIS = "id,sepal_length,sepal_width,petal_length,petal_width,
 /* ---------------------------------------------------------------- records and columns */
 
 static void test_csv_categorical_labels_become_sorted_classes(void **state) {
-    write_file("iris.csv", "x,species\n1,virginica\n2,setosa\n3,versicolor\n4,setosa\n");
+    ts_write_text("iris.csv", "x,species\n1,virginica\n2,setosa\n3,versicolor\n4,setosa\n");
     RtDataSpec s = spec("iris.csv");
     RtDataset d;
     load_ok(&d, &s);
@@ -107,7 +78,7 @@ static void test_csv_categorical_labels_become_sorted_classes(void **state) {
 }
 
 static void test_csv_categorical_numbers_sort_as_bytes(void **state) {
-    write_file("n.csv", "x,y\n1,9\n2,10\n3,9\n");
+    ts_write_text("n.csv", "x,y\n1,9\n2,10\n3,9\n");
     RtDataSpec s = spec("n.csv");
     s.labels_kind = RT_LABELS_CATEGORICAL;
     RtDataset d;
@@ -119,7 +90,7 @@ static void test_csv_categorical_numbers_sort_as_bytes(void **state) {
 }
 
 static void test_csv_numeric_labels_stay_class_indices(void **state) {
-    write_file("num.csv", "x,y\n1,2\n2,0\n");
+    ts_write_text("num.csv", "x,y\n1,2\n2,0\n");
     RtDataSpec s = spec("num.csv");
     RtDataset d;
     load_ok(&d, &s);
@@ -129,7 +100,7 @@ static void test_csv_numeric_labels_stay_class_indices(void **state) {
 }
 
 static void test_csv_features_by_index_in_order_given(void **state) {
-    write_file("iris.csv", IRIS);
+    ts_write_text("iris.csv", IRIS);
     json_t *keep;
     RtDataSpec s;
     RtErr e;
@@ -153,7 +124,7 @@ static void test_csv_features_by_index_in_order_given(void **state) {
 }
 
 static void test_csv_features_and_label_by_header_name(void **state) {
-    write_file("iris.csv", IRIS);
+    ts_write_text("iris.csv", IRIS);
     json_t *keep;
     RtDataSpec s;
     RtErr e;
@@ -173,7 +144,7 @@ static void test_csv_features_and_label_by_header_name(void **state) {
 }
 
 static void test_csv_label_column_by_name_in_the_middle(void **state) {
-    write_file("mid.csv", "a,cls,b\n1,x,2\n3,y,4\n");
+    ts_write_text("mid.csv", "a,cls,b\n1,x,2\n3,y,4\n");
     json_t *keep;
     RtDataSpec s;
     RtErr e;
@@ -188,42 +159,42 @@ static void test_csv_label_column_by_name_in_the_middle(void **state) {
 }
 
 static void test_csv_unknown_column_name_suggests_closest(void **state) {
-    write_file("iris.csv", IRIS);
+    ts_write_text("iris.csv", IRIS);
     json_t *keep;
     RtDataSpec s;
     RtErr e;
     assert_int_equal(parse("iris.csv", "{\"features\": [\"petal_widht\"]}", &s, &keep, &e), RT_OK);
     RtDataset d;
-    assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_ERR);
+    assert_int_equal(rt_dataset_load(&d, ts_dir, &s, &e), RT_ERR);
     assert_contains(e.msg, "iris.csv: csv(..., features): the header has no column 'petal_widht' (did you mean "
                            "'petal_width'?)");
     rt_dataset_free(&d);
     json_decref(keep);
     assert_int_equal(parse("iris.csv", "{\"label_column\": \"zzzzzz\"}", &s, &keep, &e), RT_OK);
-    assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_ERR);
+    assert_int_equal(rt_dataset_load(&d, ts_dir, &s, &e), RT_ERR);
     assert_contains(e.msg, "no column 'zzzzzz' (its columns: 'id', 'sepal_length'");
     rt_dataset_free(&d);
     json_decref(keep);
 }
 
 static void test_csv_features_holding_the_label_or_twice_rejected(void **state) {
-    write_file("iris.csv", IRIS);
+    ts_write_text("iris.csv", IRIS);
     json_t *keep;
     RtDataSpec s;
     RtErr e;
     RtDataset d;
     assert_int_equal(parse("iris.csv", "{\"features\": [1, -1]}", &s, &keep, &e), RT_OK);
-    assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_ERR);
+    assert_int_equal(rt_dataset_load(&d, ts_dir, &s, &e), RT_ERR);
     assert_contains(e.msg, "gives the column at index 5 (the column 'species') that is the label's");
     rt_dataset_free(&d);
     json_decref(keep);
     assert_int_equal(parse("iris.csv", "{\"features\": [1, \"sepal_length\"]}", &s, &keep, &e), RT_OK);
-    assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_ERR);
+    assert_int_equal(rt_dataset_load(&d, ts_dir, &s, &e), RT_ERR);
     assert_contains(e.msg, "gives the column at index 1 (the column 'sepal_length') twice");
     rt_dataset_free(&d);
     json_decref(keep);
     assert_int_equal(parse("iris.csv", "{\"features\": [6]}", &s, &keep, &e), RT_OK);
-    assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_ERR);
+    assert_int_equal(rt_dataset_load(&d, ts_dir, &s, &e), RT_ERR);
     assert_contains(e.msg, "iris.csv:2: features holds 6, but the records have 6 columns");
     rt_dataset_free(&d);
     json_decref(keep);
@@ -233,18 +204,18 @@ static void test_csv_features_holding_the_label_or_twice_rejected(void **state) 
 
 static void test_csv_quoted_cells_as_python_reads_them(void **state) {
     /* a quoted label holds the delimiter, "" and a line end; the records after it keep their line numbers */
-    write_file("q.csv", "f,\"the \"\"label\"\"\"\n"
-                        "1,\"a,b\"\n"
-                        "\"2.5\",\"two\nlines\"\n"
-                        "3,  \" padded \"  \n"
-                        "x,a\n");
+    ts_write_text("q.csv", "f,\"the \"\"label\"\"\"\n"
+                           "1,\"a,b\"\n"
+                           "\"2.5\",\"two\nlines\"\n"
+                           "3,  \" padded \"  \n"
+                           "x,a\n");
     RtDataSpec s = spec("q.csv");
     RtDataset d;
     RtErr e;
-    assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_ERR);
+    assert_int_equal(rt_dataset_load(&d, ts_dir, &s, &e), RT_ERR);
     assert_contains(e.msg, "q.csv:6: column 1: 'x' is not a number (feature column 'f')");
     rt_dataset_free(&d);
-    write_file("q.csv", "f,\"the \"\"label\"\"\"\n1,\"a,b\"\n\"2.5\",\"two\nlines\"\n3,  \" padded \"  \n");
+    ts_write_text("q.csv", "f,\"the \"\"label\"\"\"\n1,\"a,b\"\n\"2.5\",\"two\nlines\"\n3,  \" padded \"  \n");
     load_ok(&d, &s);
     assert_int_equal(d.count, 3);
     assert_int_equal(d.nclass_names, 3);
@@ -263,15 +234,15 @@ static void test_csv_unclosed_quote_names_its_line(void **state) {
 }
 
 static void test_csv_semicolon_and_tab_delimiters(void **state) {
-    write_file("semi.csv", "a;b;c\n1,5;2;x\n3;4;y\n");
+    ts_write_text("semi.csv", "a;b;c\n1,5;2;x\n3;4;y\n");
     RtDataSpec s = spec("semi.csv");
     s.delimiter = ';';
     RtDataset d;
     RtErr e;
-    assert_int_equal(rt_dataset_load(&d, dir, &s, &e), RT_ERR); /* "1,5" is one cell, not a number */
+    assert_int_equal(rt_dataset_load(&d, ts_dir, &s, &e), RT_ERR); /* "1,5" is one cell, not a number */
     assert_contains(e.msg, "semi.csv:2: column 1: '1,5' is not a number (feature column 'a')");
     rt_dataset_free(&d);
-    write_file("tab.tsv", "a\tb\tlabel\n 1 \t2\tcat dog\n3\t4\tbird\n");
+    ts_write_text("tab.tsv", "a\tb\tlabel\n 1 \t2\tcat dog\n3\t4\tbird\n");
     s = spec("tab.tsv");
     s.delimiter = '\t';
     load_ok(&d, &s);
@@ -366,8 +337,8 @@ static const char *class_file(const char *folder) {
 }
 
 static void test_csv_test_classes_renumbered_by_training_names(void **state) {
-    write_file("train.csv", "x,y\n1,ant\n2,bee\n3,cat\n");
-    write_file("test.csv", "x,y\n4,cat\n5,bee\n"); /* alone: bee 0, cat 1 */
+    ts_write_text("train.csv", "x,y\n1,ant\n2,bee\n3,cat\n");
+    ts_write_text("test.csv", "x,y\n4,cat\n5,bee\n"); /* alone: bee 0, cat 1 */
     RtDataSpec s = spec("train.csv"), t = spec("test.csv");
     RtDataset train, test;
     RtErr e;
@@ -379,14 +350,14 @@ static void test_csv_test_classes_renumbered_by_training_names(void **state) {
     assert_int_equal(test.nclass_names, 3);
     assert_string_equal(test.class_names[2], "cat");
     rt_dataset_free(&test);
-    write_file("test2.csv", "x,y\n4,cat\n\n5,dog\n");
+    ts_write_text("test2.csv", "x,y\n4,cat\n\n5,dog\n");
     t = spec("test2.csv");
     load_ok(&test, &t);
     assert_int_equal(rt_dataset_same_classes(&train, &test, &e), RT_ERR);
     assert_contains(e.msg, "test2.csv:4: class 'dog' is not a class of the training data");
     assert_contains(e.msg, "train.csv (its 3 classes: 'ant' to 'cat')");
     rt_dataset_free(&test);
-    write_file("test3.csv", "x,y\n4,1\n");
+    ts_write_text("test3.csv", "x,y\n4,1\n");
     t = spec("test3.csv");
     load_ok(&test, &t);
     assert_int_equal(rt_dataset_same_classes(&train, &test, &e), RT_ERR);
@@ -402,9 +373,9 @@ static void test_images_test_classes_renumbered_by_training_folders(void **state
                                         "itest/c", "ibad", "ibad/d"};
     char p[512];
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
-        assert_int_equal(mkdir(tmp_path(p, sizeof p, dir, paths[i]), 0755), 0);
+        assert_int_equal(mkdir(tmp_path(p, sizeof p, ts_dir, paths[i]), 0755), 0);
         if (strchr(paths[i], '/'))
-            write_bytes(tmp_path(p, sizeof p, dir, class_file(paths[i])), "P5\n1 1\n255\n\x10", 12);
+            write_bytes(tmp_path(p, sizeof p, ts_dir, class_file(paths[i])), "P5\n1 1\n255\n\x10", 12);
     }
     RtDataSpec s = {.present = true, .kind = RT_DATA_IMAGES, .images = "itrain", .scale = 1, .grayscale = true};
     RtDataset train, test;
@@ -447,5 +418,5 @@ int main(void) {
         cmocka_unit_test(test_csv_test_classes_renumbered_by_training_names),
         cmocka_unit_test(test_images_test_classes_renumbered_by_training_folders),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_setup_dir, ts_teardown_dir);
 }

@@ -13,42 +13,7 @@
 
 #include <cmocka.h>
 
-static char *dir;
-
-static int setup(void **state) {
-    dir = tmp_dir();
-    return 0;
-}
-
-static int teardown(void **state) {
-    tmp_remove(dir);
-    return 0;
-}
-
-/* A manifest whose only parts that matter here are the batch inputs and the predict output. */
-static RtManifest model(const char *x, const char *label, const char *logits) {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "{\"inputs\": [{\"name\": \"x\", %s}, {\"name\": \"label\", %s}], \"params\": [],"
-             " \"graphs\": {\"predict\": {\"arena\": [0, 0], \"kernels\": 0, \"args\": ["
-             "   {\"name\": \"x\", \"role\": \"input\", %s},"
-             "   {\"name\": \"logits\", \"role\": \"output\", %s}]}},"
-             " \"recipe\": {}}",
-             x, label, x, logits);
-    RtManifest m;
-    RtErr e;
-    if (rt_manifest_parse(&m, text, &e) != RT_OK)
-        fail_msg("%s", e.msg);
-    return m;
-}
-
-static const char *write_file(const char *name, const char *text) {
-    static char p[512];
-    write_bytes(tmp_path(p, sizeof p, dir, name), text, strlen(text));
-    return p;
-}
-
-static int load(RtDataset *d, const RtDataSpec *s, RtErr *e) { return rt_dataset_load(d, dir, s, e); }
+static int load(RtDataset *d, const RtDataSpec *s, RtErr *e) { return rt_dataset_load(d, ts_dir, s, e); }
 
 /* ---------------------------------------------------------------- idx */
 
@@ -58,16 +23,16 @@ static void test_idx_reads_images_of_three_dims_after_count(void **state) {
     for (int i = 0; i < 24; i++)
         px[i] = (uint8_t)i;
     uint32_t dims[4] = {2, 3, 2, 2}, dl[1] = {2};
-    write_idx(tmp_path(p, sizeof p, dir, "c-images"), 4, dims, px, false);
-    write_idx(tmp_path(p, sizeof p, dir, "c-labels"), 1, dl, (uint8_t[]){1, 0}, false);
+    write_idx(tmp_path(p, sizeof p, ts_dir, "c-images"), 4, dims, px, false);
+    write_idx(tmp_path(p, sizeof p, ts_dir, "c-labels"), 1, dl, (uint8_t[]){1, 0}, false);
     RtDataSpec s = {.present = true, .images = "c-images", .labels = "c-labels", .scale = 1};
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
     assert_int_equal(d.count, 2);
     assert_int_equal(d.per_sample, 12);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 3, 2, 2]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 2]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 3, 2, 2]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 2]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK);
     float x[12];
     int64_t y, i = 1;
@@ -82,7 +47,7 @@ static void test_idx_reads_one_dim_after_count(void **state) {
     char p[512];
     uint32_t dims[2] = {3, 5};
     uint8_t px[15] = {0};
-    write_idx(tmp_path(p, sizeof p, dir, "vec"), 2, dims, px, true);
+    write_idx(tmp_path(p, sizeof p, ts_dir, "vec"), 2, dims, px, true);
     RtIdx x;
     RtErr e;
     assert_int_equal(rt_idx_read(p, 2, RT_IDX_MAX_DIMS, &x, &e), RT_OK);
@@ -94,7 +59,7 @@ static void test_idx_five_dims_after_count_rejected(void **state) {
     char p[512];
     uint32_t dims[6] = {1, 1, 1, 1, 1, 1};
     uint8_t px[1] = {0};
-    write_idx(tmp_path(p, sizeof p, dir, "six"), 6, dims, px, false);
+    write_idx(tmp_path(p, sizeof p, ts_dir, "six"), 6, dims, px, false);
     RtIdx x;
     RtErr e;
     assert_int_equal(rt_idx_read(p, 2, RT_IDX_MAX_DIMS, &x, &e), RT_ERR);
@@ -105,7 +70,7 @@ static void test_idx_five_dims_after_count_rejected(void **state) {
 static void test_idx_other_type_than_u8_rejected(void **state) {
     char p[512];
     uint8_t bytes[] = {0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0}; /* f32 labels */
-    write_bytes(tmp_path(p, sizeof p, dir, "f32"), bytes, sizeof bytes);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "f32"), bytes, sizeof bytes);
     RtIdx x;
     RtErr e;
     assert_int_equal(rt_idx_read(p, 1, 1, &x, &e), RT_ERR);
@@ -119,7 +84,7 @@ static RtDataSpec text_spec(const char *file, int64_t context, int64_t stride) {
 }
 
 static void test_text_windows_and_next_byte_labels(void **state) {
-    write_file("t.txt", "abcdefghij"); /* 10 bytes */
+    ts_write_text("t.txt", "abcdefghij"); /* 10 bytes */
     RtDataSpec s = text_spec("t.txt", 4, 4);
     RtDataset d;
     RtErr e;
@@ -139,7 +104,7 @@ static void test_text_windows_and_next_byte_labels(void **state) {
 }
 
 static void test_text_stride_overlaps_windows(void **state) {
-    write_file("s.txt", "0123456789");
+    ts_write_text("s.txt", "0123456789");
     RtDataSpec s = text_spec("s.txt", 3, 1);
     RtDataset d;
     RtErr e;
@@ -154,7 +119,7 @@ static void test_text_stride_overlaps_windows(void **state) {
 
 static void test_text_reads_gzip(void **state) {
     char p[512];
-    gzFile f = gzopen(tmp_path(p, sizeof p, dir, "t.txt.gz"), "wb");
+    gzFile f = gzopen(tmp_path(p, sizeof p, ts_dir, "t.txt.gz"), "wb");
     assert_int_equal(gzwrite(f, "hello world", 11), 11);
     assert_int_equal(gzclose(f), Z_OK);
     RtDataSpec s = text_spec("t.txt.gz", 5, 5);
@@ -168,7 +133,7 @@ static void test_text_reads_gzip(void **state) {
 
 static void test_text_gzip_cut_is_truncated(void **state) {
     char p[512];
-    gzFile f = gzopen(tmp_path(p, sizeof p, dir, "cut.txt.gz"), "wb");
+    gzFile f = gzopen(tmp_path(p, sizeof p, ts_dir, "cut.txt.gz"), "wb");
     char text[3000];
     for (int i = 0; i < 3000; i++)
         text[i] = (char)('a' + i * 7 % 26);
@@ -186,7 +151,7 @@ static void test_text_gzip_cut_is_truncated(void **state) {
 }
 
 static void test_text_too_short_for_one_window(void **state) {
-    write_file("short.txt", "abcd");
+    ts_write_text("short.txt", "abcd");
     RtDataSpec s = text_spec("short.txt", 4, 4);
     RtDataset d;
     RtErr e;
@@ -196,7 +161,7 @@ static void test_text_too_short_for_one_window(void **state) {
 }
 
 static void test_text_empty_file(void **state) {
-    write_file("empty.txt", "");
+    ts_write_text("empty.txt", "");
     RtDataSpec s = text_spec("empty.txt", 4, 4);
     RtDataset d;
     RtErr e;
@@ -205,51 +170,45 @@ static void test_text_empty_file(void **state) {
 }
 
 static void test_text_checked_against_model_tokens(void **state) {
-    write_file("big.txt", "abcdefgh\xff" "abc");
+    ts_write_text("big.txt", "abcdefgh\xff" "abc");
     RtDataSpec s = text_spec("big.txt", 4, 4);
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 4, 200]");
-    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
-    assert_contains(e.msg, "big.txt: byte offset 8 holds byte 255, but the model has 200 tokens");
+    ts_expect_check_error(&d, "\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
+                          "\"dtype\": \"f32\", \"shape\": [-1, 4, 200]",
+                          "big.txt: byte offset 8 holds byte 255, but the model has 200 tokens");
     rt_dataset_free(&d);
-    rt_manifest_free(&m);
 }
 
 static void test_text_context_other_than_model_input_is_error(void **state) {
-    write_file("ctx.txt", "abcdefghijklmnop");
+    ts_write_text("ctx.txt", "abcdefghijklmnop");
     RtDataSpec s = text_spec("ctx.txt", 8, 8);
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 4, 256]");
-    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
-    assert_contains(e.msg, "context = 8) gives 8 tokens per sample, but the model's input 'x' i64[N, 4] takes 4");
+    ts_expect_check_error(&d, "\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
+                          "\"dtype\": \"f32\", \"shape\": [-1, 4, 256]",
+                          "context = 8) gives 8 tokens per sample, but the model's input 'x' i64[N, 4] takes 4");
     rt_dataset_free(&d);
-    rt_manifest_free(&m);
 }
 
 static void test_text_labels_must_match_model_label_shape(void **state) {
-    write_file("lab.txt", "abcdefghij");
+    ts_write_text("lab.txt", "abcdefghij");
     RtDataSpec s = text_spec("lab.txt", 4, 4);
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 256]");
-    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
-    assert_contains(e.msg, "4 labels per sample, but the model's 'label' i64[N] takes 1 per sample");
+    ts_expect_check_error(&d, "\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                          "\"dtype\": \"f32\", \"shape\": [-1, 256]",
+                          "4 labels per sample, but the model's 'label' i64[N] takes 1 per sample");
     rt_dataset_free(&d);
-    rt_manifest_free(&m);
 }
 
 /* The recipe's text(file) takes its context from the model's input when it names none. */
 static void test_text_context_defaults_to_model_input(void **state) {
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 6]", "\"dtype\": \"i64\", \"shape\": [-1, 6]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 6, 256]");
+    RtManifest m = ts_model("\"dtype\": \"i64\", \"shape\": [-1, 6]", "\"dtype\": \"i64\", \"shape\": [-1, 6]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 6, 256]");
     json_object_set_new(m.recipe, "data", json_pack("{s:s, s:[s], s:{s:i}}", "call", "text", "args", "t.txt",
                                                     "kwargs", "stride", 2));
     char *argv[] = {"prog", "train", NULL};
@@ -265,8 +224,8 @@ static void test_text_context_defaults_to_model_input(void **state) {
 }
 
 static void test_recipe_data_source_errors(void **state) {
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 6]", "\"dtype\": \"i64\", \"shape\": [-1, 6]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 6, 256]");
+    RtManifest m = ts_model("\"dtype\": \"i64\", \"shape\": [-1, 6]", "\"dtype\": \"i64\", \"shape\": [-1, 6]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 6, 256]");
     struct {
         json_t *v;
         const char *msg;
@@ -319,7 +278,7 @@ static RtDataSpec lines_spec(const char *file, int64_t context, bool chars) {
 
 /* The vocabulary is the file's code points in ascending order: ' ' 'a' 'b' 'é' (U+00E9) '€' (U+20AC). */
 static void test_text_chars_ids_in_sorted_code_point_order(void **state) {
-    write_file("c.txt", "ab\xc3\xa9 \xe2\x82\xac" "ba");
+    ts_write_text("c.txt", "ab\xc3\xa9 \xe2\x82\xac" "ba");
     RtDataSpec s = chars_spec("c.txt", 3, 1);
     RtDataset d;
     RtErr e;
@@ -337,8 +296,8 @@ static void test_text_chars_ids_in_sorted_code_point_order(void **state) {
     assert_memory_equal(x, wx, sizeof wx);
     assert_memory_equal(y, wy, sizeof wy);
     assert_true(rt_dataset_label(&d, 3, 2) == 1); /* the last 'a' */
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 3]", "\"dtype\": \"i64\", \"shape\": [-1, 3]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3, 5]");
+    RtManifest m = ts_model("\"dtype\": \"i64\", \"shape\": [-1, 3]", "\"dtype\": \"i64\", \"shape\": [-1, 3]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 3, 5]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK);
     rt_dataset_free(&d);
     rt_manifest_free(&m);
@@ -353,7 +312,7 @@ static void test_text_chars_large_vocabulary(void **state) {
         *p++ = (char)(0x80 | (c & 0x3f));
     }
     *p = 0;
-    write_file("big.txt", text);
+    ts_write_text("big.txt", text);
     RtDataSpec s = chars_spec("big.txt", 8, 8);
     RtDataset d;
     RtErr e;
@@ -363,8 +322,8 @@ static void test_text_chars_large_vocabulary(void **state) {
     rt_dataset_gather(&d, &i, 1, RT_I64, x, RT_I64, NULL);
     assert_int_equal(x[0], 288);
     assert_int_equal(x[7], 295);
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 8]", "\"dtype\": \"i64\", \"shape\": [-1, 8]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 8, 256]");
+    RtManifest m = ts_model("\"dtype\": \"i64\", \"shape\": [-1, 8]", "\"dtype\": \"i64\", \"shape\": [-1, 8]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 8, 256]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
     assert_contains(e.msg, "big.txt: text(..., tokens = \"chars\") finds 300 distinct characters, but the model has "
                            "256 tokens");
@@ -375,7 +334,7 @@ static void test_text_chars_large_vocabulary(void **state) {
 static void test_text_chars_invalid_utf8_names_byte_offset(void **state) {
     const char *bad[] = {"abc\xff", "abc\xc3", "abc\xc0\xaf", "abc\xed\xa0\x80x"}; /* stray, cut, overlong, surrogate */
     for (int i = 0; i < 4; i++) {
-        write_file("u.txt", bad[i]);
+        ts_write_text("u.txt", bad[i]);
         RtDataSpec s = chars_spec("u.txt", 2, 2);
         RtDataset d;
         RtErr e;
@@ -385,7 +344,7 @@ static void test_text_chars_invalid_utf8_names_byte_offset(void **state) {
 }
 
 static void test_text_chars_too_short_counts_characters(void **state) {
-    write_file("sc.txt", "\xc3\xa9\xc3\xa9\xc3\xa9"); /* 3 characters, 6 bytes */
+    ts_write_text("sc.txt", "\xc3\xa9\xc3\xa9\xc3\xa9"); /* 3 characters, 6 bytes */
     RtDataSpec s = chars_spec("sc.txt", 3, 3);
     RtDataset d;
     RtErr e;
@@ -396,7 +355,7 @@ static void test_text_chars_too_short_counts_characters(void **state) {
 /* One sample a line: inputs padded with pad, labels the next tokens and -100 where there is none; an empty
    line and a line of one token (nothing to predict) are no samples. */
 static void test_text_lines_pad_and_ignored_labels(void **state) {
-    write_file("l.txt", "abc\nhello world\n\nx\r\nxy\r\n");
+    ts_write_text("l.txt", "abc\nhello world\n\nx\r\nxy\r\n");
     RtDataSpec s = lines_spec("l.txt", 4, false);
     s.pad = 7;
     RtDataset d;
@@ -414,15 +373,15 @@ static void test_text_lines_pad_and_ignored_labels(void **state) {
     assert_memory_equal(y, wy, sizeof wy);
     assert_true(rt_dataset_label(&d, 0, 1) == 'c');
     assert_true(rt_dataset_label(&d, 0, 3) == RT_IGNORE_LABEL);
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 4, 128]");
+    RtManifest m = ts_model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 4, 128]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK); /* -100 labels are no class */
     rt_dataset_free(&d);
     rt_manifest_free(&m);
 }
 
 static void test_text_lines_of_chars(void **state) {
-    write_file("lc.txt", "b\xc3\xa9\xc3\xa9\r\nab\n");
+    ts_write_text("lc.txt", "b\xc3\xa9\xc3\xa9\r\nab\n");
     RtDataSpec s = lines_spec("lc.txt", 2, true);
     RtDataset d;
     RtErr e;
@@ -438,18 +397,18 @@ static void test_text_lines_of_chars(void **state) {
 }
 
 static void test_text_lines_token_beyond_model_names_line(void **state) {
-    write_file("lt.txt", "ab\ncd\xf0\n");
+    ts_write_text("lt.txt", "ab\ncd\xf0\n");
     RtDataSpec s = lines_spec("lt.txt", 4, false);
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 4, 128]");
+    RtManifest m = ts_model("\"dtype\": \"i64\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1, 4]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 4, 128]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
     assert_contains(e.msg, "lt.txt:2: byte 2 of the line is 240, but the model has 128 tokens");
     rt_dataset_free(&d);
     d = (RtDataset){0};
-    write_file("lp.txt", "ab\ncd\n");
+    ts_write_text("lp.txt", "ab\ncd\n");
     s = lines_spec("lp.txt", 4, false);
     s.pad = 200;
     assert_int_equal(load(&d, &s, &e), RT_OK);
@@ -460,7 +419,7 @@ static void test_text_lines_token_beyond_model_names_line(void **state) {
 }
 
 static void test_text_lines_without_two_tokens_is_error(void **state) {
-    write_file("l1.txt", "a\n\nb\n");
+    ts_write_text("l1.txt", "a\n\nb\n");
     RtDataSpec s = lines_spec("l1.txt", 4, false);
     RtDataset d;
     RtErr e;
@@ -470,8 +429,8 @@ static void test_text_lines_without_two_tokens_is_error(void **state) {
 
 /* The recipe's keywords reach the spec. */
 static void test_text_recipe_tokens_lines_pad(void **state) {
-    RtManifest m = model("\"dtype\": \"i64\", \"shape\": [-1, 6]", "\"dtype\": \"i64\", \"shape\": [-1, 6]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 6, 256]");
+    RtManifest m = ts_model("\"dtype\": \"i64\", \"shape\": [-1, 6]", "\"dtype\": \"i64\", \"shape\": [-1, 6]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 6, 256]");
     json_t *v = json_pack("{s:s, s:[s], s:{s:s, s:b, s:i}}", "call", "text", "args", "t.txt", "kwargs", "tokens",
                           "chars", "lines", 1, "pad", 2);
     RtDataSpec s;
@@ -491,7 +450,7 @@ static RtDataSpec csv_spec(const char *file) {
 }
 
 static void test_csv_reads_features_and_last_column_label(void **state) {
-    write_file("a.csv", "f1,f2,f3,class\r\n1.5, 2, -3e1 ,0\r\n\r\n4,5,6,2\n");
+    ts_write_text("a.csv", "f1,f2,f3,class\r\n1.5, 2, -3e1 ,0\r\n\r\n4,5,6,2\n");
     RtDataSpec s = csv_spec("a.csv");
     RtDataset d;
     RtErr e;
@@ -499,8 +458,8 @@ static void test_csv_reads_features_and_last_column_label(void **state) {
     assert_int_equal(d.count, 2); /* the blank line skipped */
     assert_int_equal(d.per_sample, 3);
     assert_int_equal(d.per_label, 1);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 3]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 3]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 3]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK);
     int64_t idx[2] = {1, 0}, y[2];
     float x[6];
@@ -514,7 +473,7 @@ static void test_csv_reads_features_and_last_column_label(void **state) {
 }
 
 static void test_csv_label_column_first_and_no_header(void **state) {
-    write_file("b.csv", "1,10,20\n0,30,40");
+    ts_write_text("b.csv", "1,10,20\n0,30,40");
     RtDataSpec s = csv_spec("b.csv");
     s.header = false;
     s.label_column = 0;
@@ -531,14 +490,14 @@ static void test_csv_label_column_first_and_no_header(void **state) {
 }
 
 static void test_csv_regression_labels_are_values(void **state) {
-    write_file("r.csv", "x,y\n1,2.5\n2,4.75\n");
+    ts_write_text("r.csv", "x,y\n1,2.5\n2,4.75\n");
     RtDataSpec s = csv_spec("r.csv");
     s.regression = true;
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"f32\", \"shape\": [-1, 1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 1]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"f32\", \"shape\": [-1, 1]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 1]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK); /* no class check on values */
     int64_t idx[2] = {0, 1};
     float x[2], y[2];
@@ -549,22 +508,20 @@ static void test_csv_regression_labels_are_values(void **state) {
 }
 
 static void test_csv_regression_into_integer_label_is_error(void **state) {
-    write_file("ri.csv", "x,y\n1,2.5\n");
+    ts_write_text("ri.csv", "x,y\n1,2.5\n");
     RtDataSpec s = csv_spec("ri.csv");
     s.regression = true;
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 1]");
-    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
-    assert_contains(e.msg, "real-valued labels, but the model's 'label' is i64[N]");
+    ts_expect_check_error(&d, "\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                          "\"dtype\": \"f32\", \"shape\": [-1, 1]",
+                          "real-valued labels, but the model's 'label' is i64[N]");
     rt_dataset_free(&d);
-    rt_manifest_free(&m);
 }
 
 static void expect_csv_error(const char *name, const char *text, const char *msg) {
-    write_file(name, text);
+    ts_write_text(name, text);
     RtDataSpec s = csv_spec(name);
     RtDataset d;
     RtErr e;
@@ -606,7 +563,7 @@ static void test_csv_one_column_rejected(void **state) {
 }
 
 static void test_csv_label_column_out_of_range(void **state) {
-    write_file("lc.csv", "a,b\n1,0\n");
+    ts_write_text("lc.csv", "a,b\n1,0\n");
     RtDataSpec s = csv_spec("lc.csv");
     s.label_column = 2;
     RtDataset d;
@@ -616,27 +573,25 @@ static void test_csv_label_column_out_of_range(void **state) {
 }
 
 static void test_csv_class_label_beyond_model_classes_names_line(void **state) {
-    write_file("cl.csv", "a,b\n1,0\n2,1\n\n3,3\n");
+    ts_write_text("cl.csv", "a,b\n1,0\n2,1\n\n3,3\n");
     RtDataSpec s = csv_spec("cl.csv");
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
-    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
-    assert_contains(e.msg, "cl.csv:5: label 3, but the model has 3 classes");
+    ts_expect_check_error(&d, "\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                          "\"dtype\": \"f32\", \"shape\": [-1, 3]",
+                          "cl.csv:5: label 3, but the model has 3 classes");
     rt_dataset_free(&d);
-    rt_manifest_free(&m);
 }
 
 static void test_csv_feature_count_other_than_model_input_is_error(void **state) {
-    write_file("fc.csv", "a,b,c\n1,2,0\n");
+    ts_write_text("fc.csv", "a,b,c\n1,2,0\n");
     RtDataSpec s = csv_spec("fc.csv");
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 3]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 3]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 3]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
     assert_contains(e.msg, "fc.csv: 2 feature columns per record");
     assert_contains(e.msg, "'x' f32[N, 3] takes 3");
@@ -699,8 +654,8 @@ static void write_loader_idx(int count, int per) {
     for (int i = 0; i < count; i++)
         lb[i] = (uint8_t)(i % 10);
     uint32_t dims[2] = {(uint32_t)count, (uint32_t)per}, dl[1] = {(uint32_t)count};
-    write_idx(tmp_path(p, sizeof p, dir, "ld-images"), 2, dims, px, false);
-    write_idx(tmp_path(p, sizeof p, dir, "ld-labels"), 1, dl, lb, false);
+    write_idx(tmp_path(p, sizeof p, ts_dir, "ld-images"), 2, dims, px, false);
+    write_idx(tmp_path(p, sizeof p, ts_dir, "ld-labels"), 1, dl, lb, false);
     free(px);
     free(lb);
 }
@@ -725,7 +680,7 @@ static void test_loader_text_windows_and_labels_equal_serial_gather(void **state
     for (int i = 0; i < 599; i++)
         text[i] = (char)('a' + (i * 11) % 26);
     text[599] = 0;
-    write_file("ld.txt", text);
+    ts_write_text("ld.txt", text);
     RtDataSpec s = {.present = true, .kind = RT_DATA_TEXT, .images = "ld.txt", .context = 16, .stride = 5};
     RtDataset d;
     RtErr e;
@@ -775,14 +730,14 @@ static float *checkpoint_params(const char *ckdir) {
 }
 
 static void test_driver_prefetching_epochs_match_serial_epochs(void **state) {
-    write_fake_dataset(dir, "train", 203, false);
-    write_fake_dataset(dir, "test", 20, false);
+    write_fake_dataset(ts_dir, "train", 203, false);
+    write_fake_dataset(ts_dir, "test", 20, false);
     float *got[2];
     const char *threads[2] = {"1", "2"};
     for (int t = 0; t < 2; t++) {
         char ck[512];
-        tmp_path(ck, sizeof ck, dir, threads[t][0] == '1' ? "ck-t1" : "ck-t2");
-        const char *args[] = {"train", "--data", dir, "--seed", "9", "--epochs", "2", "--batch", "16",
+        tmp_path(ck, sizeof ck, ts_dir, threads[t][0] == '1' ? "ck-t1" : "ck-t2");
+        const char *args[] = {"train", "--data", ts_dir, "--seed", "9", "--epochs", "2", "--batch", "16",
                               "--threads", threads[t], "--checkpoint-dir", ck, NULL};
         assert_int_equal(run_driver(NULL, NULL, args), 0);
         got[t] = checkpoint_params(ck);
@@ -798,7 +753,7 @@ static void test_driver_prefetching_epochs_match_serial_epochs(void **state) {
     RtDataset train;
     RtBinding tb;
     assert_int_equal(rt_model_init(&md, &m, cfg.seed, &e), RT_OK);
-    assert_int_equal(rt_dataset_load(&train, dir, &cfg.train_data, &e), RT_OK);
+    assert_int_equal(rt_dataset_load(&train, ts_dir, &cfg.train_data, &e), RT_OK);
     assert_int_equal(rt_bind(&tb, &md, &m.train, &cfg, cfg.batch, &e), RT_OK);
     for (int ep = 0; ep < 2; ep++)
         rt_train_epoch(&tb, &md, NULL, &train, &cfg, ep, NULL);
@@ -863,5 +818,5 @@ int main(void) {
         cmocka_unit_test(test_loader_without_labels_and_close_after_request),
         cmocka_unit_test(test_driver_prefetching_epochs_match_serial_epochs),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_setup_dir, ts_teardown_dir);
 }

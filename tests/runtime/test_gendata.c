@@ -13,20 +13,9 @@
 
 #include <cmocka.h>
 
+/* A manifest of x and label into one real value. */
 static RtManifest model(const char *x, const char *label) {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "{\"inputs\": [{\"name\": \"x\", %s}, {\"name\": \"label\", %s}], \"params\": [],"
-             " \"graphs\": {\"predict\": {\"arena\": [0, 0], \"kernels\": 0, \"args\": ["
-             "   {\"name\": \"x\", \"role\": \"input\", %s},"
-             "   {\"name\": \"logits\", \"role\": \"output\", \"dtype\": \"f32\", \"shape\": [-1, 1]}]}},"
-             " \"recipe\": {}}",
-             x, label, x);
-    RtManifest m;
-    RtErr e;
-    if (rt_manifest_parse(&m, text, &e) != RT_OK)
-        fail_msg("%s", e.msg);
-    return m;
+    return ts_model(x, label, "\"dtype\": \"f32\", \"shape\": [-1, 1]");
 }
 
 static RtManifest regression_model(void) {
@@ -35,10 +24,7 @@ static RtManifest regression_model(void) {
 
 /* The spec of a recipe call written as JSON text. */
 static int parse(const char *json, RtDataSpec *s, json_t **keep, RtErr *e) {
-    json_error_t je;
-    *keep = json_loads(json, 0, &je);
-    if (!*keep)
-        fail_msg("bad JSON in the test: %s", je.text);
+    *keep = ts_json(json);
     RtManifest m = regression_model();
     int rc = rt_data_spec_parse(*keep, &m, "data", s, e);
     rt_manifest_free(&m);

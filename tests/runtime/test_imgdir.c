@@ -15,23 +15,11 @@
 
 #include <cmocka.h>
 
-static char *dir;
-
-static int setup(void **state) {
-    dir = tmp_dir();
-    return 0;
-}
-
-static int teardown(void **state) {
-    tmp_remove(dir);
-    return 0;
-}
-
-/* dir/rel, the folders on the way created */
+/* ts_dir/rel, the folders on the way created */
 static const char *make_path(const char *rel) {
     static char p[1024];
-    snprintf(p, sizeof p, "%s/%s", dir, rel);
-    for (char *s = p + strlen(dir) + 1; *s; s++)
+    snprintf(p, sizeof p, "%s/%s", ts_dir, rel);
+    for (char *s = p + strlen(ts_dir) + 1; *s; s++)
         if (*s == '/') {
             *s = 0;
             mkdir(p, 0755);
@@ -82,22 +70,11 @@ static RtDataSpec spec(const char *folder, bool gray) {
                         .grayscale = gray};
 }
 
-static int load(RtDataset *d, const RtDataSpec *s, RtErr *e) { return rt_dataset_load(d, dir, s, e); }
+static int load(RtDataset *d, const RtDataSpec *s, RtErr *e) { return rt_dataset_load(d, ts_dir, s, e); }
 
+/* A manifest of x and label i64[N] into logits. */
 static RtManifest model(const char *x, const char *logits) {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "{\"inputs\": [{\"name\": \"x\", %s}, {\"name\": \"label\", \"dtype\": \"i64\", \"shape\": [-1]}],"
-             " \"params\": [], \"graphs\": {\"predict\": {\"arena\": [0, 0], \"kernels\": 0, \"args\": ["
-             "   {\"name\": \"x\", \"role\": \"input\", %s},"
-             "   {\"name\": \"logits\", \"role\": \"output\", %s}]}},"
-             " \"recipe\": {}}",
-             x, x, logits);
-    RtManifest m;
-    RtErr e;
-    if (rt_manifest_parse(&m, text, &e) != RT_OK)
-        fail_msg("%s", e.msg);
-    return m;
+    return ts_model(x, "\"dtype\": \"i64\", \"shape\": [-1]", logits);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -358,7 +335,7 @@ static void test_driver_trains_on_image_folder(void **state) {
     char *manifest = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     char *out = NULL, *err = NULL;
-    const char *args[] = {"train", "--data", dir, "--epochs", "20", "--batch", "4", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--epochs", "20", "--batch", "4", NULL};
     int status = run_driver_with(manifest, lathe_train, lathe_eval, lathe_predict, &out, &err, args);
     if (status != 0)
         fail_msg("%s", err);
@@ -383,5 +360,5 @@ int main(void) {
         cmocka_unit_test(test_images_bad_pgms),
         cmocka_unit_test(test_driver_trains_on_image_folder),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_setup_dir, ts_teardown_dir);
 }

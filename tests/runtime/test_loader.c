@@ -13,14 +13,6 @@
 
 #include <cmocka.h>
 
-/* ---------------------------------------------------------------- orders, batches, split */
-static int differ(const int64_t *a, const int64_t *b, int64_t n) {
-    int d = 0;
-    for (int64_t i = 0; i < n; i++)
-        d += a[i] != b[i];
-    return d;
-}
-
 static void test_epoch_order_of_subset_shuffles_its_members(void **state) {
     enum { N = 300 };
     int64_t sub[N], a[N], b[N], c[N], plain[N];
@@ -29,7 +21,7 @@ static void test_epoch_order_of_subset_shuffles_its_members(void **state) {
     rt_epoch_order_of(sub, N, false, 9, 0, a);
     assert_memory_equal(a, sub, sizeof a); /* no shuffle: the subset's order */
     rt_epoch_order_of(sub, N, true, 9, 0, a);
-    assert_true(differ(a, sub, N) > 250); /* shuffled */
+    assert_true(ts_differ(a, sub, N) > 250); /* shuffled */
     char seen[3 * N + 1] = {0};
     for (int i = 0; i < N; i++) {
         assert_true(a[i] % 3 == 1 && !seen[a[i]]);
@@ -38,7 +30,7 @@ static void test_epoch_order_of_subset_shuffles_its_members(void **state) {
     rt_epoch_order_of(sub, N, true, 9, 0, b);
     assert_memory_equal(a, b, sizeof a); /* reproducible for (seed, epoch) */
     rt_epoch_order_of(sub, N, true, 9, 1, c);
-    assert_true(differ(a, c, N) > 250); /* another epoch, another order */
+    assert_true(ts_differ(a, c, N) > 250); /* another epoch, another order */
     /* the same permutation as rt_epoch_order's, applied to the subset */
     rt_epoch_order(N, true, 9, 0, plain);
     for (int i = 0; i < N; i++)
@@ -349,9 +341,7 @@ static void test_loader_refuses_transforms_on_integer_input(void **state) {
 
 /* ---------------------------------------------------------------- the recipe keys */
 static int recipe(const char *text, RtLoaderRecipe *r, RtErr *e) {
-    json_error_t je;
-    json_t *j = json_loads(text, 0, &je);
-    assert_non_null(j);
+    json_t *j = ts_json(text);
     RtTensorSpec x = xspec();
     int rc = rt_loader_recipe(j, &x, r, e);
     json_decref(j);

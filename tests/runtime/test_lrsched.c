@@ -14,18 +14,10 @@
 
 #include <cmocka.h>
 
-static json_t *recipe_of(const char *text) {
-    json_error_t je;
-    json_t *r = json_loads(text, 0, &je);
-    if (!r)
-        fail_msg("bad test JSON '%s': %s", text, je.text);
-    return r;
-}
-
 /* Parses the recipe text into s; the recipe is kept in *keep (LambdaLR borrows from it). */
 static void parse_ok(const char *text, RtSched *s, json_t **keep) {
     RtErr e = {{0}};
-    *keep = recipe_of(text);
+    *keep = ts_json(text);
     if (rt_sched_parse(*keep, s, &e) != RT_OK)
         fail_msg("'%s' refused: %s", text, e.msg);
 }
@@ -33,7 +25,7 @@ static void parse_ok(const char *text, RtSched *s, json_t **keep) {
 static void expect_error(const char *text, const char *part) {
     RtSched s;
     RtErr e = {{0}};
-    json_t *r = recipe_of(text);
+    json_t *r = ts_json(text);
     assert_int_equal(rt_sched_parse(r, &s, &e), RT_ERR);
     if (!strstr(e.msg, part))
         fail_msg("'%s': message '%s' does not contain '%s'", text, e.msg, part);

@@ -15,19 +15,11 @@
 
 #include <cmocka.h>
 
-static json_t *recipe_of(const char *text) {
-    json_error_t je;
-    json_t *r = json_loads(text, 0, &je);
-    if (!r)
-        fail_msg("bad test JSON '%s': %s", text, je.text);
-    return r;
-}
-
 /* Opens m on the recipe's metrics; the recipe is kept in *keep (the spec borrows custom names from it). */
 static void open_ok(RtMetrics *m, const char *text, int64_t classes, bool regression, json_t **keep) {
     RtMetricSpec s;
     RtErr e = {{0}};
-    *keep = recipe_of(text);
+    *keep = ts_json(text);
     if (rt_metrics_parse(*keep, classes, regression, NULL, &s, &e) != RT_OK)
         fail_msg("'%s' refused: %s", text, e.msg);
     if (rt_metrics_open(m, &s, classes, regression, &e) != RT_OK)
@@ -264,7 +256,7 @@ static void test_metrics_json_and_line(void **state) {
 static void test_metrics_custom_from_the_graph(void **state) {
     RtTensorSpec args[2] = {{.name = "loss", .role = RT_ROLE_OUTPUT}, {.name = "metric.bleu", .role = RT_ROLE_OUTPUT}};
     RtGraph g = {.present = true, .name = "eval", .nargs = 2, .args = args};
-    json_t *rec = recipe_of("{\"metrics\": [{\"ident\": \"accuracy\"}, {\"ident\": \"bleu\"}]}");
+    json_t *rec = ts_json("{\"metrics\": [{\"ident\": \"accuracy\"}, {\"ident\": \"bleu\"}]}");
     RtMetricSpec s;
     RtErr e = {{0}};
     assert_int_equal(rt_metrics_parse(rec, 3, false, &g, &s, &e), RT_OK);
@@ -278,7 +270,7 @@ static void test_metrics_custom_from_the_graph(void **state) {
     rt_metrics_close(&m);
     json_decref(rec);
     /* a misspelt one suggests the graph's */
-    rec = recipe_of("{\"metrics\": [{\"ident\": \"blue\"}]}");
+    rec = ts_json("{\"metrics\": [{\"ident\": \"blue\"}]}");
     assert_int_equal(rt_metrics_parse(rec, 3, false, &g, &s, &e), RT_ERR);
     assert_non_null(strstr(e.msg, "unknown metric 'blue' (did you mean 'bleu'?)"));
     json_decref(rec);
@@ -287,14 +279,14 @@ static void test_metrics_custom_from_the_graph(void **state) {
 static void test_metrics_parse_defaults_and_duplicates(void **state) {
     RtMetricSpec s;
     RtErr e;
-    json_t *rec = recipe_of("{}");
+    json_t *rec = ts_json("{}");
     assert_int_equal(rt_metrics_parse(rec, 10, false, NULL, &s, &e), RT_OK);
     assert_true(s.n == 1 && s.kind[0] == RT_METRIC_ACCURACY);
     assert_int_equal(rt_metrics_parse(rec, 0, true, NULL, &s, &e), RT_OK);
     assert_true(s.n == 1 && s.kind[0] == RT_METRIC_MAE);
     json_decref(rec);
-    rec = recipe_of("{\"metrics\": [{\"ident\": \"f1\"}, {\"call\": \"top_k\", \"args\": [5]}, {\"ident\": \"f1\"}, "
-                    "{\"call\": \"top_k\", \"args\": [5]}, {\"call\": \"top_k\", \"args\": [10]}]}");
+    rec = ts_json("{\"metrics\": [{\"ident\": \"f1\"}, {\"call\": \"top_k\", \"args\": [5]}, {\"ident\": \"f1\"}, "
+                  "{\"call\": \"top_k\", \"args\": [5]}, {\"call\": \"top_k\", \"args\": [10]}]}");
     assert_int_equal(rt_metrics_parse(rec, 10, false, NULL, &s, &e), RT_OK);
     assert_int_equal(s.n, 3);
     assert_true(s.kind[0] == RT_METRIC_F1 && s.k[1] == 5 && s.k[2] == 10);
@@ -304,7 +296,7 @@ static void test_metrics_parse_defaults_and_duplicates(void **state) {
 static void expect_error(const char *text, int64_t classes, bool regression, const char *part) {
     RtMetricSpec s;
     RtErr e = {{0}};
-    json_t *rec = recipe_of(text);
+    json_t *rec = ts_json(text);
     assert_int_equal(rt_metrics_parse(rec, classes, regression, NULL, &s, &e), RT_ERR);
     if (!strstr(e.msg, part) || strncmp(e.msg, "recipe key metrics: ", 20) != 0)
         fail_msg("'%s': message '%s' does not contain '%s' after the key", text, e.msg, part);

@@ -80,19 +80,12 @@ static void seq_predict(void **args, int64_t n, uint8_t *arena) {
         logits[i * 256 + (x[i] + 1) % 256] = 1;
 }
 
-static char *dir;
-
 static int setup(void **state) {
-    dir = tmp_dir();
+    ts_setup_dir(state);
     char p[512];
-    write_bytes(tmp_path(p, sizeof p, dir, "train.txt"), "abcdefghijklmnopqrstuvwxyz", 26);
-    write_bytes(tmp_path(p, sizeof p, dir, "test.txt"), "0123456789", 10);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "train.txt"), "abcdefghijklmnopqrstuvwxyz", 26);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "test.txt"), "0123456789", 10);
     nsteps = label_pairs = label_mismatches = 0;
-    return 0;
-}
-
-static int teardown(void **state) {
-    tmp_remove(dir);
     return 0;
 }
 
@@ -102,14 +95,14 @@ static int run(char **out, char **err, const char *const *args) {
 
 /* 26 bytes, context 4, stride 2: (26 - 5) / 2 + 1 = 11 samples, 4 batches of 3 an epoch */
 static void test_text_labels_are_the_next_bytes(void **state) {
-    const char *args[] = {"train", "--data", dir, "--epochs", "1", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--epochs", "1", NULL};
     assert_int_equal(run(NULL, NULL, args), 0);
     assert_int_equal(label_pairs, 11 * 3);
     assert_int_equal(label_mismatches, 0);
 }
 
 static void test_seed_and_step_bound_for_each_call(void **state) {
-    const char *args[] = {"train", "--data", dir, "--seed", "1152921504606846977", NULL}; /* 2^60 + 1 */
+    const char *args[] = {"train", "--data", ts_dir, "--seed", "1152921504606846977", NULL}; /* 2^60 + 1 */
     assert_int_equal(run(NULL, NULL, args), 0);
     assert_true(seen_seed == 1152921504606846977ll); /* not rounded through a double */
     assert_int_equal(nsteps, 8);
@@ -119,9 +112,9 @@ static void test_seed_and_step_bound_for_each_call(void **state) {
 
 static void test_training_without_test_set_says_nothing_about_evaluation(void **state) {
     char log[512];
-    tmp_path(log, sizeof log, dir, "log.jsonl");
+    tmp_path(log, sizeof log, ts_dir, "log.jsonl");
     char *out;
-    const char *args[] = {"train", "--data", dir, "--log-json", log, NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--log-json", log, NULL};
     assert_int_equal(run(&out, NULL, args), 0);
     assert_contains(out, "Done!");
     assert_null(strstr(out, "Test Error"));
@@ -136,7 +129,7 @@ static void test_training_without_test_set_says_nothing_about_evaluation(void **
 
 static void test_evaluation_without_correct_reports_loss_only(void **state) {
     char *out;
-    const char *args[] = {"train", "--data", dir, "--set", "epochs=1", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--set", "epochs=1", NULL};
     /* a test set through --set is not possible (a call); give the model one by its recipe instead */
     char manifest[sizeof seq_manifest + 128];
     snprintf(manifest, sizeof manifest, "%.*s, \"test\": {\"call\": \"text\", \"args\": [\"test.txt\"], "
@@ -149,11 +142,11 @@ static void test_evaluation_without_correct_reports_loss_only(void **state) {
 
 static void test_buffers_and_momentum_saved_and_restored(void **state) {
     char ck[512], path[600];
-    tmp_path(ck, sizeof ck, dir, "ck");
-    const char *a1[] = {"train", "--data", dir, "--epochs", "1", "--checkpoint-dir", ck, NULL};
+    tmp_path(ck, sizeof ck, ts_dir, "ck");
+    const char *a1[] = {"train", "--data", ts_dir, "--epochs", "1", "--checkpoint-dir", ck, NULL};
     assert_int_equal(run(NULL, NULL, a1), 0);
     snprintf(path, sizeof path, "%s/last.safetensors", ck);
-    const char *a2[] = {"train", "--data", dir, "--epochs", "2", "--resume", path, "--checkpoint-dir", ck, NULL};
+    const char *a2[] = {"train", "--data", ts_dir, "--epochs", "2", "--resume", path, "--checkpoint-dir", ck, NULL};
     assert_int_equal(run(NULL, NULL, a2), 0);
     assert_int_equal(seen_steps[nsteps - 1], 7); /* the resumed run went on from step 4 */
 
@@ -208,15 +201,15 @@ static void test_info_lists_buffers_apart(void **state) {
 
 static void test_predict_on_text_names_the_next_character(void **state) {
     char ck[512], path[600];
-    tmp_path(ck, sizeof ck, dir, "ckp");
-    const char *a1[] = {"train", "--data", dir, "--epochs", "1", "--checkpoint-dir", ck, NULL};
+    tmp_path(ck, sizeof ck, ts_dir, "ckp");
+    const char *a1[] = {"train", "--data", ts_dir, "--epochs", "1", "--checkpoint-dir", ck, NULL};
     assert_int_equal(run(NULL, NULL, a1), 0);
     snprintf(path, sizeof path, "%s/last.safetensors", ck);
     char manifest[sizeof seq_manifest + 128];
     snprintf(manifest, sizeof manifest, "%.*s, \"test\": {\"call\": \"text\", \"args\": [\"test.txt\"], "
              "\"kwargs\": {}}}}", (int)(sizeof seq_manifest - 3), seq_manifest);
     char *out;
-    const char *a2[] = {"predict", "--data", dir, "--weights", path, "--index", "1", NULL};
+    const char *a2[] = {"predict", "--data", ts_dir, "--weights", path, "--index", "1", NULL};
     assert_int_equal(run_driver_with(manifest, seq_train, seq_eval, seq_predict, &out, NULL, a2), 0);
     /* sample 1 of "0123456789" with context 4 and stride 4: "4567", then "8" */
     assert_contains(out, "Predicted: \"8\", Actual: \"8\"");
@@ -267,10 +260,10 @@ static void reg_train(void **args, int64_t n, uint8_t *arena) {
 
 static void test_csv_regression_labels_reach_the_graph_as_values(void **state) {
     char p[512];
-    write_bytes(tmp_path(p, sizeof p, dir, "lin.csv"), "x,y\n1,2.5\n2,4.5\n3,6.25\n", 23);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "lin.csv"), "x,y\n1,2.5\n2,4.5\n3,6.25\n", 23);
     label_sum = x_sum = 0;
     char *out;
-    const char *args[] = {"train", "--data", dir, NULL};
+    const char *args[] = {"train", "--data", ts_dir, NULL};
     assert_int_equal(run_driver_with(reg_manifest, reg_train, NULL, NULL, &out, NULL, args), 0);
     assert_true(x_sum == 6);
     assert_true(label_sum == 13.25);
@@ -280,17 +273,18 @@ static void test_csv_regression_labels_reach_the_graph_as_values(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_text_labels_are_the_next_bytes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed_and_step_bound_for_each_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_labels_are_the_next_bytes, setup, ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_seed_and_step_bound_for_each_call, setup, ts_teardown_dir),
         cmocka_unit_test_setup_teardown(test_training_without_test_set_says_nothing_about_evaluation, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_evaluation_without_correct_reports_loss_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_buffers_and_momentum_saved_and_restored, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_buffer_manifest_entries_parsed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_info_lists_buffers_apart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_predict_on_text_names_the_next_character, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seed_input_of_wrong_type_is_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_csv_regression_labels_reach_the_graph_as_values, setup, teardown),
+                                        ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_evaluation_without_correct_reports_loss_only, setup, ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_buffers_and_momentum_saved_and_restored, setup, ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_buffer_manifest_entries_parsed, setup, ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_info_lists_buffers_apart, setup, ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_predict_on_text_names_the_next_character, setup, ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_seed_input_of_wrong_type_is_error, setup, ts_teardown_dir),
+        cmocka_unit_test_setup_teardown(test_csv_regression_labels_reach_the_graph_as_values, setup,
+                                        ts_teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,24 +12,12 @@
 
 #include <cmocka.h>
 
-static char *dir;
-
-static int setup(void **state) {
-    dir = tmp_dir();
-    return 0;
-}
-
-static int teardown(void **state) {
-    tmp_remove(dir);
-    return 0;
-}
-
 /* A .npy file as numpy.save writes it: magic, version, the header's length, the dict padded with spaces and
    a newline to a multiple of 64 bytes, then the data. dict is written as given (so tests can break it). */
 static const char *write_npy_raw(const char *name, int major, const char *dict, const void *data, size_t nbytes,
                                  bool gz) {
     static char p[512];
-    tmp_path(p, sizeof p, dir, name);
+    tmp_path(p, sizeof p, ts_dir, name);
     int lenbytes = major == 1 ? 2 : 4;
     size_t head = 8 + (size_t)lenbytes, dlen = strlen(dict), hlen = dlen + 1;
     while ((head + hlen) % 64)
@@ -66,27 +54,11 @@ static const char *write_npy(const char *name, const char *descr, const char *sh
     return write_npy_raw(name, 1, dict, data, nbytes, false);
 }
 
-static RtManifest model(const char *x, const char *label, const char *logits) {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "{\"inputs\": [{\"name\": \"x\", %s}, {\"name\": \"label\", %s}], \"params\": [],"
-             " \"graphs\": {\"predict\": {\"arena\": [0, 0], \"kernels\": 0, \"args\": ["
-             "   {\"name\": \"x\", \"role\": \"input\", %s},"
-             "   {\"name\": \"logits\", \"role\": \"output\", %s}]}},"
-             " \"recipe\": {}}",
-             x, label, x, logits);
-    RtManifest m;
-    RtErr e;
-    if (rt_manifest_parse(&m, text, &e) != RT_OK)
-        fail_msg("%s", e.msg);
-    return m;
-}
-
 static RtDataSpec spec(const char *x, const char *y) {
     return (RtDataSpec){.present = true, .kind = RT_DATA_NPY, .images = x, .labels = y, .scale = 1};
 }
 
-static int load(RtDataset *d, const RtDataSpec *s, RtErr *e) { return rt_dataset_load(d, dir, s, e); }
+static int load(RtDataset *d, const RtDataSpec *s, RtErr *e) { return rt_dataset_load(d, ts_dir, s, e); }
 
 /* ---------------------------------------------------------------- reading */
 
@@ -106,8 +78,8 @@ static void test_npy_f32_images_and_i64_labels(void **state) {
     assert_int_equal(d.per_label, 1);
     assert_int_equal(d.images_dtype, RT_F32);
     assert_false(d.regression);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 3]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK);
     int64_t idx[2] = {2, 0}, lab[2];
     float got[8];
@@ -129,7 +101,7 @@ static void test_npy_versions_two_and_three_and_gzip(void **state) {
             RtNpy a;
             RtErr e;
             char p[512];
-            assert_int_equal(rt_npy_read(tmp_path(p, sizeof p, dir, "v.npy"), &a, &e), RT_OK);
+            assert_int_equal(rt_npy_read(tmp_path(p, sizeof p, ts_dir, "v.npy"), &a, &e), RT_OK);
             assert_int_equal(a.dtype, RT_F64);
             assert_int_equal(a.ndims, 1);
             assert_int_equal(a.count, 2);
@@ -192,8 +164,8 @@ static void test_npy_float_labels_are_regression_targets(void **state) {
     assert_int_equal(load(&d, &s, &e), RT_OK);
     assert_true(d.regression);
     assert_int_equal(d.per_label, 2);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"f32\", \"shape\": [-1, 2]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 2]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"f32\", \"shape\": [-1, 2]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 2]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_OK);
     int64_t i = 2;
     float gx, gy[2];
@@ -201,15 +173,15 @@ static void test_npy_float_labels_are_regression_targets(void **state) {
     assert_true(gx == 3 && gy[0] == 2.5f && gy[1] == 3);
     assert_true(rt_dataset_label(&d, 1, 1) == 2);
     rt_manifest_free(&m);
-    m = model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1, 2]",
-              "\"dtype\": \"f32\", \"shape\": [-1, 2]");
+    m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1, 2]",
+                 "\"dtype\": \"f32\", \"shape\": [-1, 2]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
     assert_contains(e.msg,
                     "ry.npy: npy's y holds real-valued labels, but the model's 'label' is i64[N, 2] (npy(..., "
                     "regression = true) types it as values)");
     rt_manifest_free(&m);
-    m = model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"f32\", \"shape\": [-1, 1]",
-              "\"dtype\": \"f32\", \"shape\": [-1, 1]");
+    m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"f32\", \"shape\": [-1, 1]",
+                 "\"dtype\": \"f32\", \"shape\": [-1, 1]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
     assert_contains(e.msg, "ry.npy: 2 labels per sample, but the model's 'label' f32[N, 1] takes 1 per sample");
     rt_dataset_free(&d);
@@ -225,12 +197,10 @@ static void test_npy_without_y(void **state) {
     assert_int_equal(load(&d, &s, &e), RT_OK);
     assert_null(d.labels);
     assert_int_equal(d.count, 2);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 2]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
-    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
-    assert_contains(e.msg, "nx.npy: npy(x) without y gives no labels, but the model takes 'label' i64[N]");
+    ts_expect_check_error(&d, "\"dtype\": \"f32\", \"shape\": [-1, 2]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                          "\"dtype\": \"f32\", \"shape\": [-1, 3]",
+                          "nx.npy: npy(x) without y gives no labels, but the model takes 'label' i64[N]");
     rt_dataset_free(&d);
-    rt_manifest_free(&m);
 }
 
 /* ---------------------------------------------------------------- checks against the model */
@@ -244,8 +214,8 @@ static void test_npy_label_beyond_classes_names_record_and_offset(void **state) 
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 1]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 3]");
     assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
     assert_contains(e.msg, "cy.npy: record 2 (byte offset 144) has label 3, but the model has 3 classes (0 to 2)");
     rt_dataset_free(&d);
@@ -265,12 +235,10 @@ static void test_npy_values_per_sample_against_model(void **state) {
     RtDataset d;
     RtErr e;
     assert_int_equal(load(&d, &s, &e), RT_OK);
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 2, 2]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
-    assert_int_equal(rt_dataset_check(&d, &m, "data", &e), RT_ERR);
-    assert_contains(e.msg, "px.npy: 3 values per sample, but the model's input 'x' f32[N, 2, 2] takes 4 per sample");
+    ts_expect_check_error(&d, "\"dtype\": \"f32\", \"shape\": [-1, 2, 2]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                          "\"dtype\": \"f32\", \"shape\": [-1, 3]",
+                          "px.npy: 3 values per sample, but the model's input 'x' f32[N, 2, 2] takes 4 per sample");
     rt_dataset_free(&d);
-    rt_manifest_free(&m);
 }
 
 static void test_npy_count_mismatch_between_x_and_y(void **state) {
@@ -329,7 +297,7 @@ static void test_npy_extra_data_rejected(void **state) {
 
 static void test_npy_bad_magic_and_version(void **state) {
     char p[512];
-    write_bytes(tmp_path(p, sizeof p, dir, "m.npy"), "\x93NUMPX\x01\x00", 8);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "m.npy"), "\x93NUMPX\x01\x00", 8);
     expect_npy_error(p, "byte 0: bad magic");
     float x[1] = {0};
     const char *v = write_npy_raw("v4.npy", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", x, 4,
@@ -339,11 +307,11 @@ static void test_npy_bad_magic_and_version(void **state) {
     fputc(4, f);
     fclose(f);
     expect_npy_error(v, "byte 6: format version 4.0 (this runtime reads 1.0, 2.0 and 3.0)");
-    write_bytes(tmp_path(p, sizeof p, dir, "e.npy"), "", 0);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "e.npy"), "", 0);
     expect_npy_error(p, "e.npy: empty file");
-    write_bytes(tmp_path(p, sizeof p, dir, "s.npy"), "\x93NUMPY\x01", 7);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "s.npy"), "\x93NUMPY\x01", 7);
     expect_npy_error(p, "truncated at byte offset 7");
-    write_bytes(tmp_path(p, sizeof p, dir, "hl.npy"), "\x93NUMPY\x01\x00\x40\x00{'descr'", 17);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "hl.npy"), "\x93NUMPY\x01\x00\x40\x00{'descr'", 17);
     expect_npy_error(p, "truncated at byte offset 17: the header declares 64 bytes from byte 10");
 }
 
@@ -395,8 +363,8 @@ static void test_npy_gzip_truncated(void **state) {
 /* ---------------------------------------------------------------- the recipe and the driver */
 
 static void test_npy_recipe_arguments(void **state) {
-    RtManifest m = model("\"dtype\": \"f32\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1]",
-                         "\"dtype\": \"f32\", \"shape\": [-1, 3]");
+    RtManifest m = ts_model("\"dtype\": \"f32\", \"shape\": [-1, 4]", "\"dtype\": \"i64\", \"shape\": [-1]",
+                            "\"dtype\": \"f32\", \"shape\": [-1, 3]");
     RtDataSpec s;
     RtErr e;
     json_t *v = json_pack("{s:s, s:[s, s], s:{s:f}}", "call", "npy", "args", "x.npy", "y.npy", "kwargs", "scale", 0.5);
@@ -457,7 +425,7 @@ static void test_driver_trains_on_npy(void **state) {
     char *manifest = manifest_with(json_pack("{s:s, s:[s, s], s:{}}", "call", "npy", "args", "tx.npy", "ty.npy",
                                              "kwargs"));
     char *out = NULL, *err = NULL;
-    const char *args[] = {"train", "--data", dir, "--epochs", "3", "--log-json", "/dev/null", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--epochs", "3", "--log-json", "/dev/null", NULL};
     int status = run_driver_with(manifest, lathe_train, lathe_eval, lathe_predict, &out, &err, args);
     if (status != 0)
         fail_msg("%s", err);
@@ -468,7 +436,7 @@ static void test_driver_trains_on_npy(void **state) {
     /* a label beyond the model's classes stops the run before training, naming the record */
     y[5] = 3;
     write_npy("ty.npy", "<i8", "(60,)", y, sizeof y);
-    const char *args2[] = {"train", "--data", dir, NULL};
+    const char *args2[] = {"train", "--data", ts_dir, NULL};
     assert_int_equal(run_driver_with(manifest, lathe_train, lathe_eval, lathe_predict, &out, &err, args2), 1);
     assert_contains(err, "ty.npy: record 5 (byte offset 168) has label 3, but the model has 3 classes");
     free(out);
@@ -499,5 +467,5 @@ int main(void) {
         cmocka_unit_test(test_npy_recipe_arguments),
         cmocka_unit_test(test_driver_trains_on_npy),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_setup_dir, ts_teardown_dir);
 }

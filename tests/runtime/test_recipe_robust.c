@@ -17,33 +17,9 @@
 
 #include <cmocka.h>
 
-static char *dir;
-
-static int setup(void **state) {
-    (void)state;
-    dir = tmp_dir();
-    write_fake_dataset(dir, "train", 300, true);
-    write_fake_dataset(dir, "test", 60, false);
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tmp_remove(dir);
-    return 0;
-}
-
-static json_t *recipe_of(const char *text) {
-    json_error_t je;
-    json_t *r = json_loads(text, 0, &je);
-    if (!r)
-        fail_msg("bad test JSON '%s': %s", text, je.text);
-    return r;
-}
-
 static void sched_of(const char *text, RtSched *s, json_t **keep) {
     RtErr e = {{0}};
-    *keep = recipe_of(text);
+    *keep = ts_json(text);
     if (rt_sched_parse(*keep, s, &e) != RT_OK)
         fail_msg("'%s' refused: %s", text, e.msg);
 }
@@ -150,7 +126,7 @@ static const RtManifest *fake_manifest(void) {
 
 static const char *check_error(const char *recipe_text) {
     static RtErr e;
-    json_t *r = recipe_of(recipe_text);
+    json_t *r = ts_json(recipe_text);
     memset(&e, 0, sizeof e);
     int rc = rt_recipe_check(fake_manifest(), r, &e);
     json_decref(r);
@@ -186,7 +162,7 @@ static void test_early_stop_pass_that_does_not_run_is_a_recipe_error(void **stat
 static void test_driver_early_stop_unknown_score_exits_2_before_training(void **state) {
     (void)state;
     char *err;
-    const char *args[] = {"train", "--data", dir, "--set", "early_stop=early_stop(test_f1)", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--set", "early_stop=early_stop(test_f1)", NULL};
     int64_t calls = fake_calls;
     assert_int_equal(run_driver(NULL, &err, args), 2);
     assert_int_equal(fake_calls, calls);
@@ -201,7 +177,7 @@ static void test_driver_early_stop_unknown_score_exits_2_before_training(void **
 static void test_driver_negative_lr_stops_at_its_epoch(void **state) {
     (void)state;
     char *out, *err;
-    const char *args[] = {"train", "--data", dir, "--epochs", "4", "--set", "schedule=LambdaLR(1 - epoch)", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--epochs", "4", "--set", "schedule=LambdaLR(1 - epoch)", NULL};
     assert_int_equal(run_driver(&out, &err, args), 1);
     assert_contains(out, "Epoch 2\n");
     assert_null(strstr(out, "Done!"));
@@ -216,12 +192,12 @@ static void test_driver_negative_lr_stops_at_its_epoch(void **state) {
 static void test_driver_message_quoting_a_newline_is_one_line(void **state) {
     (void)state;
     char *err;
-    const char *args[] = {"train", "--data", dir, "--set", "validation=1e-3\n00", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--set", "validation=1e-3\n00", NULL};
     assert_int_equal(run_driver(NULL, &err, args), 2);
     assert_contains(err, "fake_model: error: --set validation=1e-3\\n00: column ");
     assert_int_equal(lines_of(err), 1);
     free(err);
-    const char *args2[] = {"train", "--data", dir, "--set", "data=idx(\"a\x01\tb\", \"c\")", NULL};
+    const char *args2[] = {"train", "--data", ts_dir, "--set", "data=idx(\"a\x01\tb\", \"c\")", NULL};
     assert_int_equal(run_driver(NULL, &err, args2), 1);
     assert_contains(err, "a\\x01\\tb");
     assert_int_equal(lines_of(err), 1);
@@ -232,8 +208,8 @@ static void test_driver_message_quoting_a_newline_is_one_line(void **state) {
 static void test_driver_accumulate_beyond_the_epoch_steps_once_an_epoch(void **state) {
     (void)state;
     char log[512];
-    tmp_path(log, sizeof log, dir, "acc.jsonl");
-    char *argv[] = {"fake_model", "train", "--data", dir, "--epochs", "2", "--set", "accumulate=1000", "--log-json",
+    tmp_path(log, sizeof log, ts_dir, "acc.jsonl");
+    char *argv[] = {"fake_model", "train", "--data", ts_dir, "--epochs", "2", "--set", "accumulate=1000", "--log-json",
                     log, NULL};
     /* the runtime's optimizer (accumulate is not fused): the fake model's grads graph */
     RtEntries fns = {lathe_train, lathe_grads, lathe_eval, lathe_predict};
@@ -248,11 +224,11 @@ static void test_driver_accumulate_beyond_the_epoch_steps_once_an_epoch(void **s
 static void test_driver_classes_of_another_count_exit_2(void **state) {
     (void)state;
     char *err;
-    const char *args[] = {"train", "--data", dir, "--set", "classes=[\"a\"]", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--set", "classes=[\"a\"]", NULL};
     assert_int_equal(run_driver(NULL, &err, args), 2);
     assert_contains(err, "recipe key classes: 1 name for the model's 3 classes");
     free(err);
-    const char *args2[] = {"train", "--data", dir, "--set", "classes=3", NULL};
+    const char *args2[] = {"train", "--data", ts_dir, "--set", "classes=3", NULL};
     assert_int_equal(run_driver(NULL, &err, args2), 2);
     assert_contains(err, "recipe key classes: expected a list of class names");
     free(err);
@@ -273,5 +249,5 @@ int main(void) {
         cmocka_unit_test(test_driver_accumulate_beyond_the_epoch_steps_once_an_epoch),
         cmocka_unit_test(test_driver_classes_of_another_count_exit_2),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_setup_fake_data, ts_teardown_dir);
 }

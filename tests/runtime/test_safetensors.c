@@ -16,20 +16,14 @@
 
 #include <cmocka.h>
 
-static char *dir;
 static float w[12], b[3];
 
 static int setup(void **state) {
-    dir = tmp_dir();
+    ts_setup_dir(state);
     for (int i = 0; i < 12; i++)
         w[i] = (float)i * 0.5f - 1;
     for (int i = 0; i < 3; i++)
         b[i] = (float)i + 0.25f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    tmp_remove(dir);
     return 0;
 }
 
@@ -41,7 +35,7 @@ static void tensors(RtTensor ts[2], float *wd, float *bd) {
 /* A file with the given header and data bytes, the header length taken as is. */
 static const char *raw_file(const char *name, const char *header, size_t ndata) {
     static char p[512];
-    tmp_path(p, sizeof p, dir, name);
+    tmp_path(p, sizeof p, ts_dir, name);
     size_t hl = strlen(header);
     uint8_t *buf = calloc(8 + hl + ndata, 1);
     for (int i = 0; i < 8; i++)
@@ -52,15 +46,20 @@ static const char *raw_file(const char *name, const char *header, size_t ndata) 
     return p;
 }
 
-/* Loads path into fresh buffers filled with 7; returns the status and checks nothing was written on error. */
-static int load(const char *path, RtErr *e) {
-    float wd[12], bd[3];
+/* tensors() over wd and bd with every value 7, so that what a load leaves untouched shows. */
+static void tensors_of_sevens(RtTensor ts[2], float *wd, float *bd) {
     for (int i = 0; i < 12; i++)
         wd[i] = 7;
     for (int i = 0; i < 3; i++)
         bd[i] = 7;
-    RtTensor ts[2];
     tensors(ts, wd, bd);
+}
+
+/* Loads path into fresh buffers filled with 7; returns the status and checks nothing was written on error. */
+static int load(const char *path, RtErr *e) {
+    float wd[12], bd[3];
+    RtTensor ts[2];
+    tensors_of_sevens(ts, wd, bd);
     int rc = rt_st_load(path, ts, 2, NULL, 0, NULL, e);
     if (rc != RT_OK) {
         for (int i = 0; i < 12; i++)
@@ -77,7 +76,7 @@ static void test_safetensors_round_trip(void **state) {
     tensors(ts, w, b);
     json_t *meta = json_pack("{s:s, s:s}", "epoch", "3", "hash", "abc");
     RtErr e;
-    assert_int_equal(rt_st_save(tmp_path(p, sizeof p, dir, "rt.safetensors"), ts, 2, meta, &e), RT_OK);
+    assert_int_equal(rt_st_save(tmp_path(p, sizeof p, ts_dir, "rt.safetensors"), ts, 2, meta, &e), RT_OK);
     json_decref(meta);
     float wd[12] = {0}, bd[3] = {0};
     RtTensor back[2];
@@ -95,7 +94,7 @@ static void test_safetensors_header_layout(void **state) {
     RtTensor ts[2];
     tensors(ts, w, b);
     RtErr e;
-    assert_int_equal(rt_st_save(tmp_path(p, sizeof p, dir, "layout.safetensors"), ts, 2, NULL, &e), RT_OK);
+    assert_int_equal(rt_st_save(tmp_path(p, sizeof p, ts_dir, "layout.safetensors"), ts, 2, NULL, &e), RT_OK);
     char *text = read_text(p);
     uint64_t hl = 0;
     for (int i = 0; i < 8; i++)
@@ -114,7 +113,7 @@ static void test_safetensors_header_layout(void **state) {
 
 static void test_safetensors_rejects_tiny_file(void **state) {
     char p[512];
-    write_bytes(tmp_path(p, sizeof p, dir, "tiny"), "abcd", 4);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "tiny"), "abcd", 4);
     RtErr e;
     assert_int_equal(load(p, &e), RT_ERR);
     assert_contains(e.msg, "too small");
@@ -123,7 +122,7 @@ static void test_safetensors_rejects_tiny_file(void **state) {
 static void test_safetensors_rejects_header_longer_than_file(void **state) {
     char p[512];
     uint8_t bytes[16] = {0xe8, 0x03}; /* 1000 */
-    write_bytes(tmp_path(p, sizeof p, dir, "longhead"), bytes, sizeof bytes);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "longhead"), bytes, sizeof bytes);
     RtErr e;
     assert_int_equal(load(p, &e), RT_ERR);
     assert_contains(e.msg, "header length 1000");
@@ -135,7 +134,7 @@ static void test_safetensors_rejects_header_over_100mb(void **state) {
     uint8_t bytes[8];
     for (int i = 0; i < 8; i++)
         bytes[i] = (uint8_t)(hl >> (8 * i));
-    write_bytes(tmp_path(p, sizeof p, dir, "bighead"), bytes, 8);
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "bighead"), bytes, 8);
     assert_int_equal(truncate(p, (off_t)(8 + hl)), 0); /* sparse */
     RtErr e;
     assert_int_equal(load(p, &e), RT_ERR);
@@ -213,7 +212,7 @@ static void test_safetensors_optional_tensors(void **state) {
     tensors(ts, w, b);
     ts[2] = (RtTensor){.name = "b.momentum", .dtype = RT_F32, .rank = 1, .shape = {3}, .data = mom};
     RtErr e;
-    assert_int_equal(rt_st_save(tmp_path(p, sizeof p, dir, "opt.safetensors"), ts, 3, NULL, &e), RT_OK);
+    assert_int_equal(rt_st_save(tmp_path(p, sizeof p, ts_dir, "opt.safetensors"), ts, 3, NULL, &e), RT_OK);
     float wd[12], bd[3], md[3] = {0};
     RtTensor req[2], opt = ts[2];
     tensors(req, wd, bd);
@@ -240,7 +239,7 @@ static int count_entries(const char *d) {
 
 static void test_safetensors_save_leaves_no_temp_file(void **state) {
     char sub[512], p[600];
-    tmp_path(sub, sizeof sub, dir, "ckpt");
+    tmp_path(sub, sizeof sub, ts_dir, "ckpt");
     mkdir(sub, 0755);
     RtTensor ts[2];
     tensors(ts, w, b);
@@ -253,7 +252,7 @@ static void test_safetensors_save_leaves_no_temp_file(void **state) {
 
 static void test_safetensors_save_into_missing_folder_fails(void **state) {
     char p[600];
-    snprintf(p, sizeof p, "%s/no/such/last.safetensors", dir);
+    snprintf(p, sizeof p, "%s/no/such/last.safetensors", ts_dir);
     RtTensor ts[2];
     tensors(ts, w, b);
     RtErr e;
@@ -264,7 +263,7 @@ static void test_safetensors_save_into_missing_folder_fails(void **state) {
 
 static void test_safetensors_failed_write_keeps_previous_file(void **state) {
     char sub[512], p[600];
-    tmp_path(sub, sizeof sub, dir, "full");
+    tmp_path(sub, sizeof sub, ts_dir, "full");
     mkdir(sub, 0755);
     snprintf(p, sizeof p, "%s/last.safetensors", sub);
     RtTensor ts[2];
@@ -299,7 +298,7 @@ static void test_safetensors_save_into_read_only_folder_fails(void **state) {
     if (geteuid() == 0)
         skip(); /* root writes anyway; the file size limit test above covers failing writes */
     char sub[512], p[600];
-    tmp_path(sub, sizeof sub, dir, "ro");
+    tmp_path(sub, sizeof sub, ts_dir, "ro");
     mkdir(sub, 0555);
     snprintf(p, sizeof p, "%s/last.safetensors", sub);
     RtTensor ts[2];
@@ -319,12 +318,8 @@ static void test_safetensors_init_from_partial_with_prefix_rule(void **state) {
                     "\"extra\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[80,84]}}";
     const char *p = raw_file("init.safetensors", h, 84);
     float wd[12], bd[3];
-    for (int i = 0; i < 12; i++)
-        wd[i] = 7;
-    for (int i = 0; i < 3; i++)
-        bd[i] = 7;
     RtTensor ts[2];
-    tensors(ts, wd, bd);
+    tensors_of_sevens(ts, wd, bd);
     const char *from[] = {"backbone."}, *to[] = {""};
     RtStInit init = {.nmap = 1, .from = from, .to = to};
     RtErr e;
@@ -386,5 +381,5 @@ int main(void) {
         cmocka_unit_test(test_safetensors_init_from_partial_with_prefix_rule),
         cmocka_unit_test(test_safetensors_init_from_checks_everything),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, ts_teardown_dir);
 }

@@ -15,20 +15,6 @@
 
 #include <cmocka.h>
 
-static char *dir;
-
-static int setup(void **state) {
-    dir = tmp_dir();
-    write_fake_dataset(dir, "train", 300, true);
-    write_fake_dataset(dir, "test", 60, false);
-    return 0;
-}
-
-static int teardown(void **state) {
-    tmp_remove(dir);
-    return 0;
-}
-
 static void test_training_lowers_loss(void **state) {
     RtManifest m;
     RtErr e;
@@ -42,8 +28,8 @@ static void test_training_lowers_loss(void **state) {
     RtDataset train, test;
     RtBinding tb, eb;
     assert_int_equal(rt_model_init(&md, &m, 1, &e), RT_OK);
-    assert_int_equal(rt_dataset_load(&train, dir, &cfg.train_data, &e), RT_OK);
-    assert_int_equal(rt_dataset_load(&test, dir, &cfg.test_data, &e), RT_OK);
+    assert_int_equal(rt_dataset_load(&train, ts_dir, &cfg.train_data, &e), RT_OK);
+    assert_int_equal(rt_dataset_load(&test, ts_dir, &cfg.test_data, &e), RT_OK);
     assert_int_equal(rt_bind(&tb, &md, &m.train, &cfg, cfg.batch, &e), RT_OK);
     assert_int_equal(rt_bind(&eb, &md, &m.eval, &cfg, cfg.batch, &e), RT_OK);
     RtMetrics before, after;
@@ -84,10 +70,10 @@ static float *read_params(const char *path) {
 
 static void test_driver_train_prints_writes_checkpoint_and_log(void **state) {
     char ck[512], log[512], path[600];
-    tmp_path(ck, sizeof ck, dir, "ck1/deeper");
-    tmp_path(log, sizeof log, dir, "log1.jsonl");
+    tmp_path(ck, sizeof ck, ts_dir, "ck1/deeper");
+    tmp_path(log, sizeof log, ts_dir, "log1.jsonl");
     char *out, *err;
-    const char *args[] = {"train", "--data", dir, "--checkpoint-dir", ck, "--log-json", log, NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--checkpoint-dir", ck, "--log-json", log, NULL};
     assert_int_equal(run_driver(&out, &err, args), 0);
     assert_contains(out, "Epoch 1\n-------------------------------\nloss: ");
     assert_contains(out, "[    8/  300]");
@@ -117,16 +103,16 @@ static void test_driver_train_prints_writes_checkpoint_and_log(void **state) {
 
 static void test_driver_resume_matches_uninterrupted_run(void **state) {
     char full[512], part[512], path[600];
-    tmp_path(full, sizeof full, dir, "full");
-    tmp_path(part, sizeof part, dir, "part");
-    const char *a1[] = {"train", "--data", dir, "--seed", "11", "--checkpoint-dir", full, NULL};
+    tmp_path(full, sizeof full, ts_dir, "full");
+    tmp_path(part, sizeof part, ts_dir, "part");
+    const char *a1[] = {"train", "--data", ts_dir, "--seed", "11", "--checkpoint-dir", full, NULL};
     assert_int_equal(run_driver(NULL, NULL, a1), 0);
-    const char *a2[] = {"train", "--data", dir, "--seed", "11", "--epochs", "1", "--checkpoint-dir", part, NULL};
+    const char *a2[] = {"train", "--data", ts_dir, "--seed", "11", "--epochs", "1", "--checkpoint-dir", part, NULL};
     assert_int_equal(run_driver(NULL, NULL, a2), 0);
     snprintf(path, sizeof path, "%s/last.safetensors", part);
     char *out;
     /* the seed comes back from the checkpoint's metadata */
-    const char *a3[] = {"train", "--data", dir, "--resume", path, "--checkpoint-dir", part, NULL};
+    const char *a3[] = {"train", "--data", ts_dir, "--resume", path, "--checkpoint-dir", part, NULL};
     assert_int_equal(run_driver(&out, NULL, a3), 0);
     assert_null(strstr(out, "Epoch 1\n"));
     assert_contains(out, "Epoch 2\n");
@@ -142,11 +128,11 @@ static void test_driver_resume_matches_uninterrupted_run(void **state) {
 static const char *trained(void) {
     static char path[600];
     char ck[512];
-    tmp_path(ck, sizeof ck, dir, "trained");
+    tmp_path(ck, sizeof ck, ts_dir, "trained");
     snprintf(path, sizeof path, "%s/last.safetensors", ck);
     struct stat st;
     if (stat(path, &st) != 0) {
-        const char *args[] = {"train", "--data", dir, "--checkpoint-dir", ck, NULL};
+        const char *args[] = {"train", "--data", ts_dir, "--checkpoint-dir", ck, NULL};
         assert_int_equal(run_driver(NULL, NULL, args), 0);
     }
     return path;
@@ -154,7 +140,7 @@ static const char *trained(void) {
 
 static void test_driver_eval_json(void **state) {
     char *out;
-    const char *args[] = {"eval", "--weights", trained(), "--data", dir, "--json", NULL};
+    const char *args[] = {"eval", "--weights", trained(), "--data", ts_dir, "--json", NULL};
     assert_int_equal(run_driver(&out, NULL, args), 0);
     json_error_t je;
     json_t *o = json_loads(out, 0, &je);
@@ -168,7 +154,7 @@ static void test_driver_eval_json(void **state) {
 
 static void test_driver_eval_text_and_limit(void **state) {
     char *out;
-    const char *args[] = {"eval", "--weights", trained(), "--data", dir, "--limit", "10", NULL};
+    const char *args[] = {"eval", "--weights", trained(), "--data", ts_dir, "--limit", "10", NULL};
     int64_t calls = fake_calls;
     assert_int_equal(run_driver(&out, NULL, args), 0);
     assert_contains(out, "Test Error: \n Accuracy: ");
@@ -178,7 +164,7 @@ static void test_driver_eval_text_and_limit(void **state) {
 
 static void test_driver_predict_names_classes(void **state) {
     char *out;
-    const char *args[] = {"predict", "--weights", trained(), "--data", dir, "--index", "4", NULL};
+    const char *args[] = {"predict", "--weights", trained(), "--data", ts_dir, "--index", "4", NULL};
     assert_int_equal(run_driver(&out, NULL, args), 0);
     assert_string_equal(out, "Predicted: \"one\", Actual: \"one\"\n");
     free(out);
@@ -186,7 +172,7 @@ static void test_driver_predict_names_classes(void **state) {
 
 static void test_driver_predict_index_out_of_range_exits_2(void **state) {
     char *err;
-    const char *args[] = {"predict", "--weights", trained(), "--data", dir, "--index", "60", NULL};
+    const char *args[] = {"predict", "--weights", trained(), "--data", ts_dir, "--index", "60", NULL};
     assert_int_equal(run_driver(NULL, &err, args), 2);
     assert_contains(err, "--index: 60 is out of range");
     free(err);
@@ -202,7 +188,7 @@ static void test_driver_bad_flag_exits_2(void **state) {
 
 static void test_driver_huge_batch_is_one_batch(void **state) {
     char *out;
-    const char *args[] = {"train", "--data", dir, "--epochs", "1", "--batch", "9223372036854775807", NULL};
+    const char *args[] = {"train", "--data", ts_dir, "--epochs", "1", "--batch", "9223372036854775807", NULL};
     int64_t calls = fake_calls;
     assert_int_equal(run_driver(&out, NULL, args), 0);
     assert_int_equal(fake_calls - calls, 2); /* one train batch of 300, one eval batch of 60 */
@@ -220,8 +206,8 @@ static void test_driver_missing_data_exits_1(void **state) {
 
 static void test_driver_bad_checkpoint_exits_1(void **state) {
     char p[512], *err;
-    write_bytes(tmp_path(p, sizeof p, dir, "junk.safetensors"), "junk", 4);
-    const char *args[] = {"eval", "--weights", p, "--data", dir, NULL};
+    write_bytes(tmp_path(p, sizeof p, ts_dir, "junk.safetensors"), "junk", 4);
+    const char *args[] = {"eval", "--weights", p, "--data", ts_dir, NULL};
     assert_int_equal(run_driver(NULL, &err, args), 1);
     assert_contains(err, "too small");
     free(err);
@@ -246,7 +232,7 @@ static const char *checkpoint_with_counts(const char *name, const char *epoch, c
                       {.name = "b", .dtype = RT_F32, .rank = 1, .shape = {3}, .data = b}};
     json_t *meta = json_pack("{s:s, s:s}", "epoch", epoch, "step", step);
     RtErr e;
-    if (rt_st_save(tmp_path(path, sizeof path, dir, name), ts, 2, meta, &e) != RT_OK)
+    if (rt_st_save(tmp_path(path, sizeof path, ts_dir, name), ts, 2, meta, &e) != RT_OK)
         fail_msg("%s", e.msg);
     json_decref(meta);
     return path;
@@ -256,11 +242,11 @@ static const char *checkpoint_with_counts(const char *name, const char *epoch, c
    INT64_MAX and end the run at once with status 0. */
 static void test_driver_resume_rejects_bad_metadata_counts(void **state) {
     char *err;
-    const char *a1[] = {"train", "--data", dir, "--resume", checkpoint_with_counts("neg.st", "1", "-5"), NULL};
+    const char *a1[] = {"train", "--data", ts_dir, "--resume", checkpoint_with_counts("neg.st", "1", "-5"), NULL};
     assert_int_equal(run_driver(NULL, &err, a1), 1);
     assert_contains(err, "metadata 'step' is not a non-negative integer");
     free(err);
-    const char *a2[] = {"train", "--data", dir, "--resume",
+    const char *a2[] = {"train", "--data", ts_dir, "--resume",
                         checkpoint_with_counts("big.st", "99999999999999999999", "3"), NULL};
     assert_int_equal(run_driver(NULL, &err, a2), 1);
     assert_contains(err, "metadata 'epoch' is not a non-negative integer");
@@ -315,5 +301,5 @@ int main(void) {
         cmocka_unit_test(test_driver_failed_stdout_write_exits_1),
         cmocka_unit_test(test_driver_help),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_setup_fake_data, ts_teardown_dir);
 }

@@ -21,9 +21,7 @@ static RtTensorSpec image(RtDType t, int64_t c, int64_t h, int64_t w) {
 static int parse(const char *text, const RtTensorSpec *x, RtTransforms *t, RtErr *e) {
     char buf[2048];
     snprintf(buf, sizeof buf, "{\"transforms\": %s}", text);
-    json_error_t je;
-    json_t *r = json_loads(buf, 0, &je);
-    assert_non_null(r);
+    json_t *r = ts_json(buf);
     int rc = rt_transforms_parse(r, x, t, e);
     json_decref(r);
     return rc;
