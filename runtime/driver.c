@@ -166,6 +166,10 @@ static int save_checkpoint(Run *r, const char *dir, const char *file, const Prog
         meta_int(meta, "best_epoch", pg->best_epoch);
     }
     meta_int(meta, "wait", pg->wait);
+    /* what the counters above stand for: every draw is keyed by them, so they are the whole random state */
+    json_object_set_new(meta, "data_order", json_string("permutation of (seed, epoch); resumes at batch"));
+    json_object_set_new(meta, "rng", json_string("pcg32 streams keyed by (seed, epoch, sample) and Philox by (seed, step)"));
+    json_object_set_new(meta, "schedule", json_string("closed form of (epoch, optimizer_steps)"));
     json_object_set_new(meta, "model", json_string(r->m.model));
     json_object_set_new(meta, "hash", json_string(r->m.hash));
     json_object_set_new(meta, "lathe", json_string(RT_VERSION));
