@@ -622,25 +622,19 @@ static int load_weights(Run *r, const char *path, json_t **meta) {
     RtTensor *ts = rt_model_tensors(&r->md);
     if (!ts)
         return rt_errf(&r->err, "out of memory");
-    RtStInit init = {0};
+    /* one read of the file: the tensors, the metadata, and the optimizer's state checked and left aside */
+    RtStInit init = {.skip = "optimizer.", .meta = meta};
     int rc = rt_st_init_from(path, ts, r->m.nparams, &init, &r->err);
     free(ts);
     if (rc != RT_OK)
         return RT_ERR;
-    if (init.missing) {
-        char first[256];
-        snprintf(first, sizeof first, "%s", init.missing);
-        first[strcspn(first, ",")] = 0;
-        rc = rt_errf(&r->err, "%s: missing tensor '%s'", path, first);
-    }
-    for (char *p = init.unexpected; rc == RT_OK && p && *p; p += strcspn(p, ","), p += strspn(p, ", ")) {
-        size_t n = strcspn(p, ",");
-        if (strncmp(p, "optimizer.", 10) != 0)
-            rc = rt_errf(&r->err, "%s: unexpected tensor '%.*s' (the model has no parameter of that name)", path,
-                         (int)n, p);
-    }
+    const char *names = init.missing ? init.missing : init.unexpected;
+    if (names) /* the first name of the list */
+        rc = rt_errf(&r->err, "%s: %s tensor '%.*s'%s", path, init.missing ? "missing" : "unexpected",
+                     (int)strcspn(names, ","), names,
+                     init.missing ? "" : " (the model has no parameter of that name)");
     rt_st_init_free(&init);
-    if (rc == RT_OK && (rc = rt_st_read_meta(path, meta, &r->err)) == RT_OK) {
+    if (rc == RT_OK) {
         const char *h = json_string_value(json_object_get(*meta, "hash"));
         if (h && strcmp(h, r->m.hash) != 0)
             fprintf(stderr, "%s: warning: %s was written by a model with hash %s, this one has %s\n", r->prog, path,

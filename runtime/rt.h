@@ -361,6 +361,9 @@ int rt_st_load(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nop
 typedef struct RtStInit {
     int nmap;
     const char *const *from, *const *to; /* prefix rules */
+    const char *skip;                    /* file tensors named with this prefix are checked, not loaded or
+                                            reported (eval's "optimizer."); NULL: none */
+    json_t **meta;                       /* not NULL: receives the metadata, as rt_st_load's meta_out */
     int loaded;                          /* results: tensors loaded */
     char *missing, *unexpected;          /* comma-separated names, malloc'd; NULL for none */
 } RtStInit;

@@ -323,6 +323,8 @@ static int check_header(const char *path, json_t *h, RtTensor *req, int nreq, Rt
             if ((rc = check_foreign(path, key, v, data_size, &ranges[nr], e)) != RT_OK)
                 break;
             nr++;
+            if (init->skip && strncmp(key, init->skip, strlen(init->skip)) == 0)
+                continue;
             if (append_name(&init->unexpected, key) != RT_OK) {
                 rc = rt_errf(e, "out of memory");
                 break;
@@ -442,7 +444,7 @@ int rt_st_load(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nop
 int rt_st_init_from(const char *path, RtTensor *ts, int n, RtStInit *init, RtErr *e) {
     init->loaded = 0;
     init->missing = init->unexpected = NULL;
-    int rc = load_path(path, NULL, 0, ts, n, NULL, init, e);
+    int rc = load_path(path, NULL, 0, ts, n, init->meta, init, e);
     if (rc != RT_OK)
         rt_st_init_free(init);
     return rc;
