@@ -506,22 +506,37 @@ ALWAYS_INLINE double grad_at(const Step *s, const void *grad, int64_t i, bool ma
        buf = d on the first step, momentum buf + (1 - dampening) d after it
        d = d + momentum buf (nesterov), or buf
        p = p - lr d */
-ALWAYS_INLINE void sgd_range(const Step *s, const GroupStep *gs, int pi, int64_t lo, int64_t hi, bool f32) {
+/* The loop of sgd_range, with the common cases as constant arguments so that each becomes its own
+   branch-free, vectorized loop: plain (the gradient as it is: one batch, no clipping, not maximized), wd_on
+   and mom_on (weight decay and momentum present). The arithmetic is the same in every case. */
+ALWAYS_INLINE void sgd_loop(const Step *s, const GroupStep *gs, int pi, int64_t lo, int64_t hi, bool f32, bool plain,
+                            bool wd_on, bool mom_on, bool first, bool nesterov) {
     const RtOptHyper *h = gs->h;
     void *p = s->params[pi], *buf = s->o->st[pi].slot[SGD_BUF];
     const void *grad = grad_of(s, pi);
     double wd = R(h->weight_decay), mom = R(h->momentum), damp1 = R(1 - h->dampening), neg_lr = R(-gs->lr);
     for (int64_t i = lo; i < hi; i++) {
-        double x = ld(p, i, f32), d = grad_at(s, grad, i, h->maximize, f32);
-        if (h->weight_decay != 0)
+        double x = ld(p, i, f32), d = plain ? ld(grad, i, f32) : grad_at(s, grad, i, h->maximize, f32);
+        if (wd_on)
             d = FMA(wd, x, d);
-        if (h->momentum != 0) {
-            double b = s->first ? d : FMA(damp1, d, MUL(ld(buf, i, f32), mom));
+        if (mom_on) {
+            double b = first ? d : FMA(damp1, d, MUL(ld(buf, i, f32), mom));
             st(buf, i, b, f32);
-            d = h->nesterov ? FMA(mom, b, d) : b;
+            d = nesterov ? FMA(mom, b, d) : b;
         }
         st(p, i, FMA(neg_lr, d, x), f32);
     }
+}
+
+ALWAYS_INLINE void sgd_range(const Step *s, const GroupStep *gs, int pi, int64_t lo, int64_t hi, bool f32) {
+    const RtOptHyper *h = gs->h;
+    bool plain = s->n == 1 && s->clip_coef == 1 && !(s->clip_value > 0) && !h->maximize;
+    if (plain && h->weight_decay == 0 && h->momentum == 0)
+        sgd_loop(s, gs, pi, lo, hi, f32, true, false, false, false, false);
+    else if (plain && h->weight_decay == 0 && !h->nesterov && !s->first)
+        sgd_loop(s, gs, pi, lo, hi, f32, true, false, true, false, false);
+    else
+        sgd_loop(s, gs, pi, lo, hi, f32, plain, h->weight_decay != 0, h->momentum != 0, s->first, h->nesterov);
 }
 
 /* torch/optim/adam.py and adamw.py, _single_tensor_adam(w), step t counted from 1:
@@ -723,7 +738,8 @@ static void take_step(RtOptim *o, void **params, void *const *grads, int64_t n, 
         gs->clr = gs->lr / (1 + (t - 1) * gs->h->lr_decay);
     }
 
-    o->last_norm = global_norm(o, &s);
+    /* the norm costs a pass over every gradient: only where it clips or is asked for */
+    o->last_norm = o->track_norm || o->spec.clip_grad_norm > 0 || o->spec.clip_grad_value > 0 ? global_norm(o, &s) : 0;
     if (o->spec.clip_grad_norm > 0)
         s.clip_coef = clip_coef(o->spec.clip_grad_norm, o->last_norm, o->norm_f32);
 

@@ -81,6 +81,7 @@ typedef struct RtOptim {
     double *block_sumsq;
     bool norm_f32;        /* clip_grad_norm_ computes in f32: every trained parameter is f32 */
     double last_norm;
+    bool track_norm;      /* compute last_norm on every step (set after rt_optim_open); else only to clip */
     char *names;          /* the tensors' names */
 } RtOptim;
 
@@ -109,8 +110,8 @@ bool rt_optim_feed(RtOptim *o, void **params, void *const *grads, const double *
 bool rt_optim_flush(RtOptim *o, void **params, const double *group_lr);
 
 /* The global 2-norm of the gradients of the last step (averaged over the batches accumulated, before
-   clipping): what clip_grad_norm_ returns. Computed on every step, with or without clipping; 0 before the
-   first. */
+   clipping): what clip_grad_norm_ returns. Computed on steps that clip (clip_grad_norm or clip_grad_value), or
+   on every step where o->track_norm is set; 0 otherwise. */
 double rt_optim_last_grad_norm(const RtOptim *o);
 
 #endif

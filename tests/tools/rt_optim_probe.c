@@ -69,6 +69,7 @@ int main(int argc, char **argv) {
     RtOptim o;
     if (rt_optim_spec_parse(m.recipe, &spec, &e) != RT_OK || rt_optim_open(&o, &spec, &m, &e) != RT_OK)
         die(e.msg);
+    o.track_norm = true; /* grad_norm of every step, as clip_grad_norm_ would return it */
     int64_t feeds = json_integer_value(json_object_get(m.root, "feeds"));
     const json_t *lrs = json_object_get(m.root, "lrs");
 
