@@ -5,7 +5,10 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "../runtime/train.h"
+#include "run.h"
+#include "stats.h"
 #include "sweep.h"
+#include "emit.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -21,11 +24,13 @@ static const char usage[] =
     "                         memory plan; without -o, only that)\n"
     "  check MODEL            parse, check shapes and build every graph; print a summary\n"
     "  ir MODEL               print the IR after the whole pipeline (--after PASS: after that pass;\n"
-    "                         --dot: as Graphviz)\n"
+    "                         --dot: as Graphviz; --stats: nodes, kernels, FLOPs, bytes, peak memory)\n"
     "  opt FILE.ir --pass P   run passes over a text IR file and print the result (for pass tests)\n"
     "  sweep MODEL --grid KEY=V1,V2,... | --random N KEY=DIST  [-- FLAGS]\n"
     "                         compile once, train once per trial of recipe values, rank the trials\n"
     "                         (lathe sweep --help for its options)\n"
+    "  run MODEL COMMAND [FLAGS]  compile in memory (JIT) and run as the executable would: train, eval,\n"
+    "                         predict, info with its flags (lathe run --help)\n"
     "\n"
     "options:\n"
     "  -o, --output FILE      the executable to write (compile)\n"
@@ -34,24 +39,37 @@ static const char usage[] =
     "  --pass PASS            a pass to run, repeatable, in order (opt; fuse always fuses here, and\n"
     "                         after memplan the plan follows each graph as comments)\n"
     "  --mem-report           print the memory plan: graphs, the train graph's buffers, the peak (compile)\n"
-    "  --batch N              the batch size of --mem-report (default: the recipe's batch)\n"
+    "  --stats                print each graph's work and memory per step at a batch size (ir)\n"
+    "  --batch N              the batch size of --mem-report and --stats (default: the recipe's batch)\n"
     "  --cpu NAME             the CPU to compile for (default: native)\n"
+    "  --mpi                  link Open MPI: the executable trains data-parallel under mpirun (compile)\n"
+    "  --emit KIND            what compile writes: exe (default), lib (OUT.h + libOUT.a), shared (OUT.h +\n"
+    "                         libOUT.so), obj, asm, llvm (the object, assembly or LLVM IR), cuda\n"
+    "  --prefix NAME          the C prefix of a library's functions (default: OUT's base name)\n"
     "  -O LEVEL               LLVM optimization level 0-3 (default 3)\n"
-    "  -h, --help             this help;  --version  the version\n"
+    "  -h, --help             this help (lathe COMMAND --help: that command's, with examples)\n"
+    "  --version              the version\n"
     "\n"
     "examples:\n"
     "  lathe compile models/fashion_mlp.lathe -o fashion_mlp\n"
     "  ./fashion_mlp train --data /usr/share/datasets/fashion-mnist --checkpoint-dir ckpt\n"
     "  lathe ir models/fashion_mlp.lathe --after autodiff\n"
+    "  lathe ir models/fashion_mlp.lathe --dot | dot -Tsvg -O    # noname.gv.svg, one file per graph\n"
+    "  lathe ir models/fashion_mlp.lathe --stats\n"
     "  lathe sweep models/fashion_mlp.lathe --grid lr=1e-3,1e-2 --grid batch=64,128 -- --data DIR --epochs 1\n"
     "\n"
-    "exit status: 0 success, 1 an error in the input (reported with its location), 2 bad usage\n";
+    "exit status: 0 success, 1 an error in the input (reported with its location), 2 bad usage;\n"
+    "  lathe run: the command's own status; lathe sweep: 1 when no trial succeeded, 128 + N when stopped by\n"
+    "  signal N; 134 (abort) an internal error, a bug to report with the model file\n";
 
 typedef struct Options {
     const char *command, *input, *output, *after, *cpu;
     const char *passes[16];
     int npasses;
     bool dot, mem_report;
+    bool stats; /* --stats: lathe ir's table of work and memory (cli/stats.h) */
+    bool mpi; /* --mpi: link the Open MPI backend (runtime/dist.h) */
+    const char *emit, *prefix; /* --emit KIND (NULL: exe), --prefix NAME (cli/emit.h) */
     int opt_level;
     long long batch; /* --batch; 0: the recipe's */
 } Options;
@@ -63,15 +81,86 @@ static int bad_usage(const char *fmt, const char *arg) {
     return 2;
 }
 
+/* `lathe COMMAND --help`: one entry per command that parse_options reads (run and sweep print their own).
+   Each text says what the command does, its options, examples and exit status. */
+#define EXIT_STATUS "exit status: 0 success, 1 an error in the input (reported with its location), 2 bad usage\n"
+static const struct {
+    const char *command, *text;
+} command_help[] = {
+    {"compile",
+     "usage: lathe compile MODEL -o OUT [options]\n"
+     "Compiles a model file into a training executable: frontend, passes, LLVM, linked with the runtime.\n"
+     "The executable's train, eval, predict and info take the recipe's values as defaults (OUT --help).\n"
+     "  -o, --output FILE   the executable to write\n"
+     "  --mem-report        print the memory plan: graphs, the train graph's buffers, the peak\n"
+     "                      (without -o, only that)\n"
+     "  --batch N           the batch size of --mem-report (default: the recipe's batch)\n"
+     "  --cpu NAME          the CPU to compile for (default: native)\n"
+     "  -O LEVEL            LLVM optimization level 0-3 (default 3)\n"
+     "  --emit KIND, --prefix NAME, --mpi   other outputs than an executable (lathe --help)\n"
+     "examples:\n"
+     "  lathe compile models/fashion_mlp.lathe -o fashion_mlp\n"
+     "  ./fashion_mlp train --data /usr/share/datasets/fashion-mnist --epochs 5 --checkpoint-dir ckpt\n"
+     "  lathe compile models/fashion_cnn.lathe -o fashion_cnn -O2 --cpu x86-64-v3\n"
+     "  lathe compile models/resnet20.lathe --mem-report --batch 256\n" EXIT_STATUS},
+    {"check",
+     "usage: lathe check MODEL\n"
+     "Parses MODEL, checks its shapes and its train block, builds and plans every graph, and prints a\n"
+     "summary (parameter tensors, each graph's nodes and arena). Writes nothing.\n"
+     "examples:\n"
+     "  lathe check models/fashion_mlp.lathe\n"
+     "  for m in models/*.lathe; do lathe check \"$m\" || break; done\n" EXIT_STATUS},
+    {"ir",
+     "usage: lathe ir MODEL [--after PASS] [--dot | --stats [--batch N]]\n"
+     "Prints the graphs of MODEL (train, grads, eval, predict, those it has) as text IR after the whole\n"
+     "pipeline, or after one pass; fused kernels show as groups (\"in %R\") with a comment line each.\n"
+     "  --after PASS   stop after PASS: lower autodiff optimizer simplify cse layout dce fuse memplan\n"
+     "  --dot          Graphviz instead (one digraph per graph): fused kernels as clusters, each node\n"
+     "                 labelled with its op, type and model line\n"
+     "  --stats        a table: per graph its nodes, kernels, FLOPs and bytes moved per step, and the\n"
+     "                 memory its step holds; totals; then the train step's peak as --mem-report says it\n"
+     "  --batch N      the batch of --stats (default: the recipe's batch)\n"
+     "examples:\n"
+     "  lathe ir models/fashion_mlp.lathe --after autodiff\n"
+     "  lathe ir models/fashion_cnn.lathe --dot > cnn.dot && dot -Tsvg -O cnn.dot   # cnn.dot.svg, cnn.dot.2.svg...\n"
+     "  lathe ir models/fashion_cnn.lathe --dot --after fuse | dot -Tpng > fused.png\n"
+     "  lathe ir models/resnet20.lathe --stats --batch 128\n" EXIT_STATUS},
+    {"opt",
+     "usage: lathe opt FILE.ir --pass PASS [--pass PASS ...]\n"
+     "Reads text IR (as lathe ir prints it), runs the passes in order over each graph, verifying the IR\n"
+     "after each, and prints the result; after memplan the plan follows each graph as comments. The pass\n"
+     "tests in tests/ir/PASS/ are such files beside their .expected output.\n"
+     "  --pass PASS    autodiff optimizer simplify cse layout dce fuse memplan; repeatable, in order\n"
+     "                 (fuse always fuses here, whatever LATHE_FUSE says)\n"
+     "examples:\n"
+     "  lathe opt tests/ir/fuse/broadcast_bias_relu.ir --pass fuse\n"
+     "  lathe ir models/fashion_mlp.lathe --after cse > g.ir\n"
+     "  lathe opt g.ir --pass dce --pass fuse --pass memplan\n" EXIT_STATUS},
+};
+
+/* The help of command (NULL or one without its own: the whole usage); exit status 0. */
+static int print_help(const char *command) {
+    for (size_t i = 0; command && i < sizeof command_help / sizeof command_help[0]; i++)
+        if (strcmp(command_help[i].command, command) == 0) {
+            fputs(command_help[i].text, stdout);
+            return 0;
+        }
+    fputs(usage, stdout);
+    return 0;
+}
+
 /* Returns -1 when the options are fine, else the exit status. */
 static int parse_options(int argc, char **argv, Options *o) {
-    enum { OPT_AFTER = 256, OPT_DOT, OPT_PASS, OPT_CPU, OPT_VERSION, OPT_MEM_REPORT, OPT_BATCH };
+    enum { OPT_AFTER = 256, OPT_DOT, OPT_PASS, OPT_CPU, OPT_VERSION, OPT_MEM_REPORT, OPT_BATCH, OPT_MPI, OPT_EMIT,
+           OPT_PREFIX, OPT_STATS };
     static const struct option longs[] = {
         {"output", required_argument, NULL, 'o'}, {"after", required_argument, NULL, OPT_AFTER},
         {"dot", no_argument, NULL, OPT_DOT},      {"pass", required_argument, NULL, OPT_PASS},
         {"cpu", required_argument, NULL, OPT_CPU}, {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION}, {"mem-report", no_argument, NULL, OPT_MEM_REPORT},
-        {"batch", required_argument, NULL, OPT_BATCH}, {NULL, 0, NULL, 0}};
+        {"batch", required_argument, NULL, OPT_BATCH}, {"mpi", no_argument, NULL, OPT_MPI},
+        {"emit", required_argument, NULL, OPT_EMIT}, {"prefix", required_argument, NULL, OPT_PREFIX},
+        {"stats", no_argument, NULL, OPT_STATS}, {NULL, 0, NULL, 0}};
     o->opt_level = 3;
     opterr = 0;
     int c;
@@ -92,6 +181,10 @@ static int parse_options(int argc, char **argv, Options *o) {
             break;
         case OPT_CPU: o->cpu = optarg; break;
         case OPT_MEM_REPORT: o->mem_report = true; break;
+        case OPT_STATS: o->stats = true; break;
+        case OPT_MPI: o->mpi = true; break;
+        case OPT_EMIT: o->emit = optarg; break;
+        case OPT_PREFIX: o->prefix = optarg; break;
         case OPT_BATCH: {
             char *end;
             errno = 0;
@@ -100,7 +193,7 @@ static int parse_options(int argc, char **argv, Options *o) {
                 return bad_usage("--batch takes a whole number of samples >= 1, not '%s'", optarg);
             break;
         }
-        case 'h': fputs(usage, stdout); return 0;
+        case 'h': return print_help(o->command);
         case OPT_VERSION: printf("lathe %s\n", LATHE_VERSION); return 0;
         case ':': return bad_usage("option %s needs a value", argv[optind - 1]);
         default: return bad_usage("unknown option '%s'", argv[optind - 1]);
@@ -269,6 +362,9 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
         return bad_usage("compile needs -o OUTPUT%s", "");
     if (o->batch && !o->mem_report)
         return bad_usage("--batch goes with --mem-report%s", "");
+    int emit_rc = cli_emit_check(o->emit, o->prefix, o->mpi);
+    if (emit_rc >= 0)
+        return emit_rc;
     Program *p = load_program(a, d, o->input);
     RtManifest m;
     if (!p || !pass_pipeline(p, NULL, NULL, d))
@@ -280,6 +376,10 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
         return 1;
     if (!o->output)
         return 0;
+    if (cli_emit_other(o->emit)) {
+        CgOptions cg = {.cpu = o->cpu, .opt_level = o->opt_level};
+        return cli_emit(a, p, &cg, o->emit, o->output, o->prefix, d) ? 0 : 1;
+    }
     const char *tmpdir = getenv("TMPDIR");
     char *obj = arena_printf(a, "%s/lathe-%d-XXXXXX.o", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
     int fd = mkstemps(obj, 2);
@@ -291,7 +391,7 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
     temp_object = obj;
     atexit(remove_temp_object);
     CgOptions cg = {.cpu = o->cpu, .opt_level = o->opt_level};
-    ok = cg_llvm_emit_object(p, &cg, obj, d) && cg_link(obj, o->output, d);
+    ok = cg_llvm_emit_object(p, &cg, obj, d) && (o->mpi ? cg_link_mpi : cg_link)(obj, o->output, d);
     remove_temp_object();
     return ok ? 0 : 1;
 }
@@ -322,10 +422,38 @@ static int cmd_check(const Options *o, Arena *a, Diag *d) {
     return 0;
 }
 
+/* `ir --stats`: the table (cli/stats.c), then, after the whole pipeline, the train step's peak line as
+   `compile --mem-report` ends with it (with the optimizer state that the runtime keeps). */
+static int ir_stats(const Options *o, Program *p, Arena *a, Diag *d) {
+    bool planned = !o->after || strcmp(o->after, "memplan") == 0;
+    int64_t batch = o->batch ? (int64_t)o->batch : recipe_batch(p);
+    stats_print(stdout, p, batch, planned);
+    if (!planned || !program_train_graph(p))
+        return 0;
+    RtManifest m;
+    RtPeak pk;
+    RtErr e = {{0}};
+    bool ok = check_recipe(p, a, &m, d);
+    if (ok && rt_plan_peak(&m, m.recipe, batch, &pk, &e) != RT_OK) {
+        diag_error(d, (Loc){0}, "%s", e.msg);
+        ok = false;
+    }
+    if (ok)
+        rt_peak_print(stdout, &pk, batch);
+    rt_manifest_free(&m);
+    return ok ? 0 : 1;
+}
+
 static int cmd_ir(const Options *o, Arena *a, Diag *d) {
+    if (o->dot && o->stats)
+        return bad_usage("--dot and --stats go one at a time%s", "");
+    if (o->batch && !o->stats)
+        return bad_usage("--batch goes with --stats (ir) or --mem-report (compile)%s", "");
     Program *p = load_program(a, d, o->input);
     if (!p)
         return 1;
+    if (o->stats)
+        return pass_pipeline(p, o->after, NULL, d) ? ir_stats(o, p, a, d) : 1;
     if (!o->dot)
         return pass_pipeline(p, o->after, stdout, d) ? 0 : 1;
     if (!pass_pipeline(p, o->after, NULL, d))
@@ -369,6 +497,17 @@ static int cmd_opt(const Options *o, Arena *a, Diag *d) {
     return 0;
 }
 
+/* What `lathe compile` generates code from, for lathe run (cli/run.h) */
+static Program *program_for_run(Arena *a, Diag *d, const char *model) {
+    Program *p = load_program(a, d, model);
+    RtManifest m;
+    if (!p || !pass_pipeline(p, NULL, NULL, d))
+        return NULL;
+    bool ok = check_recipe(p, a, &m, d);
+    rt_manifest_free(&m);
+    return ok ? p : NULL;
+}
+
 /* `lathe compile MODEL -o EXE` for lathe sweep (cli/sweep.h) */
 static int compile_for_sweep(const char *model, const char *exe) {
     Options o = {.command = "compile", .input = model, .output = exe, .opt_level = 3};
@@ -385,6 +524,8 @@ static int compile_for_sweep(const char *model, const char *exe) {
 int main(int argc, char **argv) {
     if (argc < 2)
         return bad_usage("no command given%s", "");
+    if (strcmp(argv[1], "run") == 0) /* the produced executable's flags after MODEL COMMAND */
+        return run_main(argc - 1, argv + 1, program_for_run);
     if (strcmp(argv[1], "sweep") == 0) /* its own options, and the trials' after -- */
         return sweep_main(argc - 1, argv + 1, compile_for_sweep);
     Options o = {0};

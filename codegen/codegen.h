@@ -9,6 +9,10 @@
 typedef struct CgOptions {
     const char *cpu;      /* "native" (default when NULL), or an LLVM CPU name */
     int opt_level;        /* 0..3; default 3 */
+    /* --emit lib|shared: the entries and manifest are named PREFIX_lathe_* with internal linkage, and the
+       object defines the library API PREFIX_open, PREFIX_predict, ... (codegen/llvm/libwrap.c); NULL: the
+       executable's lathe_* entries */
+    const char *prefix;
 } CgOptions;
 
 /* The manifest that the runtime reads (runtime/lathe_rt.h describes it), as JSON text in a; NULL after
@@ -28,6 +32,17 @@ typedef struct CgJit CgJit;
 CgJit *cg_llvm_jit(const Graph *g, const CgOptions *o, Diag *d);
 void (*cg_jit_entry(CgJit *j))(void **args, int64_t n, uint8_t *arena);
 void cg_jit_free(CgJit *j);
+/* Compiles a whole program in memory, the object code of cg_llvm_emit_object linked by LLVM's ORC JIT into
+   this process (for `lathe run`), and fills code with its manifest text and graph entries, which live until
+   cg_jit_program_free. NULL on error (reported). */
+typedef void (*CgEntryFn)(void **args, int64_t n, uint8_t *arena);
+typedef struct CgProgramCode {
+    const char *manifest;
+    CgEntryFn train, grads, eval, predict; /* an entry whose graph the program lacks does nothing */
+} CgProgramCode;
+typedef struct CgJitProgram CgJitProgram;
+CgJitProgram *cg_llvm_jit_program(const Program *p, const CgOptions *o, CgProgramCode *code, Diag *d);
+void cg_jit_program_free(CgJitProgram *j);
 /* The optimized assembly text of one graph's entry and kernels (malloc'd; NULL on error, reported), to
    check what the vectorizer made of a kernel. */
 char *cg_llvm_graph_asm(const Graph *g, const CgOptions *o, Diag *d);
@@ -35,5 +50,26 @@ char *cg_llvm_graph_asm(const Graph *g, const CgOptions *o, Diag *d);
 /* Links object + the runtime library into an executable, running the system C compiler directly (no
    shell). Finds liblathe_rt.a beside the lathe executable (build tree) or in PREFIX/lib/lathe. */
 bool cg_link(const char *object, const char *output, Diag *d);
+/* cg_link with the runtime's Open MPI backend (liblathe_rt_mpi.a beside liblathe_rt.a, and libmpi): an
+   executable that joins an mpirun job (runtime/dist.h). An error where this lathe was built without MPI. */
+bool cg_link_mpi(const char *object, const char *output, Diag *d);
+
+/* ---------------------------------------------------------------- --emit (codegen/llvm/module.c, link_lib.c) */
+typedef enum { CG_FILE_OBJECT, CG_FILE_ASSEMBLY, CG_FILE_LLVM_IR } CgFileKind;
+/* The whole program (cg_llvm_emit_object's) as an object file, assembly text or LLVM IR text. */
+bool cg_llvm_emit_file(const Program *p, const CgOptions *o, CgFileKind kind, const char *path, Diag *d);
+
+typedef enum { CG_LIB_STATIC, CG_LIB_SHARED } CgLibKind;
+/* Whether name is usable as a library prefix: a C identifier that is no C or C++ keyword. */
+bool cg_lib_prefix_ok(const char *name);
+/* The prefix that an output path gives: its base name without lib, .a, .so or .h, lower-cased, every other
+   character than [a-z0-9_] made '_' (FashionMLP -> fashionmlp, fashion-mlp.a -> fashion_mlp), in a. */
+char *cg_lib_prefix_of(Arena *a, const char *output);
+/* Writes DIR/BASE.h and DIR/libBASE.a (static) or DIR/libBASE.so (shared) for output DIR/BASE: object (compiled
+   with CgOptions.prefix = prefix) merged with the runtime and its static libraries into one relocatable object
+   whose only global symbols are the API's (PREFIX_*), so that several models link into one program. Each file
+   is written under a temporary name and renamed: a failure leaves none behind. */
+bool cg_link_library(const Program *p, const char *object, CgLibKind kind, const char *output, const char *prefix,
+                     Diag *d);
 
 #endif

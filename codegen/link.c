@@ -21,6 +21,9 @@ extern char **environ;
 #ifndef LATHE_RT_EXTRA_LINK
 #define LATHE_RT_EXTRA_LINK ""
 #endif
+#ifndef LATHE_MPI_LIBS
+#define LATHE_MPI_LIBS "" /* the MPI libraries of the build, '|' between them; empty: built without MPI */
+#endif
 
 static bool is_file(const char *path) {
     struct stat st;
@@ -55,7 +58,21 @@ static bool find_runtime(char *out, size_t size) {
     return is_file(out);
 }
 
-bool cg_link(const char *object, const char *output, Diag *d) {
+/* liblathe_rt_mpi.a beside the runtime library at runtime (a path that ends in liblathe_rt.a). */
+static bool find_mpi_runtime(const char *runtime, char *out, size_t size) {
+    size_t n = strlen(runtime), suffix = strlen("liblathe_rt.a");
+    if (n < suffix || snprintf(out, size, "%.*sliblathe_rt_mpi.a", (int)(n - suffix), runtime) >= (int)size)
+        return false;
+    return is_file(out);
+}
+
+static bool link_exe(const char *object, const char *output, bool mpi, Diag *d);
+
+bool cg_link(const char *object, const char *output, Diag *d) { return link_exe(object, output, false, d); }
+
+bool cg_link_mpi(const char *object, const char *output, Diag *d) { return link_exe(object, output, true, d); }
+
+static bool link_exe(const char *object, const char *output, bool mpi, Diag *d) {
     Loc none = {0};
     char runtime[PATH_MAX];
     if (!find_runtime(runtime, sizeof runtime)) {
@@ -89,12 +106,23 @@ bool cg_link(const char *object, const char *output, Diag *d) {
         diag_error(d, none, "output path too long: %s", output);
         return false;
     }
-    const char *argv[24];
+    char mpi_rt[PATH_MAX], mpi_libs[PATH_MAX];
+    if (mpi && (!LATHE_MPI_LIBS[0] || !find_mpi_runtime(runtime, mpi_rt, sizeof mpi_rt))) {
+        diag_error(d, none, "--mpi: this lathe was built without Open MPI (install libopenmpi-dev and openmpi-bin, "
+                            "then rebuild lathe)");
+        return false;
+    }
+    const char *argv[40];
     int argc = 0;
     argv[argc++] = cc;
     argv[argc++] = "-o";
     argv[argc++] = tmp;
     argv[argc++] = object;
+    if (mpi) { /* the backend whole: the runtime refers to it by a weak symbol only */
+        argv[argc++] = "-Wl,--whole-archive";
+        argv[argc++] = mpi_rt;
+        argv[argc++] = "-Wl,--no-whole-archive";
+    }
     argv[argc++] = runtime;
     /* jansson, libpng and protobuf-c statically: a produced executable needs nothing a user must install but
        OpenBLAS and zlib */
@@ -107,6 +135,12 @@ bool cg_link(const char *object, const char *output, Diag *d) {
     argv[argc++] = "-lz";
     argv[argc++] = "-lm";
     argv[argc++] = "-lpthread";
+    if (mpi) { /* the MPI libraries by path, '|' between them */
+        snprintf(mpi_libs, sizeof mpi_libs, "%s", LATHE_MPI_LIBS);
+        for (char *save = NULL, *lib = strtok_r(mpi_libs, "|", &save); lib && argc < 36;
+             lib = strtok_r(NULL, "|", &save))
+            argv[argc++] = lib;
+    }
     if (LATHE_RT_EXTRA_LINK[0])
         argv[argc++] = LATHE_RT_EXTRA_LINK;
     argv[argc] = NULL;

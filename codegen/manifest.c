@@ -177,6 +177,174 @@ static json_t *checks_json(const Graph *g) {
     return list;
 }
 
+/* ---------------------------------------------------------------- the kernel list of --profile
+   Every node that may get a kernel call, in call order: a fusion group's root or a lone kernel node (and a
+   lone CONST, whose fill the graph entry may skip; the runtime finds kernels by "node", so an entry never
+   called does no harm). For each: a name, the model lines of its members with the share of its time the
+   profile gives each, and its FLOPs and bytes as polynomials in the batch n (ir/cost.c). */
+#define PROFILE_MEMBERS_MAX 4096
+#define PROFILE_NAME_OPS 5
+
+/* The members of the kernel rooted at root, in node order, into out (at most PROFILE_MEMBERS_MAX). */
+static int kernel_members(const Graph *g, const Node *root, const Node **out) {
+    if (root->group < 0) {
+        out[0] = root;
+        return 1;
+    }
+    int k = 0;
+    for (int i = 0; i <= root->id && k < PROFILE_MEMBERS_MAX; i++)
+        if (g->nodes[i]->group == root->id)
+            out[k++] = g->nodes[i];
+    return k;
+}
+
+/* Bytes of x's value at batch n, added to *total; false on overflow. */
+static bool add_bytes(int64_t *total, const Node *x, int64_t n) {
+    int64_t numel = ir_shape_numel(&x->shape, n), b;
+    return numel >= 0 && !__builtin_mul_overflow(numel, (int64_t)ir_dtype_size(x->dtype), &b) &&
+           !__builtin_add_overflow(*total, b, total);
+}
+
+/* Whether x, read by member i as its input j, is read by an earlier member or input, or is a member. */
+static bool read_before(const Node **m, int nm, int i, int j) {
+    const Node *x = m[i]->inputs[j];
+    for (int k = 0; k < nm; k++)
+        if (m[k] == x)
+            return true;
+    for (int i2 = 0; i2 <= i; i2++)
+        for (int j2 = 0; j2 < (i2 < i ? m[i2]->ninputs : j); j2++)
+            if (m[i2]->inputs[j2] == x)
+                return true;
+    return false;
+}
+
+/* What the kernel reads and writes: its materialized members' buffers and, once each, the buffers of the
+   nodes outside it that its members read (constants folded into the code aside); -1 on overflow. */
+static int64_t kernel_bytes(const Graph *g, const Node **m, int nm, int64_t n) {
+    if (nm == 1)
+        return ir_node_bytes(m[0], n);
+    int64_t total = 0;
+    for (int i = 0; i < nm; i++) {
+        if (ir_group_materialized(g, m[i]) && !add_bytes(&total, m[i], n))
+            return -1;
+        for (int j = 0; j < m[i]->ninputs; j++)
+            if (m[i]->inputs[j]->op != OP_CONST && !read_before(m, nm, i, j) &&
+                !add_bytes(&total, m[i]->inputs[j], n))
+                return -1;
+    }
+    return total;
+}
+
+static int64_t kernel_flops(const Node **m, int nm, int64_t n) {
+    int64_t total = 0;
+    for (int i = 0; i < nm; i++)
+        if (__builtin_add_overflow(total, ir_node_flops(m[i], n), &total))
+            return -1;
+    return total;
+}
+
+/* [c0, c1, c2] with f(n) = c0 + c1 n + c2 n^2 through f(1), f(2), f(3) (a [N, N] value makes a square);
+   [-1, 0, 0] when a count saturated. */
+static json_t *poly_json(int64_t f1, int64_t f2, int64_t f3) {
+    if (f1 < 0 || f2 < 0 || f3 < 0 || f1 > INT64_MAX / 8 || f2 > INT64_MAX / 8 || f3 > INT64_MAX / 8)
+        return json_pack("[I,I,I]", (json_int_t)-1, (json_int_t)0, (json_int_t)0);
+    int64_t c2 = (f3 - 2 * f2 + f1) / 2, c1 = f2 - f1 - 3 * c2, c0 = f1 - c1 - c2;
+    return json_pack("[I,I,I]", (json_int_t)c0, (json_int_t)c1, (json_int_t)c2);
+}
+
+/* "fashion_cnn.lathe:12" of n (the model file's base name), or "" without a location. */
+static void line_of(const Node *n, char *buf, size_t size) {
+    buf[0] = 0;
+    if (n->loc.file) {
+        const char *base = strrchr(n->loc.file, '/');
+        snprintf(buf, size, "%s:%d", base ? base + 1 : n->loc.file, n->loc.line);
+    }
+}
+
+/* "conv2d+add+relu": the ops of the members but constants, the first few. */
+static void kernel_name(const Node **m, int nm, int index, char *buf, size_t size) {
+    int len = snprintf(buf, size, "k%d ", index), shown = 0, more = 0;
+    for (int i = 0; i < nm; i++) {
+        if (m[i]->op == OP_CONST && nm > 1)
+            continue;
+        if (shown == PROFILE_NAME_OPS) {
+            more++;
+            continue;
+        }
+        if (len >= 0 && (size_t)len < size)
+            len += snprintf(buf + len, size - (size_t)len, "%s%s", shown ? "+" : "", ir_op_name(m[i]->op));
+        shown++;
+    }
+    if (more && len >= 0 && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, "+%d more", more);
+}
+
+/* "lines" and "share": the distinct model lines of the members in order of appearance, each with its
+   members' part of the kernel's FLOPs at a batch of 64 (else of its bytes; else an equal part). */
+static void kernel_lines(json_t *k, const Node **m, int nm) {
+    char (*lines)[512] = calloc((size_t)nm, sizeof *lines);
+    double *flops = calloc((size_t)nm, sizeof *flops), *bytes = calloc((size_t)nm, sizeof *bytes);
+    if (!lines || !flops || !bytes)
+        LATHE_UNREACHABLE("out of memory");
+    int nl = 0;
+    double tf = 0, tb = 0;
+    for (int i = 0; i < nm; i++) {
+        char l[512];
+        line_of(m[i], l, sizeof l);
+        if (!l[0])
+            continue;
+        int at = 0;
+        while (at < nl && strcmp(lines[at], l) != 0)
+            at++;
+        if (at == nl)
+            snprintf(lines[nl++], sizeof lines[0], "%s", l);
+        flops[at] += (double)ir_node_flops(m[i], 64);
+        bytes[at] += (double)ir_node_bytes(m[i], 64);
+        tf += (double)ir_node_flops(m[i], 64);
+        tb += (double)ir_node_bytes(m[i], 64);
+    }
+    json_t *jl = json_array(), *js = json_array();
+    for (int i = 0; i < nl; i++) {
+        json_t *s = json_string(lines[i]);
+        if (!s) /* a file name that is not UTF-8 */
+            s = json_string("?");
+        json_array_append_new(jl, s);
+        json_array_append_new(js, json_real(tf > 0 ? flops[i] / tf : tb > 0 ? bytes[i] / tb : 1.0 / nl));
+    }
+    json_object_set_new(k, "lines", jl);
+    json_object_set_new(k, "share", js);
+    free(lines);
+    free(flops);
+    free(bytes);
+}
+
+static json_t *kernel_list_json(const Graph *g) {
+    json_t *list = json_array();
+    const Node **m = calloc(PROFILE_MEMBERS_MAX, sizeof *m);
+    if (!m)
+        LATHE_UNREACHABLE("out of memory");
+    for (int i = 0, index = 0; i < g->nnodes; i++) {
+        const Node *nd = g->nodes[i];
+        if ((nd->group >= 0 && nd->group != nd->id) || (!ir_is_kernel(nd) && nd->op != OP_CONST))
+            continue;
+        int nm = kernel_members(g, nd, m);
+        char name[256];
+        if (nd->op == OP_CONST) /* a lone constant's fill, which few graphs run: left out of the numbering */
+            snprintf(name, sizeof name, "fill const %%%d", nd->id);
+        else
+            kernel_name(m, nm, index++, name, sizeof name);
+        json_t *k = json_pack("{s:i, s:s}", "node", nd->id, "name", name);
+        kernel_lines(k, m, nm);
+        json_object_set_new(k, "flops", poly_json(kernel_flops(m, nm, 1), kernel_flops(m, nm, 2),
+                                                  kernel_flops(m, nm, 3)));
+        json_object_set_new(k, "bytes", poly_json(kernel_bytes(g, m, nm, 1), kernel_bytes(g, m, nm, 2),
+                                                  kernel_bytes(g, m, nm, 3)));
+        json_array_append_new(list, k);
+    }
+    free(m);
+    return list;
+}
+
 static json_t *graph_json(const Graph *g) {
     int64_t c = 0, per_n = 0;
     pass_memplan_size(g, &c, &per_n);
@@ -198,8 +366,9 @@ static json_t *graph_json(const Graph *g) {
     pass_memplan_sizes(g, &ms);
     json_t *memory = json_pack("{s:I, s:I, s:[I,I]}", "params", (json_int_t)ms.params, "state", (json_int_t)ms.state,
                                "inputs", (json_int_t)ms.inputs_c, (json_int_t)ms.inputs_n);
-    return json_pack("{s:[I,I], s:i, s:o, s:o, s:o}", "arena", (json_int_t)c, (json_int_t)per_n, "kernels",
-                     kernel_count(g), "args", list, "memory", memory, "checks", checks_json(g));
+    return json_pack("{s:[I,I], s:i, s:o, s:o, s:o, s:o}", "arena", (json_int_t)c, (json_int_t)per_n, "kernels",
+                     kernel_count(g), "args", list, "memory", memory, "checks", checks_json(g), "kernel_list",
+                     kernel_list_json(g));
 }
 
 char *cg_manifest(Arena *a, const Program *p, Diag *d) {

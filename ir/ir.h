@@ -331,6 +331,13 @@ void ir_print_rval(FILE *out, const RVal *v);   /* SGD(lr = 0.001), as the text 
 /* Parses every graph of a text; returns their count (0 on error, reported through d) and the graphs. */
 int ir_parse(Arena *a, Diag *d, const char *file, const char *text, Graph ***out);
 
+/* ---------------------------------------------------------------- the work of a node (ir/cost.c)
+   What `lathe ir --stats` sums and a profile divides by its time: floating-point operations (a multiply-add
+   counts 2; a comparison, exp or division 1 each) and the bytes a kernel computing nd alone reads from its
+   inputs and writes to its output, at batch n. Leaves (params, inputs, constants) and views cost 0. */
+int64_t ir_node_flops(const Node *nd, int64_t n);
+int64_t ir_node_bytes(const Node *nd, int64_t n);
+
 /* ---------------------------------------------------------------- the reference interpreter (ir/interp.c)
    Runs a graph in double precision whatever the dtypes (integers are exact in a double up to 2^53), one
    primitive at a time, for tests: finite differences, and the generated code checked against it. */

@@ -1,5 +1,6 @@
-/* print.c: the text IR (one node a line, typed, with the model location as a trailing comment) and the
-   Graphviz form. ir_parse in parse.c reads the text form back; the two must round-trip byte for byte. */
+/* print.c: the text IR (one node a line, typed, with the model location as a trailing comment); the
+   Graphviz form is in dot.c. ir_parse in parse.c reads the text form back; the two must round-trip byte for
+   byte. */
 #include "ir.h"
 
 #include <math.h>
@@ -228,58 +229,6 @@ void ir_print_noted(FILE *out, const Graph *g, IrNoteFn note)
         fprintf(out, "  %s ", o->update ? "update" : "output");
         print_string(out, o->name);
         fprintf(out, " = %%%d\n", o->value ? o->value->id : -1);
-    }
-    fputs("}\n", out);
-}
-
-/* ---------------------------------------------------------------- Graphviz */
-
-static void dot_escaped(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', out);
-        fputc(*s, out);
-    }
-}
-
-void ir_print_dot(FILE *out, const Graph *g)
-{
-    char type[256];
-    fputs("digraph \"", out);
-    dot_escaped(out, g->name ? g->name : "");
-    fputs("\" {\n  node [shape=box, fontname=\"monospace\"];\n", out);
-    for (int i = 0; i < g->nnodes; i++) {
-        const Node *n = g->nodes[i];
-        fprintf(out, "  n%d [label=\"%%%d %s", n->id, n->id, ir_op_name(n->op));
-        if (n->attr.name && (n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE)) {
-            fputs(" \\\"", out);
-            dot_escaped(out, n->attr.name);
-            fputs("\\\"", out);
-        } else if (n->op == OP_CONST) {
-            fprintf(out, " %.6g", n->attr.value);
-        }
-        fprintf(out, "\\n%s", ir_type_str(n->dtype, &n->shape, type, sizeof type));
-        if (n->loc.file) {
-            const char *base = strrchr(n->loc.file, '/');
-            fputs("\\n", out);
-            dot_escaped(out, base ? base + 1 : n->loc.file);
-            fprintf(out, ":%d", n->loc.line);
-        }
-        fputs("\"", out);
-        if (n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_STATE)
-            fputs(", style=filled, fillcolor=\"#e8f0ff\"", out);
-        fputs("];\n", out);
-        for (int j = 0; j < n->ninputs; j++)
-            fprintf(out, "  n%d -> n%d;\n", n->inputs[j]->id, n->id);
-    }
-    for (int i = 0; i < g->noutputs; i++) {
-        const Output *o = &g->outputs[i];
-        fprintf(out, "  out%d [shape=ellipse, label=\"%s ", i, o->update ? "update" : "output");
-        dot_escaped(out, o->name);
-        fputs("\"];\n", out);
-        if (o->value)
-            fprintf(out, "  n%d -> out%d;\n", o->value->id, i);
     }
     fputs("}\n", out);
 }

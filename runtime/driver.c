@@ -5,6 +5,8 @@
 #include "rexpr.h"
 #include "tb.h"
 #include "train.h"
+#include "dist.h"
+#include "profile.h"
 
 #include <errno.h>
 #include <math.h>
@@ -39,7 +41,10 @@ static int bind_eval(Run *r, RtBinding *b, const RtGraph *g, int64_t max_n) {
 /* The message is one line whatever it quotes: a control character of a --set value or a file name (a
    newline) is written as an escape (\n, \x01). */
 static void print_error(const char *prog, const char *msg) {
-    fprintf(stderr, "%s: error: ", prog);
+    if (rt_dist_on()) /* which of the job's processes says it */
+        fprintf(stderr, "%s (rank %d): error: ", prog, rt_dist.rank);
+    else
+        fprintf(stderr, "%s: error: ", prog);
     for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
         if (*p == '\n')
             fputs("\\n", stderr);
@@ -407,8 +412,34 @@ static int eval_anomaly(Run *r, const RtBinding *eb) {
     return rt_anomaly_check_run(eb, &r->md, -1, false, false, &r->err);
 }
 
+/* Several processes start from rank 0's parameters, buffers and optimizer state: each has read the same
+   seed and files, so this guards against what differs between machines (a file, a math library). */
+static int sync_model(Run *r) {
+    if (!rt_dist_on())
+        return RT_OK;
+    RtTensor *ts = rt_model_tensors(&r->md);
+    if (!ts)
+        return rt_errf(&r->err, "out of memory");
+    int n = r->m.nparams + r->md.nstate + r->md.nopt_tensors, rc = RT_OK;
+    for (int i = 0; i < n && rc == RT_OK; i++) {
+        RtTensorSpec sp = {.dtype = ts[i].dtype, .rank = ts[i].rank};
+        memcpy(sp.shape, ts[i].shape, sizeof sp.shape);
+        int64_t k;
+        if (!rt_numel(&sp, 1, &k))
+            rc = rt_errf(&r->err, "%s: too large", ts[i].name);
+        else
+            rc = rt_dist_bcast(ts[i].data, k * (int64_t)rt_dtype_size(ts[i].dtype), &r->err);
+    }
+    free(ts);
+    return rc;
+}
+
 static int cmd_train(Run *r) {
     RtConfig *c = &r->cfg;
+    if (rt_dist.rank != 0) { /* rank 0 alone writes checkpoints and logs (the same numbers on every rank) */
+        c->checkpoint_dir = c->log_json = c->log_csv = c->tensorboard = NULL;
+        c->checkpoint_every = c->keep = 0;
+    }
     RtDataset train = {0}, test = {0};
     Validation val = {0};
     RtTrainer tr = {0};
@@ -481,6 +512,8 @@ static int cmd_train(Run *r) {
     } else if (c->init_from && init_from(r) != RT_OK) {
         goto done;
     }
+    if (sync_model(r) != RT_OK)
+        goto done;
     if (c->checkpoint_dir && mkdir_p(c->checkpoint_dir, &r->err) != RT_OK)
         goto done;
     if (c->checkpoint_dir)
@@ -508,6 +541,9 @@ static int cmd_train(Run *r) {
         tr.ctx = &sc;
     }
     printf("Optimizer: %s\n", rt_trainer_kind(&tr));
+    if (rt_dist_on())
+        printf("Processes: %d (%s), %lld samples per global batch, gradients in %d buckets\n", rt_dist.size,
+               rt_dist.ops->name, (long long)c->batch, tr.sync.nbuckets);
     if (start_epoch >= c->epochs)
         printf("%s already holds %lld epochs (of %lld)\n", c->resume, (long long)start_epoch, (long long)c->epochs);
     for (int64_t ep = start_epoch; ep < c->epochs; ep++) {
@@ -817,6 +853,12 @@ static int dispatch(Run *r, int argc, char **argv) {
     /* a bad value of the recipe (from --set, or a manifest that the compiler did not check) before any work */
     if (rc != RT_OK || (r->cfg.cmd != RT_CMD_INFO && rt_recipe_check(&r->m, r->cfg.recipe, &r->err) != RT_OK))
         return fail(r, 2);
+    if (r->cfg.dist_timeout > 0)
+        rt_dist.timeout = r->cfg.dist_timeout;
+    /* an unwritable --profile FILE fails here, before any work; rank 0 alone profiles a job */
+    if (r->cfg.profile && rt_dist.rank == 0 &&
+        rt_profile_open(&r->m, r->cfg.profile, r->cfg.profile_first, r->cfg.profile_last, &r->err) != RT_OK)
+        return fail(r, 1);
     lathe_pool_init(r->cfg.threads);
     if (r->cfg.cmd == RT_CMD_INFO)
         return cmd_info(r);
@@ -848,7 +890,14 @@ int rt_run_entries(const char *manifest, const RtEntries *fns, int argc, char **
     r.m.grads.fn = fns->grads;
     r.m.eval.fn = fns->eval;
     r.m.predict.fn = fns->predict;
+    if (rt_dist_init(&r.err) != RT_OK) {
+        rt_manifest_free(&r.m);
+        return fail(&r, 2);
+    }
     int status = dispatch(&r, argc, argv);
+    /* --profile's trace and table, after a failed run too: of the steps that ran */
+    if (rt_profile_close(&r.m, stderr, &r.err) != RT_OK && status == 0)
+        status = fail(&r, 1);
     /* `eval --json > file` on a full disk must not exit 0 with the result lost */
     if ((fflush(stdout) != 0 || ferror(stdout)) && status == 0) {
         rt_errf(&r.err, "standard output: cannot write: %s", strerror(errno));
@@ -857,10 +906,9 @@ int rt_run_entries(const char *manifest, const RtEntries *fns, int argc, char **
     rt_model_free(&r.md);
     rt_config_free(&r.cfg);
     rt_manifest_free(&r.m);
+    /* a failed rank ends the job rather than leave the others waiting for it until the deadline */
+    if (status != 0)
+        rt_dist_abort(status);
+    rt_dist_finalize();
     return status;
-}
-
-int rt_main(int argc, char **argv) {
-    RtEntries fns = {lathe_train, lathe_grads, lathe_eval, lathe_predict};
-    return rt_run_entries(lathe_manifest, &fns, argc, argv);
 }

@@ -17,7 +17,8 @@ static const char *commands[] = {"train", "eval", "predict", "info"};
 enum {
     OPT_EPOCHS = 256, OPT_BATCH, OPT_LR, OPT_SEED, OPT_SHUFFLE, OPT_NO_SHUFFLE, OPT_DATA, OPT_LIMIT, OPT_SET,
     OPT_CKPT, OPT_LOG, OPT_RESUME, OPT_WEIGHTS, OPT_JSON, OPT_INDEX, OPT_THREADS, OPT_CKPT_EVERY, OPT_KEEP,
-    OPT_INIT_FROM, OPT_INIT_MAP, OPT_LOG_CSV, OPT_TB, OPT_TB_HIST, OPT_ANOMALY, OPT_HELP = 'h'
+    OPT_INIT_FROM, OPT_INIT_MAP, OPT_LOG_CSV, OPT_TB, OPT_TB_HIST, OPT_ANOMALY, OPT_DIST_TIMEOUT,
+    OPT_PROFILE, OPT_PROFILE_STEPS, OPT_HELP = 'h'
 };
 
 static const struct option options[] = {
@@ -45,6 +46,9 @@ static const struct option options[] = {
     {"tensorboard", required_argument, NULL, OPT_TB},
     {"tensorboard-histograms", no_argument, NULL, OPT_TB_HIST},
     {"detect-anomaly", no_argument, NULL, OPT_ANOMALY},
+    {"profile", required_argument, NULL, OPT_PROFILE},
+    {"profile-steps", required_argument, NULL, OPT_PROFILE_STEPS},
+    {"dist-timeout", required_argument, NULL, OPT_DIST_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -86,9 +90,19 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --tensorboard-histograms  add histograms of the parameters each epoch\n"
                 "  --detect-anomaly      check every kernel's output for NaN and Inf (slower); by default\n"
                 "                        only the loss is checked\n"
+                "  --profile FILE        time every kernel: write a Chrome trace (Perfetto, chrome://tracing)\n"
+                "                        of steps 2 to 6 to FILE, and print the time per model line at exit\n"
+                "  --profile-steps A:B   trace steps A to B of each graph instead (from 1)\n"
                 "  --threads N           threads for Lathe's kernels (OpenBLAS runs inside them);\n"
-                "                        default: one per core\n",
-                prog);
+                "                        default: one per core\n"
+                "  --dist-timeout S      under mpirun (an executable compiled with --mpi): end the whole job\n"
+                "                        when a collective waits longer than S seconds (default 300)\n"
+                "Examples:\n"
+                "  %s train --data /usr/share/datasets/fashion-mnist --epochs 5 --checkpoint-dir ckpt\n"
+                "  %s train --data DIR --resume ckpt/last.safetensors --checkpoint-dir ckpt\n"
+                "  %s train --data DIR --set 'optimizer=Adam(lr = 1e-3)' --log-json log.jsonl\n"
+                "Exit status: 0 success, 1 bad data, checkpoint or I/O, or a non-finite loss, 2 a bad flag or value.\n",
+                prog, prog, prog, prog);
         break;
     case RT_CMD_EVAL:
         fprintf(f,
@@ -99,9 +113,14 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --batch N       samples per batch\n"
                 "  --limit N       use the first N test samples\n"
                 "  --json          print one JSON object\n"
+                "  --profile FILE  time every kernel: a Chrome trace of batches 2 to 6 to FILE, and the\n"
+                "                  time per model line at exit (--profile-steps A:B: batches A to B)\n"
                 "  --threads N     threads for Lathe's kernels (OpenBLAS runs inside them);\n"
-                "                  default: one per core\n",
-                prog);
+                "                  default: one per core\n"
+                "Examples:\n"
+                "  %s eval --weights ckpt/best.safetensors --data /usr/share/datasets/fashion-mnist\n"
+                "  %s eval --weights ckpt/last.safetensors --data DIR --json > result.json\n",
+                prog, prog, prog);
         break;
     case RT_CMD_PREDICT:
         fprintf(f,
@@ -110,13 +129,18 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --weights FILE  the checkpoint (safetensors)\n"
                 "  --data DIR      folder of the recipe's data files (default .)\n"
                 "  --index I       the test sample\n"
+                "  --profile FILE  time every kernel: a Chrome trace to FILE, the time per model line at exit\n"
                 "  --threads N     threads for Lathe's kernels (OpenBLAS runs inside them);\n"
-                "                  default: one per core\n",
-                prog);
+                "                  default: one per core\n"
+                "Example:\n"
+                "  %s predict --weights ckpt/best.safetensors --data /usr/share/datasets/fashion-mnist --index 3\n",
+                prog, prog);
         break;
     case RT_CMD_INFO:
-        fprintf(f, "usage: %s info\nPrints the model, its parameters, the memory of each graph and the recipe.\n",
-                prog);
+        fprintf(f,
+                "usage: %s info\nPrints the model, its parameters, the memory of each graph and the recipe.\n"
+                "Example:\n  %s info\n",
+                prog, prog);
         break;
     default:
         fprintf(f,
@@ -131,8 +155,9 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  %s train --data DIR --epochs 10 --lr 0.01 --resume ckpt/last.safetensors --checkpoint-dir ckpt\n"
                 "  %s eval --weights ckpt/last.safetensors --data DIR --json\n"
                 "  %s predict --weights ckpt/last.safetensors --data DIR --index 0\n"
+                "  %s info\n"
                 "Exit status: 0 success, 1 bad data, checkpoint or I/O, 2 a bad flag or value.\n",
-                prog, prog, prog, prog, prog, prog);
+                prog, prog, prog, prog, prog, prog, prog);
     }
 }
 
@@ -309,7 +334,7 @@ static int recipe_defaults(RtConfig *c, const RtManifest *m, RtErr *e) {
 
 /* Values of the dedicated flags, applied over the recipe once every --set is in. */
 typedef struct Flags {
-    const char *epochs, *batch, *lr, *seed, *limit, *index, *threads, *every, *keep;
+    const char *epochs, *batch, *lr, *seed, *limit, *index, *threads, *every, *keep, *dist_timeout;
     int shuffle; /* -1: recipe */
 } Flags;
 
@@ -345,6 +370,14 @@ static int apply_flags(RtConfig *c, const Flags *f, RtErr *e) {
         return RT_ERR;
     if (f->keep && parse_int("--keep", f->keep, 0, &c->keep, e))
         return RT_ERR;
+    if (f->dist_timeout) {
+        double t = 0;
+        if (parse_real("--dist-timeout", f->dist_timeout, &t, e))
+            return RT_ERR;
+        if (!(t > 0 && t <= 1e7))
+            return rt_errf(e, "--dist-timeout: seconds in (0, 1e7], got '%s'", f->dist_timeout);
+        c->dist_timeout = t;
+    }
     if (f->shuffle >= 0)
         c->shuffle = f->shuffle;
     return RT_OK;
@@ -363,6 +396,21 @@ static int add_init_map(RtConfig *c, const char *arg, RtErr *e) {
     if (!c->init_map_from[c->ninit_map] || !c->init_map_to[c->ninit_map])
         return rt_errf(e, "out of memory");
     c->ninit_map++;
+    return RT_OK;
+}
+
+/* --profile-steps A:B: the calls of each graph that the trace holds, 1 <= A <= B, at most 1000 of them. */
+static int parse_profile_steps(RtConfig *c, const char *arg, RtErr *e) {
+    const char *colon = strchr(arg, ':');
+    char first[32];
+    if (!colon || (size_t)(colon - arg) >= sizeof first)
+        return rt_errf(e, "--profile-steps: expected A:B (the first and last step traced), got '%s'", arg);
+    snprintf(first, sizeof first, "%.*s", (int)(colon - arg), arg);
+    if (parse_int("--profile-steps", first, 1, &c->profile_first, e) ||
+        parse_int("--profile-steps", colon + 1, c->profile_first, &c->profile_last, e))
+        return RT_ERR;
+    if (c->profile_last - c->profile_first >= 1000)
+        return rt_errf(e, "--profile-steps: at most 1000 steps in a trace (got %s)", arg);
     return RT_OK;
 }
 
@@ -417,6 +465,9 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         case OPT_TB: c->tensorboard = optarg; break;
         case OPT_TB_HIST: c->tb_histograms = true; break;
         case OPT_ANOMALY: c->detect_anomaly = true; break;
+        case OPT_PROFILE: c->profile = optarg; break;
+        case OPT_PROFILE_STEPS: rc = parse_profile_steps(c, optarg, e); break;
+        case OPT_DIST_TIMEOUT: f.dist_timeout = optarg; break;
         case OPT_HELP: rc = RT_HELP; break;
         case ':': rc = rt_errf(e, "--%s: missing value", option_name(optopt)); break;
         default:
@@ -450,6 +501,12 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         return rt_errf(e, "--init-from: only for train (use --weights with %s)", argv[1]);
     if (c->init_from && c->resume)
         return rt_errf(e, "--init-from and --resume: a resumed run continues its own checkpoint; give one of them");
+    if (c->profile_first && !c->profile)
+        return rt_errf(e, "--profile-steps: goes with --profile FILE");
+    if (c->profile && !c->profile[0])
+        return rt_errf(e, "--profile: needs a file name");
+    if (c->profile && c->cmd == RT_CMD_INFO)
+        return rt_errf(e, "--profile: for train, eval and predict (info runs no graph)");
     if (c->ninit_map && !c->init_from)
         return rt_errf(e, "--init-map: goes with --init-from");
     if ((c->checkpoint_every || c->keep) && !c->checkpoint_dir)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 int lathe_anomaly_on;
+void (*lathe_output_ready_hook)(int32_t graph, int32_t arg);
 
 static struct {
     bool enabled; /* what lathe_anomaly_on returns to after a take */

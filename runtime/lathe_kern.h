@@ -140,6 +140,28 @@ void lathe_pool_test_split(int parts);
 extern int lathe_anomaly_on;
 void lathe_check_finite(const void *p, int64_t count, int32_t dtype, int32_t graph, int32_t check);
 
+/* ---------------------------------------------------------------- outputs as they are ready (kern_anomaly.c)
+   A graph entry calls, when it is set,
+       lathe_output_ready_hook(graph, arg)
+   right after the kernel that writes output argument arg (the manifest's args index) for the last time, once
+   nothing later in the graph reads it (outputs copied at the end: after the copy). graph is as above. The
+   data-parallel runtime starts reducing a bucket of gradients there while the rest of backward runs; the
+   hook may change the output's values in place. NULL (the default) costs a load and a branch per output. */
+extern void (*lathe_output_ready_hook)(int32_t graph, int32_t arg);
+
+/* ---------------------------------------------------------------- profiling (runtime/kern_profile.c)
+   Each kernel call of a graph entry is
+       if (lathe_profile_on) lathe_profile_kernel(graph, node, k, bufs, n, count, cost);
+       else                  lathe_run_kernel(k, bufs, n, count, cost);
+   graph as above, node the id of the kernel's root node (the "node" of the graph's "kernel_list" in the
+   manifest). lathe_profile_kernel runs the same call and hands its start and end (CLOCK_MONOTONIC, in ns)
+   to lathe_profile_sink when one is set (runtime/profile.c, --profile). Off, a kernel costs one load and a
+   branch more. */
+extern int lathe_profile_on;
+extern void (*lathe_profile_sink)(int32_t graph, int32_t node, int64_t n, int64_t start_ns, int64_t end_ns);
+void lathe_profile_kernel(int32_t graph, int32_t node, lathe_kernel_fn k, uint8_t **bufs, int64_t n, int64_t count,
+                          int64_t cost);
+
 /* Every kernel, ending with {NULL, NULL}. */
 extern const LatheKernSymbol lathe_kern_symbols[];
 /* Every _range entry point, ending with {NULL, NULL}. */

@@ -46,6 +46,11 @@
                      "loc": "fashion_mlp.lathe:9:9"}, ...], the float kernel outputs that --detect-anomaly
                      checks, in the order of the ids lathe_check_finite gets ("name" only for an output or an
                      update),
+         and "kernel_list": [{"node": 28, "name": "k0 conv2d+add+relu", "lines": ["fashion_cnn.lathe:10",
+                     "fashion_cnn.lathe:11"], "share": [0.9, 0.1], "flops": [c0, c1, c2], "bytes": [...]}, ...]:
+                     the kernels in call order (node: the root node's id that lathe_profile_kernel gets; share:
+                     each line's part of the kernel's FLOPs; flops and bytes per call: c0 + c1 n + c2 n^2),
+                     which --profile reads (runtime/profile.h),
          "predict": {... args: "x", params; output "logits"}
        },
        "recipe": { the train block, each value as JSON: numbers, strings, booleans, lists; an identifier as

@@ -194,6 +194,10 @@ typedef struct RtConfig {
     int64_t checkpoint_every; /* optimizer steps between checkpoints within an epoch (0: at epoch ends only) */
     int64_t keep;             /* checkpoint-STEP.safetensors files kept besides last and best (0: none) */
     bool tb_histograms, detect_anomaly;
+    const char *profile;                 /* --profile FILE: the Chrome trace to write (NULL: no profile) */
+    int64_t profile_first, profile_last; /* --profile-steps A:B, the calls of each graph traced (from 1);
+                                            0: not given (profile.h's default) */
+    double dist_timeout;      /* --dist-timeout seconds (0: dist.h's default) */
     int ninit_map;            /* --init-map FROM=TO prefix rules for --init-from */
     char *init_map_from[16], *init_map_to[16];
     RtDataSpec train_data, test_data;

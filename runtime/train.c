@@ -54,14 +54,20 @@ void rt_evaluate_scores(RtBinding *b, RtModel *md, const RtDataset *d, const int
     int64_t *idx = malloc((size_t)(batch > 0 ? batch : 1) * sizeof *idx);
     if (!idx)
         return; /* out of memory: no samples, NaN scores rather than made-up ones */
-    for (int64_t start = 0; start < count; start += batch) {
-        int64_t n = count - start < batch ? count - start : batch;
+    /* several processes: each its contiguous share, the counts summed */
+    int64_t lo, hi;
+    rt_dist_share(count, &lo, &hi);
+    for (int64_t start = lo; start < hi; start += batch) {
+        int64_t n = hi - start < batch ? hi - start : batch;
         for (int64_t i = 0; i < n; i++)
             idx[i] = subset ? subset[start + i] : start + i;
         rt_run_batch(b, md, d, idx, n);
         rt_scores_batch(s, b, n);
     }
     free(idx);
+    RtErr e;
+    if (rt_dist_reduce_metrics(s, &e) != RT_OK) /* a timeout has ended the job; the other failure is memory */
+        rt_metrics_reset(s);
 }
 
 /* ---------------------------------------------------------------- the recipe */
@@ -224,11 +230,13 @@ static int open_step(RtTrainer *t, RtErr *e) {
     if (rt_optim_spec_parse(cfg->recipe, &t->ospec, e) != RT_OK)
         return RT_ERR;
     apply_lr_flag(&t->ospec, cfg);
-    t->fused = m->train.fn && runs_fused(m, &t->ospec);
+    /* several processes average their gradients before the update: the runtime's optimizer */
+    t->fused = !rt_dist_on() && m->train.fn && runs_fused(m, &t->ospec);
     if (!t->fused && !(m->grads.present && m->grads.fn))
         return rt_errf(e, "this executable was compiled without a grads graph, so it trains only with the optimizer "
                           "it was compiled with");
     int64_t max_n = cfg->batch < t->count ? cfg->batch : t->count;
+    max_n = (max_n + rt_dist.size - 1) / rt_dist.size; /* a rank's share of a batch */
     if (rt_bind(&t->b, md, t->fused ? &m->train : &m->grads, cfg, max_n > 0 ? max_n : 1, e) != RT_OK)
         return RT_ERR;
     t->ngroups = t->ospec.ngroups;
@@ -244,6 +252,11 @@ static int open_step(RtTrainer *t, RtErr *e) {
     t->grads = calloc((size_t)m->nparams + 1, sizeof *t->grads);
     if (!t->grads)
         return rt_errf(e, "out of memory");
+    if (rt_dist_on()) { /* moves the gradient outputs into buckets: before they are taken below */
+        t->has_sync = true;
+        if (rt_gradsync_open(&t->sync, &t->b, m, e) != RT_OK)
+            return RT_ERR;
+    }
     for (int p = 0; p < m->nparams; p++) {
         if (t->b.grad_arg[p] >= 0)
             t->grads[p] = t->b.args[t->b.grad_arg[p]];
@@ -294,6 +307,8 @@ void rt_trainer_close(RtTrainer *t) {
         rt_optim_close(&t->opt);
     }
     rt_metrics_close(&t->scores);
+    if (t->has_sync)
+        rt_gradsync_close(&t->sync);
     rt_unbind(&t->b);
     free(t->grads);
     memset(t, 0, sizeof *t);
@@ -394,53 +409,92 @@ static int maybe_checkpoint(Loop *L, int64_t k, RtErr *e) {
     return steps % t->every == 0 ? t->checkpoint(t->ctx, L->epoch, k + 1, e) : RT_OK;
 }
 
+/* Batch k on this process: its positions [*ls, *ls + *ln) of the order (all of the batch alone, a rank's
+   share with several processes: dist.h); returns the global batch's size. */
+static int64_t local_batch(const Loop *L, int64_t k, int64_t *ls, int64_t *ln) {
+    int64_t start = k * L->batch, n = L->count - start < L->batch ? L->count - start : L->batch, lo, hi;
+    rt_dist_share(n, &lo, &hi);
+    *ls = start + lo;
+    *ln = hi - lo;
+    return n;
+}
+
+/* Starts gathering batch k into the loader's free buffers; false when this process has no samples in it. */
+static bool request(Loop *L, int64_t k) {
+    int64_t ls, ln;
+    local_batch(L, k, &ls, &ln);
+    if (ln > 0)
+        rt_loader_request(L->ld, L->order + ls, ln);
+    return ln > 0;
+}
+
+/* The checks of a step, and its loss over the global batch. Alone: the loss (and with --detect-anomaly the
+   kernels and gradients) of this process. With several processes each checks its own, and the loss, weighted
+   by the rank's share w, and the verdict are summed, so that every rank stops at the same step. */
+static int step_checks(Loop *L, bool ran, double w, double *loss, RtErr *e) {
+    RtTrainer *t = L->t;
+    int rc = ran ? rt_anomaly_check_run(L->b, L->md, L->md->step, true, t->check_grads, e) : RT_OK;
+    if (!rt_dist_on())
+        return rc;
+    double sum[2] = {ran ? *loss * w : 0.0, rc != RT_OK};
+    if (rt_dist_allreduce(sum, 2, RT_DIST_F64, e) != RT_OK)
+        return RT_ERR;
+    *loss = sum[0];
+    if (sum[1] > 0 && rc == RT_OK)
+        return rt_errf(e, "step %lld: another process stopped at a non-finite value (its message names it)",
+                       (long long)L->md->step);
+    return rc;
+}
+
 static int run_epoch(Loop *L, RtErr *e) {
     RtBinding *b = L->b;
     RtTrainer *t = L->t;
-    int64_t count = L->count, batch = L->batch;
     bool per_step = t && rt_sched_per_step(&t->sched);
+    bool sync = t && t->has_sync;
     L->bar = L->out && isatty(fileno(L->out));
     L->t0 = L->shown = seconds();
     int rc = t ? set_lr(t, L->epoch, e) : RT_OK;
     bool requested = false; /* a batch is being gathered into the loader's buffers */
-    if (L->ld && L->k0 < L->nb && rc == RT_OK) {
-        int64_t first = L->k0 * batch;
-        rt_loader_request(L->ld, L->order + first, count - first < batch ? count - first : batch);
-        requested = true;
-    }
+    if (L->ld && L->k0 < L->nb && rc == RT_OK)
+        requested = request(L, L->k0);
     for (int64_t k = L->k0; k < L->nb && rc == RT_OK; k++) {
-        int64_t start = k * batch, n = count - start < batch ? count - start : batch;
+        int64_t ls, ln, n = local_batch(L, k, &ls, &ln);
+        bool ran = ln > 0; /* a rank may have no samples in the last batch */
         if (per_step && k > L->k0 && (rc = set_lr(t, L->epoch, e)) != RT_OK)
             break;
+        if (sync)
+            rt_gradsync_begin(&t->sync, (double)ln / (double)n);
         if (L->ld) {
             /* batch k's buffers in, then batch k + 1 requested while step k runs */
-            void *x, *y = NULL;
-            rt_loader_wait(L->ld, &x, &y);
-            requested = false;
-            b->args[b->x_arg] = x;
-            if (b->y_arg >= 0)
-                b->args[b->y_arg] = y;
-            if (k + 1 < L->nb) {
-                int64_t next = start + n;
-                rt_loader_request(L->ld, L->order + next, count - next < batch ? count - next : batch);
-                requested = true;
+            if (requested) {
+                void *x, *y = NULL;
+                rt_loader_wait(L->ld, &x, &y);
+                requested = false;
+                b->args[b->x_arg] = x;
+                if (b->y_arg >= 0)
+                    b->args[b->y_arg] = y;
             }
-            rt_run_loaded(b, L->md, n);
-        } else {
-            rt_run_batch(b, L->md, L->d, L->order + start, n);
+            if (k + 1 < L->nb)
+                requested = request(L, k + 1);
+            if (ran)
+                rt_run_loaded(b, L->md, ln);
+        } else if (ran) {
+            rt_run_batch(b, L->md, L->d, L->order + ls, ln);
         }
+        if (sync && (rc = rt_gradsync_end(&t->sync, ran, e)) != RT_OK)
+            break;
         L->md->step++;
-        double loss = rt_output_scalar(b, b->loss_arg);
-        L->loss_sum += loss;
+        double loss = ran ? rt_output_scalar(b, b->loss_arg) : 0.0;
         /* a non-finite loss (or, with --detect-anomaly, kernel output or gradient) stops the run before the
            runtime's optimizer applies it */
-        if (t && (rc = rt_anomaly_check_run(b, L->md, L->md->step, true, t->check_grads, e)) != RT_OK)
+        if (t && (rc = step_checks(L, ran, (double)ln / (double)n, &loss, e)) != RT_OK)
             break;
+        L->loss_sum += loss;
         if (t && t->has_opt)
             rt_optim_feed(&t->opt, L->md->params, t->grads, t->lr);
-        if (t)
-            rt_scores_batch(&t->scores, b, n);
-        progress(L, k, start, n, loss);
+        if (t && ran)
+            rt_scores_batch(&t->scores, b, ln);
+        progress(L, k, k * L->batch, n, loss);
         if (t && (rc = maybe_checkpoint(L, k, e)) != RT_OK)
             break;
     }
@@ -455,6 +509,9 @@ static int run_epoch(Loop *L, RtErr *e) {
         if (b->y_arg >= 0)
             b->args[b->y_arg] = b->owned[b->y_arg];
     }
+    /* the epoch's training metrics over every process's samples */
+    if (t && rc == RT_OK)
+        rc = rt_dist_reduce_metrics(&t->scores, e);
     return rc;
 }
 

@@ -7,6 +7,7 @@
 #define LATHE_RT_TRAIN_H
 
 #include "rt.h"
+#include "dist.h"
 #include "lrsched.h"
 #include "metrics.h"
 #include "optim.h"
@@ -41,6 +42,8 @@ typedef struct RtTrainer {
     RtTransforms tf;
     bool drop_last;
     void **grads;          /* per manifest param: its gradient output, or NULL */
+    RtGradSync sync;       /* more than one process (dist.h): the gradients' allreduce */
+    bool has_sync;
     double base_lr[RT_OPT_MAX_GROUPS];
     double lr[RT_OPT_MAX_GROUPS]; /* the latest step's learning rates */
     int ngroups;

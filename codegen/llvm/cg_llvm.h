@@ -1,6 +1,6 @@
 /* cg_llvm.h: the internals of the CPU code generator, shared by its files: module.c (target machine,
    module, graph entries, optimization, object and assembly output), kernels.c (one LLVM function per
-   kernel: a lone compute node or a fusion group) and jit.c (MCJIT for the tests). Everything here goes through LLVM's stable C API. */
+   kernel: a lone compute node or a fusion group) and jit.c (MCJIT for the tests, ORC for lathe run). Everything here goes through LLVM's stable C API. */
 #ifndef LATHE_CG_LLVM_H
 #define LATHE_CG_LLVM_H
 
@@ -32,8 +32,16 @@ void cg_llvm_ctx_dispose(CgCtx *c); /* disposes what is still owned (the module 
 /* Defines `void NAME(i8 **args, i64 n, i8 *arena)` running graph g (planned by pass_memplan): one
    lathe_run_kernel call per kernel. */
 bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name);
+/* The library API of --emit lib|shared (libwrap.c): PREFIX_open, PREFIX_predict, ..., each one call of
+   runtime/lathe_lib.h's lathe_lib_* with a constant describing this model (its manifest global and its
+   train, grads, eval and predict entries). */
+void cg_llvm_emit_lib_api(CgCtx *c, const char *prefix, LLVMValueRef manifest, const LLVMValueRef entries[4]);
 /* Verifies the module (a failure is an internal error, reported) and runs the new pass manager. */
 bool cg_llvm_finish(CgCtx *c);
+
+/* The object code of the whole program in memory: what cg_llvm_emit_object writes (lathe run's JIT links
+   it); NULL on error (reported). */
+LLVMMemoryBufferRef cg_llvm_program_object(const Program *p, const CgOptions *o, Diag *d);
 
 /* Adds the attributes every generated function carries (nounwind, target cpu and features). */
 void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn);

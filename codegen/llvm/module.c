@@ -280,6 +280,9 @@ typedef struct Entry {
     LLVMValueRef anomaly_on, check_finite; /* lathe_kern.h's non-finite check */
     int *check_of;      /* each node's index in the graph's checks (cg_anomaly_checks), by id; -1: none */
     int graph_code;     /* lathe_check_finite's graph: 0 train, 1 grads, 2 eval, 3 predict, -1 another */
+    LLVMValueRef ready_hook; /* lathe_output_ready_hook, a global function pointer */
+    int *ready_arg;     /* by node id: the output argument whose last write the node's kernel is, or -1 */
+    bool *signaled;     /* by argument: its ready call is emitted */
 } Entry;
 
 static const Node *buffer_owner(const Node *n) {
@@ -459,7 +462,50 @@ static LLVMValueRef size_value(Entry *e, int64_t c, int p) {
     return v;
 }
 
-/* bufs on the stack, then lathe_run_kernel(k, bufs, n, count, cost). */
+static LLVMValueRef declare_profile_on(CgCtx *c) {
+    LLVMValueRef v = LLVMGetNamedGlobal(c->mod, "lathe_profile_on");
+    if (v)
+        return v;
+    v = LLVMAddGlobal(c->mod, c->t_i32, "lathe_profile_on");
+    LLVMSetLinkage(v, LLVMExternalLinkage);
+    return v;
+}
+
+static LLVMValueRef declare_profile_kernel(CgCtx *c) {
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, "lathe_profile_kernel");
+    if (f)
+        return f;
+    LLVMTypeRef ps[7] = {c->t_i32, c->t_i32, c->t_ptr, LLVMPointerType(c->t_ptr, 0), c->t_i64, c->t_i64, c->t_i64};
+    f = LLVMAddFunction(c->mod, "lathe_profile_kernel", LLVMFunctionType(c->t_void, ps, 7, false));
+    /* cold: the profiled calls stay out of the way of the plain ones */
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(c->ctx, LLVMGetEnumAttributeKindForName("cold", 4), 0));
+    return f;
+}
+
+/* lathe_run_kernel(args), or, while lathe_profile_on is set (--profile), the same call through
+   lathe_profile_kernel(graph, root node id, args), which times it: one load and branch more per kernel. */
+static void run_or_profile(Entry *e, const CgKernel *k, LLVMValueRef *args) {
+    CgCtx *c = e->c;
+    LLVMBasicBlockRef prof = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "profile");
+    LLVMBasicBlockRef plain = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "run");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "next");
+    LLVMValueRef on = LLVMBuildLoad2(c->b, c->t_i32, declare_profile_on(c), "profile_on");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntNE, on, LLVMConstInt(c->t_i32, 0, false), ""), prof, plain);
+    LLVMPositionBuilderAtEnd(c->b, prof);
+    LLVMValueRef pf = declare_profile_kernel(c);
+    LLVMValueRef pargs[7] = {LLVMConstInt(c->t_i32, (unsigned long long)(int64_t)e->graph_code, true),
+                             LLVMConstInt(c->t_i32, (unsigned long long)k->root->id, false),
+                             args[0], args[1], args[2], args[3], args[4]};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(pf), pf, pargs, 7, "");
+    LLVMBuildBr(c->b, next);
+    LLVMPositionBuilderAtEnd(c->b, plain);
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(e->run_kernel), e->run_kernel, args, 5, "");
+    LLVMBuildBr(c->b, next);
+    LLVMPositionBuilderAtEnd(c->b, next);
+}
+
+/* bufs on the stack, then lathe_run_kernel(k, bufs, n, count, cost) (or its profiled twin). */
 static void call_kernel(Entry *e, const CgKernel *k, LLVMValueRef fn, const CgCount *cnt) {
     CgCtx *c = e->c;
     LLVMValueRef arr = LLVMBuildArrayAlloca(c->b, c->t_ptr, LLVMConstInt(c->t_i64, (unsigned long long)k->nbufs, false), "bufs");
@@ -473,7 +519,7 @@ static void call_kernel(Entry *e, const CgKernel *k, LLVMValueRef fn, const CgCo
     LLVMValueRef dim = size_value(e, cnt->dim_c, cnt->dim_p), scale = size_value(e, cnt->scale_c, cnt->scale_p);
     LLVMValueRef count = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, dim, LLVMBuildSub(c->b, scale, LLVMConstInt(c->t_i64, 1, false), ""), ""), scale, "");
     LLVMValueRef args[5] = {LLVMBuildBitCast(c->b, fn, c->t_ptr, ""), arr, e->n, count, size_value(e, cnt->cost_c, cnt->cost_p)};
-    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(e->run_kernel), e->run_kernel, args, 5, "");
+    run_or_profile(e, k, args);
 }
 
 /* After kernel k: if (lathe_anomaly_on) lathe_check_finite(out, count, dtype, graph, check) for each of its
@@ -547,6 +593,63 @@ static LLVMValueRef declare_run_kernel(CgCtx *c) {
     return LLVMAddFunction(c->mod, "lathe_run_kernel", LLVMFunctionType(c->t_void, ps, 5, false));
 }
 
+static LLVMValueRef declare_ready_hook(CgCtx *c) {
+    LLVMValueRef v = LLVMGetNamedGlobal(c->mod, "lathe_output_ready_hook");
+    if (v)
+        return v;
+    v = LLVMAddGlobal(c->mod, c->t_ptr, "lathe_output_ready_hook");
+    LLVMSetLinkage(v, LLVMExternalLinkage);
+    return v;
+}
+
+/* if (lathe_output_ready_hook) lathe_output_ready_hook(graph, arg) */
+static void call_ready(Entry *e, int arg) {
+    CgCtx *c = e->c;
+    LLVMTypeRef ps[2] = {c->t_i32, c->t_i32};
+    LLVMTypeRef ft = LLVMFunctionType(c->t_void, ps, 2, false);
+    LLVMValueRef hook = LLVMBuildLoad2(c->b, c->t_ptr, e->ready_hook, "ready_hook");
+    LLVMBasicBlockRef call = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "ready");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, e->fn, "next");
+    LLVMBuildCondBr(c->b, LLVMBuildIsNotNull(c->b, hook, ""), call, next);
+    LLVMPositionBuilderAtEnd(c->b, call);
+    LLVMValueRef args[2] = {LLVMConstInt(c->t_i32, (unsigned long long)(int64_t)e->graph_code, true),
+                            LLVMConstInt(c->t_i32, (unsigned long long)arg, false)};
+    LLVMValueRef callee = LLVMBuildBitCast(c->b, hook, LLVMPointerType(ft, 0), ""); /* typed pointers (LLVM 14) */
+    LLVMBuildCall2(c->b, ft, callee, args, 2, "");
+    LLVMBuildBr(c->b, next);
+    LLVMPositionBuilderAtEnd(c->b, next);
+}
+
+/* Which outputs are final when their own kernel returns: an output written in place (its buffer is the
+   argument) that no later node reads. Those get their ready call after that kernel; the others after the
+   copies at the end of the entry. ready_arg[id] = the argument, or -1. */
+static void plan_ready(const Graph *g, const GraphArg *args, int nargs, int *ready_arg) {
+    for (int i = 0; i < g->nnodes; i++)
+        ready_arg[i] = -1;
+    for (int a = 0; a < nargs; a++) {
+        const Node *v = args[a].node;
+        if (args[a].role != ARG_OUTPUT || v->mem.kind != MEM_ARG || v->mem.arg != a)
+            continue;
+        bool read_later = false;
+        for (int i = v->id + 1; i < g->nnodes && !read_later; i++)
+            for (int k = 0; k < g->nodes[i]->ninputs; k++)
+                read_later |= cg_llvm_same_buffer(g->nodes[i]->inputs[k], v);
+        if (!read_later)
+            ready_arg[v->id] = a;
+    }
+}
+
+/* After kernel k: the ready calls of the outputs it finishes. */
+static void ready_outputs(Entry *e, const CgKernel *k) {
+    for (int i = 0; i < k->nmembers; i++) {
+        int a = e->ready_arg[k->members[i]->id];
+        if (k->materialized[i] && a >= 0 && !e->signaled[a]) {
+            call_ready(e, a);
+            e->signaled[a] = true;
+        }
+    }
+}
+
 bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
     LLVMTypeRef ps[3] = {LLVMPointerType(c->t_ptr, 0), c->t_i64, c->t_ptr};
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->t_void, ps, 3, false));
@@ -562,6 +665,15 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
     e.check_finite = declare_check_finite(c);
     e.anomaly_on = declare_anomaly_on(c);
     e.graph_code = graph_code(g->name);
+    e.ready_hook = declare_ready_hook(c);
+    int nargs = ir_graph_args(g, NULL);
+    GraphArg *args = calloc(nargs > 0 ? (size_t)nargs : 1, sizeof *args);
+    e.ready_arg = malloc((g->nnodes > 0 ? (size_t)g->nnodes : 1) * sizeof *e.ready_arg);
+    e.signaled = calloc(nargs > 0 ? (size_t)nargs : 1, sizeof *e.signaled);
+    if (!args || !e.ready_arg || !e.signaled)
+        out_of_memory();
+    ir_graph_args(g, args);
+    plan_ready(g, args, nargs, e.ready_arg);
     e.addr = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, sizeof *e.addr);
     e.check_of = malloc((g->nnodes > 0 ? (size_t)g->nnodes : 1) * sizeof *e.check_of);
     const Node **checked = calloc(g->nnodes > 0 ? (size_t)g->nnodes : 1, sizeof *checked);
@@ -592,20 +704,19 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
         if (!kfn) {
             free(e.addr);
             free(e.check_of);
+            free(e.ready_arg);
+            free(e.signaled);
+            free(args);
             return false;
         }
         LLVMPositionBuilderAtEnd(c->b, bb);
         call_kernel(&e, &k, kfn, &cnt);
         check_outputs(&e, &k);
+        ready_outputs(&e, &k);
         bb = LLVMGetInsertBlock(c->b); /* where the next kernel's call goes */
     }
     LLVMPositionBuilderAtEnd(c->b, bb);
 
-    int nargs = ir_graph_args(g, NULL);
-    GraphArg *args = calloc(nargs > 0 ? (size_t)nargs : 1, sizeof *args);
-    if (!args)
-        out_of_memory();
-    ir_graph_args(g, args);
     for (int a = 0; a < nargs; a++) {
         const Node *v = args[a].node;
         if (args[a].role != ARG_OUTPUT || (v->mem.kind == MEM_ARG && v->mem.arg == a))
@@ -624,9 +735,14 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
         if (!cg_llvm_same_buffer(o->value, p))
             copy_bytes(&e, e.addr[p->id], e.addr[o->value->id], byte_size(&e, p));
     }
+    for (int a = 0; a < nargs; a++)
+        if (args[a].role == ARG_OUTPUT && !e.signaled[a])
+            call_ready(&e, a);
     free(args);
     free(e.addr);
     free(e.check_of);
+    free(e.ready_arg);
+    free(e.signaled);
     LLVMBuildRetVoid(c->b);
     return true;
 }
@@ -657,7 +773,9 @@ bool cg_llvm_finish(CgCtx *c) {
 
 /* ---------------------------------------------------------------- object files and assembly */
 
-static bool emit_program(CgCtx *c, const Program *p) {
+/* prefix (--emit lib|shared): PREFIX_lathe_manifest and PREFIX_lathe_train ..., internal, and the library's
+   API functions over them (libwrap.c); NULL: the executable's lathe_manifest, lathe_train ... */
+static bool emit_program(CgCtx *c, const Program *p, const char *prefix) {
     Arena *a = arena_new();
     char *manifest = cg_manifest(a, p, c->d);
     if (!manifest) {
@@ -665,34 +783,70 @@ static bool emit_program(CgCtx *c, const Program *p) {
         return false;
     }
     LLVMValueRef str = LLVMConstStringInContext(c->ctx, manifest, (unsigned)strlen(manifest), false);
-    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(str), "lathe_manifest");
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(str),
+                                    prefix ? arena_printf(a, "%s_lathe_manifest", prefix) : "lathe_manifest");
     LLVMSetInitializer(gv, str);
     LLVMSetGlobalConstant(gv, true);
-    LLVMSetLinkage(gv, LLVMExternalLinkage);
-    arena_free(a);
+    LLVMSetLinkage(gv, prefix ? LLVMInternalLinkage : LLVMExternalLinkage);
     const Graph *gs[4] = {p->train, p->grads, p->eval, p->predict};
     const char *names[4] = {"lathe_train", "lathe_grads", "lathe_eval", "lathe_predict"};
-    for (int i = 0; i < 4; i++)
-        if (!cg_llvm_emit_entry(c, gs[i], names[i]))
+    LLVMValueRef entries[4];
+    for (int i = 0; i < 4; i++) {
+        const char *name = prefix ? arena_printf(a, "%s_%s", prefix, names[i]) : names[i];
+        if (!cg_llvm_emit_entry(c, gs[i], name)) {
+            arena_free(a);
             return false;
+        }
+        entries[i] = LLVMGetNamedFunction(c->mod, name);
+        if (prefix)
+            LLVMSetLinkage(entries[i], LLVMInternalLinkage);
+    }
+    arena_free(a);
+    if (prefix)
+        cg_llvm_emit_lib_api(c, prefix, gv, entries);
     return cg_llvm_finish(c);
 }
 
 bool cg_llvm_emit_object(const Program *p, const CgOptions *o, const char *path, Diag *d) {
+    return cg_llvm_emit_file(p, o, CG_FILE_OBJECT, path, d);
+}
+
+bool cg_llvm_emit_file(const Program *p, const CgOptions *o, CgFileKind kind, const char *path, Diag *d) {
     CgCtx c;
     if (!cg_llvm_ctx_init(&c, o, p->model_name ? p->model_name : "lathe", d))
         return false;
-    bool ok = emit_program(&c, p);
+    bool ok = emit_program(&c, p, o ? o->prefix : NULL);
     if (ok) {
+        static const char *const what[] = {"object file", "assembly file", "LLVM IR file"};
         char *err = NULL;
-        if (LLVMTargetMachineEmitToFile(c.tm, c.mod, (char *)path, LLVMObjectFile, &err)) {
-            diag_error(d, (Loc){0}, "cannot write object file %s: %s", path, err);
-            LLVMDisposeMessage(err);
+        bool failed = kind == CG_FILE_LLVM_IR
+                          ? LLVMPrintModuleToFile(c.mod, path, &err)
+                          : LLVMTargetMachineEmitToFile(c.tm, c.mod, (char *)path,
+                                                        kind == CG_FILE_OBJECT ? LLVMObjectFile : LLVMAssemblyFile, &err);
+        if (failed) {
+            diag_error(d, (Loc){0}, "cannot write %s %s: %s", what[kind], path, err ? err : "unknown error");
             ok = false;
         }
+        if (err)
+            LLVMDisposeMessage(err);
     }
     cg_llvm_ctx_dispose(&c);
     return ok;
+}
+
+LLVMMemoryBufferRef cg_llvm_program_object(const Program *p, const CgOptions *o, Diag *d) {
+    CgCtx c;
+    if (!cg_llvm_ctx_init(&c, o, p->model_name ? p->model_name : "lathe", d))
+        return NULL;
+    LLVMMemoryBufferRef buf = NULL;
+    char *err = NULL;
+    if (emit_program(&c, p, NULL) && LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &err, &buf)) {
+        diag_error(d, (Loc){0}, "cannot generate object code: %s", err);
+        LLVMDisposeMessage(err);
+        buf = NULL;
+    }
+    cg_llvm_ctx_dispose(&c);
+    return buf;
 }
 
 char *cg_llvm_graph_asm(const Graph *g, const CgOptions *o, Diag *d) {
