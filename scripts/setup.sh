@@ -3,9 +3,9 @@
 # --test the test tools and the PyTorch reference (python3-torch). Runs apt-get only for what is missing.
 set -euo pipefail
 pkgs=(cmake gcc make pkg-config llvm-dev libopenblas-dev zlib1g-dev libjansson-dev libpng-dev libcmocka-dev
-      protobuf-c-compiler libprotobuf-c-dev dataset-fashion-mnist)
+      protobuf-c-compiler libprotobuf-c-dev openmpi-bin libopenmpi-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3 python3-numpy python3-torch graphviz)
+  pkgs+=(python3 python3-numpy python3-torch graphviz g++)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
