@@ -34,7 +34,8 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  -o, --output FILE      the executable to write (compile)\n"
-    "  --after PASS           one of: lower autodiff optimizer simplify cse layout dce fuse memplan (ir)\n"
+    "  --after PASS           one of: lower autodiff optimizer simplify cse layout dce fuse memplan, or\n"
+    "                         all: after each (ir)\n"
     "  --dot                  print Graphviz instead of text IR (ir)\n"
     "  --pass PASS            a pass to run, repeatable, in order (opt; fuse always fuses here, and\n"
     "                         after memplan the plan follows each graph as comments)\n"
@@ -114,7 +115,8 @@ static const struct {
      "usage: lathe ir MODEL [--after PASS] [--dot | --stats [--batch N]]\n"
      "Prints the graphs of MODEL (train, grads, eval, predict, those it has) as text IR after the whole\n"
      "pipeline, or after one pass; fused kernels show as groups (\"in %R\") with a comment line each.\n"
-     "  --after PASS   stop after PASS: lower autodiff optimizer simplify cse layout dce fuse memplan\n"
+     "  --after PASS   stop after PASS: lower autodiff optimizer simplify cse layout dce fuse memplan;\n"
+     "                 all: the IR after every pass, each headed \"# *** IR after PASS ***\"\n"
      "  --dot          Graphviz instead (one digraph per graph): fused kernels as clusters, each node\n"
      "                 labelled with its op, type and model line\n"
      "  --stats        a table: per graph its nodes, kernels, FLOPs and bytes moved per step, and the\n"
@@ -122,6 +124,7 @@ static const struct {
      "  --batch N      the batch of --stats (default: the recipe's batch)\n"
      "examples:\n"
      "  lathe ir models/fashion_mlp.lathe --after autodiff\n"
+     "  lathe ir models/fashion_mlp.lathe --after all > passes.txt\n"
      "  lathe ir models/fashion_cnn.lathe --dot > cnn.dot && dot -Tsvg -O cnn.dot   # cnn.dot.svg, cnn.dot.2.svg...\n"
      "  lathe ir models/fashion_cnn.lathe --dot --after fuse | dot -Tpng > fused.png\n"
      "  lathe ir models/resnet20.lathe --stats --batch 128\n" EXIT_STATUS},
@@ -452,6 +455,8 @@ static int cmd_ir(const Options *o, Arena *a, Diag *d) {
     Program *p = load_program(a, d, o->input);
     if (!p)
         return 1;
+    if (o->after && strcmp(o->after, "all") == 0 && (o->dot || o->stats))
+        return bad_usage("--after all prints text IR after every pass; with --dot or --stats name one pass%s", "");
     if (o->stats)
         return pass_pipeline(p, o->after, NULL, d) ? ir_stats(o, p, a, d) : 1;
     if (!o->dot)

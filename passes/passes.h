@@ -58,7 +58,8 @@ typedef bool (*PassFn)(Graph *g, Diag *d);
 PassFn pass_by_name(const char *name);
 
 /* Runs the passes over every graph of p in order. After the pass named stop_after (NULL: all), prints the
-   IR of every graph to dump (when not NULL) and stops. Verifies the IR after each pass. */
+   IR of every graph to dump (when not NULL) and stops; stop_after "all" runs every pass and prints the IR
+   after each, headed "# *** IR after NAME ***". Verifies the IR after each pass. */
 bool pass_pipeline(Program *p, const char *stop_after, FILE *dump, Diag *d);
 
 #endif

@@ -1,6 +1,6 @@
 /* pipeline.c: the order of the passes, as QBE's main reads: the train graph is differentiated and gets
    its optimizer, then every graph is simplified, cleaned and planned. `lathe ir --after NAME` stops after
-   any of them and prints the IR. */
+   any of them and prints the IR; `--after all` prints it after each. */
 #include "passes.h"
 
 #include <string.h>
@@ -40,7 +40,9 @@ static bool verify_all(const Program *p, Diag *d) {
 
 bool pass_pipeline(Program *p, const char *stop_after, FILE *dump, Diag *d) {
     int stop = -1;
-    if (stop_after) {
+    /* "all": the graphs after every pass, as LLVM's -print-after-all, each dump headed by a comment */
+    bool every = stop_after && strcmp(stop_after, "all") == 0;
+    if (stop_after && !every) {
         for (int i = 0; pass_names[i]; i++)
             if (strcmp(pass_names[i], stop_after) == 0)
                 stop = i;
@@ -67,9 +69,14 @@ bool pass_pipeline(Program *p, const char *stop_after, FILE *dump, Diag *d) {
         }
         if (!verify_all(p, d))
             return false;
+        if (every && dump) {
+            fprintf(dump, "%s# *** IR after %s ***\n", i ? "\n" : "", pass_names[i]);
+            dump_graphs(p, dump);
+        }
         if (i == stop)
             break;
     }
-    dump_graphs(p, dump);
+    if (!every)
+        dump_graphs(p, dump);
     return true;
 }
