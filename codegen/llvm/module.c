@@ -462,14 +462,17 @@ static LLVMValueRef size_value(Entry *e, int64_t c, int p) {
     return v;
 }
 
-static LLVMValueRef declare_profile_on(CgCtx *c) {
-    LLVMValueRef v = LLVMGetNamedGlobal(c->mod, "lathe_profile_on");
+/* A global of the runtime (lathe_kern.h) that the entries read, declared once per module. */
+static LLVMValueRef extern_global(CgCtx *c, LLVMTypeRef t, const char *name) {
+    LLVMValueRef v = LLVMGetNamedGlobal(c->mod, name);
     if (v)
         return v;
-    v = LLVMAddGlobal(c->mod, c->t_i32, "lathe_profile_on");
+    v = LLVMAddGlobal(c->mod, t, name);
     LLVMSetLinkage(v, LLVMExternalLinkage);
     return v;
 }
+
+static LLVMValueRef declare_profile_on(CgCtx *c) { return extern_global(c, c->t_i32, "lathe_profile_on"); }
 
 static LLVMValueRef declare_profile_kernel(CgCtx *c) {
     LLVMValueRef f = LLVMGetNamedFunction(c->mod, "lathe_profile_kernel");
@@ -567,14 +570,7 @@ static LLVMValueRef declare_check_finite(CgCtx *c) {
     return f;
 }
 
-static LLVMValueRef declare_anomaly_on(CgCtx *c) {
-    LLVMValueRef v = LLVMGetNamedGlobal(c->mod, "lathe_anomaly_on");
-    if (v)
-        return v;
-    v = LLVMAddGlobal(c->mod, c->t_i32, "lathe_anomaly_on");
-    LLVMSetLinkage(v, LLVMExternalLinkage);
-    return v;
-}
+static LLVMValueRef declare_anomaly_on(CgCtx *c) { return extern_global(c, c->t_i32, "lathe_anomaly_on"); }
 
 /* lathe_check_finite's graph number of a graph named name */
 static int graph_code(const char *name) {
@@ -593,14 +589,7 @@ static LLVMValueRef declare_run_kernel(CgCtx *c) {
     return LLVMAddFunction(c->mod, "lathe_run_kernel", LLVMFunctionType(c->t_void, ps, 5, false));
 }
 
-static LLVMValueRef declare_ready_hook(CgCtx *c) {
-    LLVMValueRef v = LLVMGetNamedGlobal(c->mod, "lathe_output_ready_hook");
-    if (v)
-        return v;
-    v = LLVMAddGlobal(c->mod, c->t_ptr, "lathe_output_ready_hook");
-    LLVMSetLinkage(v, LLVMExternalLinkage);
-    return v;
-}
+static LLVMValueRef declare_ready_hook(CgCtx *c) { return extern_global(c, c->t_ptr, "lathe_output_ready_hook"); }
 
 /* if (lathe_output_ready_hook) lathe_output_ready_hook(graph, arg) */
 static void call_ready(Entry *e, int arg) {
