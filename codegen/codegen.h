@@ -53,6 +53,13 @@ bool cg_link(const char *object, const char *output, Diag *d);
 /* cg_link with the runtime's Open MPI backend (liblathe_rt_mpi.a beside liblathe_rt.a, and libmpi): an
    executable that joins an mpirun job (runtime/dist.h). An error where this lathe was built without MPI. */
 bool cg_link_mpi(const char *object, const char *output, Diag *d);
+/* The runtime library file name (liblathe_rt.a, liblathe_rt_mpi.a, liblathe_rt_pic.a): $LATHE_RUNTIME for
+   liblathe_rt.a and its folder for the others, else beside the lathe executable (build tree: bin/../lib;
+   installed: bin/../lib/lathe), else the configured install folder. False when the file is not there. */
+bool cg_find_runtime_file(const char *name, char *out, size_t size);
+/* Runs argv (argv[0] looked up on PATH) without a shell and waits; false with a message naming what it was
+   to do ("link OUT") when it cannot start or fails. */
+bool cg_run_tool(const char *const *argv, const char *what, Diag *d);
 
 /* ---------------------------------------------------------------- --emit (codegen/llvm/module.c, link_lib.c) */
 typedef enum { CG_FILE_OBJECT, CG_FILE_ASSEMBLY, CG_FILE_LLVM_IR } CgFileKind;

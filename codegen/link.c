@@ -30,13 +30,14 @@ static bool is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* liblathe_rt.a: $LATHE_RUNTIME, else beside the lathe executable (build tree: bin/../lib; installed:
-   bin/../lib/lathe), else the configured install folder. */
-static bool find_runtime(char *out, size_t size) {
+bool cg_find_runtime_file(const char *name, char *out, size_t size) {
     const char *env = getenv("LATHE_RUNTIME");
-    if (env && *env) {
-        snprintf(out, size, "%s", env);
-        return is_file(out);
+    if (env && *env) { /* liblathe_rt.a is that file; the others are beside it */
+        const char *slash = strrchr(env, '/');
+        int n = strcmp(name, "liblathe_rt.a") == 0
+                    ? snprintf(out, size, "%s", env)
+                    : snprintf(out, size, "%.*s/%s", slash ? (int)(slash - env) : 1, slash ? env : ".", name);
+        return n < (int)size && is_file(out);
     }
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -45,25 +46,34 @@ static bool find_runtime(char *out, size_t size) {
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            const char *rel[] = {"../lib/liblathe_rt.a", "../lib/lathe/liblathe_rt.a"};
-            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-                if (snprintf(out, size, "%s/%s", exe, rel[i]) >= (int)size)
-                    continue;
-                if (is_file(out))
+            const char *rel[] = {"../lib/", "../lib/lathe/"};
+            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++)
+                if (snprintf(out, size, "%s/%s%s", exe, rel[i], name) < (int)size && is_file(out))
                     return true;
-            }
         }
     }
-    snprintf(out, size, "%s/liblathe_rt.a", LATHE_INSTALL_LIBDIR);
-    return is_file(out);
+    return snprintf(out, size, "%s/%s", LATHE_INSTALL_LIBDIR, name) < (int)size && is_file(out);
 }
 
-/* liblathe_rt_mpi.a beside the runtime library at runtime (a path that ends in liblathe_rt.a). */
-static bool find_mpi_runtime(const char *runtime, char *out, size_t size) {
-    size_t n = strlen(runtime), suffix = strlen("liblathe_rt.a");
-    if (n < suffix || snprintf(out, size, "%.*sliblathe_rt_mpi.a", (int)(n - suffix), runtime) >= (int)size)
+bool cg_run_tool(const char *const *argv, const char *what, Diag *d) {
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
+    if (rc != 0) {
+        diag_error(d, (Loc){0}, "cannot run '%s' to %s: %s", argv[0], what, strerror(rc));
         return false;
-    return is_file(out);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            diag_error(d, (Loc){0}, "waiting for '%s': %s", argv[0], strerror(errno));
+            return false;
+        }
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        diag_error(d, (Loc){0}, "'%s' failed to %s (its errors are above)", argv[0], what);
+        return false;
+    }
+    return true;
 }
 
 static bool link_exe(const char *object, const char *output, bool mpi, Diag *d);
@@ -75,7 +85,7 @@ bool cg_link_mpi(const char *object, const char *output, Diag *d) { return link_
 static bool link_exe(const char *object, const char *output, bool mpi, Diag *d) {
     Loc none = {0};
     char runtime[PATH_MAX];
-    if (!find_runtime(runtime, sizeof runtime)) {
+    if (!cg_find_runtime_file("liblathe_rt.a", runtime, sizeof runtime)) {
         const char *env = getenv("LATHE_RUNTIME");
         if (env && *env)
             diag_error(d, none, "cannot find the runtime library %s (from LATHE_RUNTIME)", env);
@@ -107,7 +117,7 @@ static bool link_exe(const char *object, const char *output, bool mpi, Diag *d) 
         return false;
     }
     char mpi_rt[PATH_MAX], mpi_libs[PATH_MAX];
-    if (mpi && (!LATHE_MPI_LIBS[0] || !find_mpi_runtime(runtime, mpi_rt, sizeof mpi_rt))) {
+    if (mpi && (!LATHE_MPI_LIBS[0] || !cg_find_runtime_file("liblathe_rt_mpi.a", mpi_rt, sizeof mpi_rt))) {
         diag_error(d, none, "--mpi: this lathe was built without Open MPI (install libopenmpi-dev and openmpi-bin, "
                             "then rebuild lathe)");
         return false;
@@ -145,22 +155,9 @@ static bool link_exe(const char *object, const char *output, bool mpi, Diag *d) 
         argv[argc++] = LATHE_RT_EXTRA_LINK;
     argv[argc] = NULL;
 
-    pid_t pid;
-    int rc = posix_spawnp(&pid, cc, NULL, NULL, (char *const *)argv, environ);
-    if (rc != 0) {
-        diag_error(d, none, "cannot run the C compiler '%s' to link: %s", cc, strerror(rc));
-        return false;
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            diag_error(d, none, "waiting for the linker: %s", strerror(errno));
-            unlink(tmp);
-            return false;
-        }
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        diag_error(d, none, "linking %s failed (the C compiler '%s' reported the errors above)", output, cc);
+    char what[PATH_MAX + 16];
+    snprintf(what, sizeof what, "link %s", output);
+    if (!cg_run_tool(argv, what, d)) {
         unlink(tmp);
         return false;
     }

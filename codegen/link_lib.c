@@ -93,62 +93,9 @@ char *cg_lib_prefix_of(Arena *a, const char *output) {
 
 /* ---------------------------------------------------------------- running tools */
 
-static bool run_tool(const char *const *argv, const char *what, Diag *d) {
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
-    if (rc != 0) {
-        diag_error(d, (Loc){0}, "cannot run '%s' to %s: %s", argv[0], what, strerror(rc));
-        return false;
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            diag_error(d, (Loc){0}, "waiting for '%s': %s", argv[0], strerror(errno));
-            return false;
-        }
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        diag_error(d, (Loc){0}, "'%s' failed to %s (its errors are above)", argv[0], what);
-        return false;
-    }
-    return true;
-}
-
 static const char *tool(const char *env, const char *dflt) {
     const char *v = getenv(env);
     return v && *v ? v : dflt;
-}
-
-static bool is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* liblathe_rt_pic.a, the runtime compiled position-independent (a shared library needs it, and a static one
-   may go into a user's shared library): beside $LATHE_RUNTIME's liblathe_rt.a, else beside the lathe
-   executable (build tree: bin/../lib; installed: bin/../lib/lathe), else in the install folder. */
-static bool find_runtime_pic(char *out, size_t size) {
-    const char *env = getenv("LATHE_RUNTIME");
-    char dir[PATH_MAX];
-    if (env && *env) {
-        const char *slash = strrchr(env, '/');
-        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - env) : 1, slash ? env : ".");
-        return snprintf(out, size, "%s/liblathe_rt_pic.a", dir) < (int)size && is_file(out);
-    }
-    ssize_t len = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (len > 0) {
-        dir[len] = '\0';
-        char *slash = strrchr(dir, '/');
-        if (slash) {
-            *slash = '\0';
-            const char *rel[] = {"../lib/liblathe_rt_pic.a", "../lib/lathe/liblathe_rt_pic.a"};
-            for (int i = 0; i < 2; i++)
-                if (snprintf(out, size, "%s/%s", dir, rel[i]) < (int)size && is_file(out))
-                    return true;
-        }
-    }
-    snprintf(out, size, "%s/liblathe_rt_pic.a", LATHE_INSTALL_LIBDIR);
-    return is_file(out);
 }
 
 /* ---------------------------------------------------------------- the header */
@@ -230,7 +177,7 @@ static void shape_macros(FILE *f, const char *up, const char *prefix, const char
     fprintf(f, "#define %s_%s_DTYPE \"%s\"\n", up, name, ir_dtype_name(n->dtype));
     char lower[16];
     size_t k = 0;
-    for (; name[k] && k < sizeof lower - 1; k++)
+    for (; k < sizeof lower - 1 && name[k]; k++)
         lower[k] = (char)tolower((unsigned char)name[k]);
     lower[k] = '\0';
     fprintf(f, "typedef %s %s_%s_t;\n\n", c_type(n->dtype), prefix, lower);
@@ -244,7 +191,7 @@ static void link_line(char *buf, size_t n, const char *prefix, CgLibKind kind) {
 static void write_header(FILE *f, const Program *p, const char *prefix, const char *libfile, CgLibKind kind) {
     char up[80], link[256];
     size_t k = 0;
-    for (; prefix[k] && k < sizeof up - 1; k++)
+    for (; k < sizeof up - 1 && prefix[k]; k++)
         up[k] = (char)toupper((unsigned char)prefix[k]);
     up[k] = '\0';
     link_line(link, sizeof link, prefix, kind);
@@ -397,7 +344,7 @@ static void remove_work(const Paths *ps) {
    definitions are the API's. */
 static bool merge_object(const Paths *ps, const char *object, const char *prefix, CgLibKind kind, Diag *d) {
     char runtime[PATH_MAX];
-    if (!find_runtime_pic(runtime, sizeof runtime)) {
+    if (!cg_find_runtime_file("liblathe_rt_pic.a", runtime, sizeof runtime)) {
         diag_error(d, (Loc){0}, "cannot find the runtime library liblathe_rt_pic.a (looked beside the lathe "
                                 "executable, beside $LATHE_RUNTIME and in %s)", LATHE_INSTALL_LIBDIR);
         return false;
@@ -410,7 +357,7 @@ static bool merge_object(const Paths *ps, const char *object, const char *prefix
                            "-lpng16", "-lprotobuf-c", "-Wl,-Bdynamic", NULL};
     if (kind == CG_LIB_SHARED)
         merge[7] = NULL;
-    if (!run_tool(merge, "merge the model with the runtime", d))
+    if (!cg_run_tool(merge, "merge the model with the runtime", d))
         return false;
     FILE *f = fopen(ps->keep, "w");
     if (!f) {
@@ -426,13 +373,13 @@ static bool merge_object(const Paths *ps, const char *object, const char *prefix
     char keep[PATH_MAX + 32];
     snprintf(keep, sizeof keep, "--keep-global-symbols=%s", ps->keep);
     const char *localize[] = {tool("OBJCOPY", "objcopy"), keep, ps->merged, ps->local, NULL};
-    return run_tool(localize, "hide the runtime's symbols", d);
+    return cg_run_tool(localize, "hide the runtime's symbols", d);
 }
 
 static bool write_library(const Paths *ps, CgLibKind kind, Diag *d) {
     if (kind == CG_LIB_STATIC) {
         const char *argv[] = {tool("AR", "ar"), "rcs", ps->lib_tmp, ps->local, NULL};
-        return run_tool(argv, "write the archive", d);
+        return cg_run_tool(argv, "write the archive", d);
     }
     char soname[PATH_MAX + 32];
     snprintf(soname, sizeof soname, "-Wl,-soname,lib%s.so", ps->base);
@@ -454,7 +401,7 @@ static bool write_library(const Paths *ps, CgLibKind kind, Diag *d) {
     if (LATHE_RT_EXTRA_LINK[0])
         argv[n++] = LATHE_RT_EXTRA_LINK;
     argv[n] = NULL;
-    return run_tool(argv, "link the shared library", d);
+    return cg_run_tool(argv, "link the shared library", d);
 }
 
 static bool write_header_file(const Paths *ps, const Program *p, const char *prefix, CgLibKind kind, Diag *d) {
