@@ -858,7 +858,9 @@ static void finish_trial(const Sweep *s, Job *j, int status) {
         json_decref(line);
         free(json);
     } else if (WIFEXITED(status)) {
-        t->state = SWEEP_FAILED;
+        /* a trial's train catches the SIGTERM that the sweep stops it with, saves its checkpoint, exits 143 */
+        bool caught = stop_signal && WEXITSTATUS(status) == 128 + SIGTERM;
+        t->state = caught ? SWEEP_STOPPED : SWEEP_FAILED;
         t->why = xprintf("exit %d%s%s", WEXITSTATUS(status), sep, j->last);
     } else {
         t->state = stop_signal ? SWEEP_STOPPED : SWEEP_FAILED;

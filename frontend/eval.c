@@ -43,6 +43,7 @@ static bool int_dtype_holds(DType t, double v) {
     switch (t) {
     case DT_U8: return v >= 0 && v <= UINT8_MAX;
     case DT_I32: return v >= INT32_MIN && v <= INT32_MAX;
+    // cppcheck-suppress incorrectLogicOperator ; cppcheck 2.10 misreads the hexadecimal float literals
     case DT_I64: return v >= -0x1p63 && v < 0x1p63;
     default: return true;
     }

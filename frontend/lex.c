@@ -2,6 +2,7 @@
    freely. Newlines are whitespace; '#' starts a comment to the end of the line. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,11 @@ static const char *const keywords[] = {
     "model", "layer", "def", "train", "param", "init", "forward", "return", "true", "false",
     "if", "else", "for", "none", "and", "or", "not",
 };
+
+/* What keeps a hostile model file cheap: a name or number longer than any real one, or a string longer than
+   any path, is an error at its start rather than a token to copy and compare. */
+#define LEX_MAX_NAME 256
+#define LEX_MAX_STRING 4096
 
 /* Longest first, so that "**" wins over "*". */
 static const char *const puncts[] = {
@@ -44,14 +50,14 @@ static void advance(Lexer *L, int n) {
 
 static Token *push(Lexer *L, TokenKind k, const char *start, int len, Loc loc) {
     if (L->n == L->cap) {
-        int cap = L->cap ? L->cap * 2 : 256;
-        L->toks = arena_realloc(L->a, L->toks, sizeof(Token) * L->cap, sizeof(Token) * cap);
+        int cap = L->cap ? L->cap * 2 : 256; /* in range: lex_tokenize bounds the text, and so the tokens */
+        L->toks = arena_realloc(L->a, L->toks, sizeof(Token) * (size_t)L->cap, sizeof(Token) * (size_t)cap);
         L->cap = cap;
     }
     Token *t = &L->toks[L->n++];
     *t = (Token){.kind = k, .text = start, .len = len, .loc = loc};
     if (k != TK_STR)
-        t->str = arena_strndup(L->a, start, len);
+        t->str = arena_strndup(L->a, start, (size_t)len); /* len >= 0: a distance forward in the text */
     return t;
 }
 
@@ -92,6 +98,10 @@ static bool number(Lexer *L) {
         diag_error(L->d, loc, "invalid number literal '%.*s'", (int)(q - start + 1), start);
         return false;
     }
+    if (q - start > LEX_MAX_NAME) {
+        diag_error(L->d, loc, "number literal of %ld characters (%d at most)", (long)(q - start), LEX_MAX_NAME);
+        return false;
+    }
     Token *t = push(L, is_float ? TK_FLOAT : TK_INT, start, (int)(q - start), loc);
     errno = 0;
     if (is_float) {
@@ -126,6 +136,10 @@ static bool string(Lexer *L) {
         }
         if (c == '"')
             break;
+        if (n == LEX_MAX_STRING) {
+            diag_error(L->d, loc, "string longer than %d bytes", LEX_MAX_STRING);
+            return false;
+        }
         if (c == '\\') {
             char e = L->p[1];
             if (e == '"' || e == '\\')
@@ -157,6 +171,12 @@ static bool string(Lexer *L) {
 
 Token *lex_tokenize(Arena *a, Diag *d, const char *file, const char *text, int *ntokens) {
     Lexer L = {.a = a, .d = d, .file = file, .p = text, .line = 1, .col = 1};
+    /* Lengths, lines, columns and the token count are ints: a text under INT_MAX / 4 bytes keeps each one, and
+       the token array's doubled capacity, in range (model files are read with a far smaller limit, lower.c). */
+    if (strlen(text) >= INT_MAX / 4) {
+        diag_error(d, here(&L), "the model text is too large (%d bytes at most)", INT_MAX / 4);
+        return NULL;
+    }
     while (*L.p) {
         unsigned char c = (unsigned char)*L.p;
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
@@ -182,6 +202,10 @@ Token *lex_tokenize(Arena *a, Diag *d, const char *file, const char *text, int *
             const char *q = L.p;
             while (is_ident_char((unsigned char)*q))
                 q++;
+            if (q - L.p > LEX_MAX_NAME) {
+                diag_error(d, here(&L), "name of %ld characters (%d at most)", (long)(q - L.p), LEX_MAX_NAME);
+                return NULL;
+            }
             Token *t = push(&L, TK_IDENT, L.p, (int)(q - L.p), here(&L));
             for (size_t i = 0; i < sizeof keywords / sizeof *keywords; i++)
                 if (strcmp(t->str, keywords[i]) == 0)

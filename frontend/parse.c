@@ -16,8 +16,10 @@ typedef struct Parser {
 
 /* Dynamic arrays in the arena: grows *items (of *n elements) by one slot and returns it. */
 static void *grow(Parser *P, void *items, int n, size_t size) {
+    /* n >= 0 counts items made from tokens, which the lexer bounds far below INT_MAX / 2 */
+    size_t un = (size_t)n;
     if ((n & (n - 1)) == 0) /* a power of two (or 0): double */
-        return arena_realloc(P->a, items, size * n, size * (n ? 2 * n : 1));
+        return arena_realloc(P->a, items, size * un, size * (un ? 2 * un : 1));
     return items;
 }
 #define APPEND(P, arr, n) ((arr) = grow(P, arr, n, sizeof *(arr)), &(arr)[(n)++])
@@ -238,7 +240,7 @@ static Expr *postfix(Parser *P) {
             call->lhs = e;
             if (!call_args(P, call))
                 return NULL;
-            for (int i = 0; i < call->nitems && call; i++)
+            for (int i = 0; call && i < call->nitems; i++) /* bounded() is NULL past the depth limit */
                 call = bounded(P, call, call->items[i]);
             if (!call || !(e = bounded(P, call, e)))
                 return NULL;

@@ -250,7 +250,7 @@ static void eval_transpose(const Node *nd, Val *out, const Val *x)
 {
     /* out[idx] = x[idx'] where idx'[perm[i]] = idx[i] */
     int rank = out->shape.rank;
-    int64_t xst[IR_MAX_RANK], st[IR_MAX_RANK], idx[IR_MAX_RANK] = {0};
+    int64_t xst[IR_MAX_RANK] = {0}, st[IR_MAX_RANK], idx[IR_MAX_RANK] = {0}; /* xst zeroed: perm is verified */
     int64_t acc = 1;
     for (int i = rank - 1; i >= 0; i--) {
         xst[i] = acc;

@@ -634,7 +634,7 @@ static bool node_stmt(Parser *ps)
     if (!opname || !ir_op_parse(opname, &op))
         return error_at(ps, op_loc, "unknown op '%s'", opname ? opname : "");
     Attr a = {0};
-    Node *in[IR_MAX_CONCAT];
+    Node *in[IR_MAX_CONCAT] = {0}; /* the arity checks below guarantee the operands that are read */
     int nin = 0;
     ps->nperm = ps->nstart = ps->nstep = -1;
     ps->has_stride = false;

@@ -7,6 +7,7 @@
 #include "train.h"
 #include "dist.h"
 #include "profile.h"
+#include "memcheck.h"
 
 #include <errno.h>
 #include <math.h>
@@ -25,6 +26,7 @@ typedef struct Run {
     RtModel md;
     RtErr err;
     RtTransforms tf; /* the recipe's transforms: eval and predict apply their deterministic part */
+    bool stopped;    /* train ended for SIGINT or SIGTERM: its status is 128 + the signal, and no error */
 } Run;
 
 /* Binds graph g for batches of max_n, with the recipe's deterministic transforms on its inputs. */
@@ -91,6 +93,9 @@ static int mkdir_p(const char *dir, RtErr *e) {
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return rt_errf(e, "%s: not a folder", dir);
+    /* a read-only folder fails now, not after the first epoch's work */
+    if (access(dir, W_OK | X_OK) != 0)
+        return rt_errf(e, "%s: cannot write in this folder: %s", dir, strerror(errno));
     return RT_OK;
 }
 
@@ -266,6 +271,59 @@ static int step_checkpoint(void *ctx, int64_t epoch, int64_t batches_done, RtErr
                    sc->best_epoch, sc->wait};
     (void)e; /* save_checkpoint reports into the run's own error */
     return write_checkpoints(sc->r, &pg);
+}
+
+/* SIGINT and SIGTERM during train set rt_stop_signal (train.h) and nothing else. The handler puts both back
+   as they were (their default), so that a second signal (a second Ctrl-C while the checkpoint is written)
+   ends the process at once: the write is atomic, so the folder keeps the previous checkpoint and a temporary
+   file that the next run removes. */
+static struct sigaction saved_int, saved_term;
+
+static void release_stop_signals(void) {
+    sigaction(SIGINT, &saved_int, NULL);
+    sigaction(SIGTERM, &saved_term, NULL);
+}
+
+static void on_stop_signal(int sig) {
+    release_stop_signals(); /* sigaction is async-signal-safe */
+    rt_stop_signal = sig;
+}
+
+/* A signal that the parent ignores stays ignored (a shell's background job ignores SIGINT), as the GNU
+   coding standards ask of a program that catches it. */
+static void catch_stop_signals(void) {
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    rt_stop_signal = 0;
+    sigaction(SIGINT, NULL, &saved_int);
+    sigaction(SIGTERM, NULL, &saved_term);
+    if (saved_int.sa_handler != SIG_IGN)
+        sigaction(SIGINT, &sa, NULL);
+    if (saved_term.sa_handler != SIG_IGN)
+        sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The run stopped for rt_stop_signal with `batches` batches of epoch ep (from 0) done: the checkpoint of that
+   point, resumable as a --checkpoint-every one is, one line, and 128 + the signal as the status, as a shell
+   reports a process that the signal ended. With several processes the ranks that did not see the signal stop
+   too (the trainer agrees on the step), as SIGTERM. */
+static int stop_run(Run *r, StepCkpt *sc, int64_t ep, int64_t batches) {
+    int sig = rt_stop_signal ? (int)rt_stop_signal : SIGTERM;
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    const char *dir = r->cfg.checkpoint_dir;
+    if (dir && step_checkpoint(sc, ep, batches, &r->err) != RT_OK)
+        return 1; /* the message says why nothing was saved; the previous checkpoint is intact */
+    r->stopped = true;
+    if (rt_dist.rank != 0)
+        return 128 + sig;
+    if (dir)
+        fprintf(stderr, "%s: stopped by %s in epoch %lld after %lld batches: saved %s/last.safetensors (continue "
+                        "with --resume %s/last.safetensors)\n", r->prog, name, (long long)ep + 1, (long long)batches,
+                dir, dir);
+    else
+        fprintf(stderr, "%s: stopped by %s in epoch %lld after %lld batches: nothing saved (no --checkpoint-dir)\n",
+                r->prog, name, (long long)ep + 1, (long long)batches);
+    return 128 + sig;
 }
 
 /* --init-from: the matching tensors of another model's file, reported as load_state_dict(strict=False)
@@ -452,6 +510,7 @@ static int cmd_train(Run *r) {
     RtTb tb = {0};
     json_t *meta = NULL;
     int status = 1;
+    bool signals = false; /* SIGINT and SIGTERM are caught */
     int64_t start_epoch = 0, start_batch = 0, best_epoch = 0, wait = 0;
     double best = NAN;
     if (rt_early_stop_parse(c->recipe, &es, &r->err) != RT_OK) {
@@ -476,6 +535,12 @@ static int cmd_train(Run *r) {
     if (val.has_own && rt_dataset_same_classes(&train, &val.own, &r->err) != RT_OK)
         goto done;
     int64_t ntrain = val.train_idx ? val.ntrain : train.count;
+    /* out of memory told before it happens: the whole run at its batch (or --batch auto's pick) against the
+       memory there is, now that the data sets' sizes are known and before the step's buffers exist */
+    RtMemData held = {{&train, &test, val.has_own ? &val.own : NULL}, ntrain, val.train_idx ? val.nval : 0,
+                      val.nval > test.count ? val.nval : test.count};
+    if (rt_mem_check_train(&r->m, c, &held, stdout, &r->err) != RT_OK)
+        goto done;
     if (rt_trainer_open(&tr, &r->md, c, &train, val.train_idx, ntrain, &r->err) != RT_OK) {
         tr_open = true;
         goto done;
@@ -546,10 +611,25 @@ static int cmd_train(Run *r) {
                rt_dist.ops->name, (long long)c->batch, tr.sync.nbuckets);
     if (start_epoch >= c->epochs)
         printf("%s already holds %lld epochs (of %lld)\n", c->resume, (long long)start_epoch, (long long)c->epochs);
+    catch_stop_signals();
+    signals = true;
     for (int64_t ep = start_epoch; ep < c->epochs; ep++) {
+        /* a signal during the previous epoch's last batch, evaluation or checkpoint (alone: several processes
+           agree on a step inside the epoch) */
+        if (rt_stop_signal && !rt_dist_on()) {
+            fflush(stdout);
+            status = stop_run(r, &sc, ep, tr.start_batch);
+            goto done;
+        }
         printf("Epoch %lld\n-------------------------------\n", (long long)ep + 1);
         double t0 = now();
-        if (rt_trainer_epoch(&tr, ep, stdout, &r->err) != RT_OK)
+        int trc = rt_trainer_epoch(&tr, ep, stdout, &r->err);
+        if (trc == RT_STOPPED) {
+            fflush(stdout);
+            status = stop_run(r, &sc, ep, tr.stop_batch);
+            goto done;
+        }
+        if (trc != RT_OK)
             goto done;
         double secs = now() - t0;
         /* the epoch's training metrics and the learning rate it ran at, as the JSON log has them */
@@ -629,6 +709,8 @@ static int cmd_train(Run *r) {
     printf("Done!\n");
     status = 0;
 done:
+    if (signals)
+        release_stop_signals();
     if (log && fclose(log) != 0 && status == 0) {
         rt_errf(&r->err, "%s: cannot write: %s", c->log_json, strerror(errno));
         status = 1;
@@ -648,7 +730,7 @@ done:
     free_validation(&val);
     rt_dataset_free(&train);
     rt_dataset_free(&test);
-    return status ? fail(r, status) : 0;
+    return status && !r->stopped ? fail(r, status) : status;
 }
 
 /* What eval and predict start with: the --weights checkpoint into the parameters, and the test set. */
@@ -831,6 +913,7 @@ static int cmd_info(Run *r) {
     if (rt_plan_peak(m, r->cfg.recipe, r->cfg.batch, &pk, &r->err) == RT_OK) {
         printf("\n");
         rt_peak_print(stdout, &pk, r->cfg.batch);
+        rt_mem_info(stdout, m, r->cfg.recipe); /* beside it, the memory there is */
     }
     printf("\nthreads: %d\n", lathe_pool_threads());
     printf("\nrecipe:\n");
@@ -906,8 +989,9 @@ int rt_run_entries(const char *manifest, const RtEntries *fns, int argc, char **
     rt_model_free(&r.md);
     rt_config_free(&r.cfg);
     rt_manifest_free(&r.m);
-    /* a failed rank ends the job rather than leave the others waiting for it until the deadline */
-    if (status != 0)
+    /* a failed rank ends the job rather than leave the others waiting for it until the deadline; a stopped
+       one has stopped at the same step as the others (rank 0 may still be writing the checkpoint) */
+    if (status != 0 && !r.stopped)
         rt_dist_abort(status);
     rt_dist_finalize();
     return status;

@@ -68,7 +68,8 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "Trains the model with the recipe of its model file; the flags override the recipe.\n"
                 "  --data DIR            folder of the recipe's data files (default .)\n"
                 "  --epochs N            number of epochs\n"
-                "  --batch N             samples per batch\n"
+                "  --batch N             samples per batch; auto: the largest that fits in memory (at most\n"
+                "                        64 times the recipe's), printed on the first line\n"
                 "  --lr X                learning rate of the optimizer\n"
                 "  --seed N              seed of initialization and shuffling\n"
                 "  --shuffle, --no-shuffle  shuffle the training samples each epoch, or not\n"
@@ -97,6 +98,9 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "                        default: one per core\n"
                 "  --dist-timeout S      under mpirun (an executable compiled with --mpi): end the whole job\n"
                 "                        when a collective waits longer than S seconds (default 300)\n"
+                "Before the first step the run checks that it fits in memory (RAM, the cgroup's limit) and\n"
+                "stops with the largest batch that fits; LATHE_MEMORY_LIMIT=BYTES (512M, 8G) replaces the\n"
+                "detected figure with a cap on each process.\n"
                 "Examples:\n"
                 "  %s train --data /usr/share/datasets/fashion-mnist --epochs 5 --checkpoint-dir ckpt\n"
                 "  %s train --data DIR --resume ckpt/last.safetensors --checkpoint-dir ckpt\n"
@@ -342,7 +346,9 @@ static int apply_flags(RtConfig *c, const Flags *f, RtErr *e) {
     int64_t v = 0;
     if (f->epochs && parse_int("--epochs", f->epochs, 1, &c->epochs, e))
         return RT_ERR;
-    if (f->batch && parse_int("--batch", f->batch, 1, &c->batch, e))
+    if (f->batch && strcmp(f->batch, "auto") == 0)
+        c->batch_auto = true; /* the recipe's batch until train picks (memcheck.c) */
+    else if (f->batch && parse_int("--batch", f->batch, 1, &c->batch, e))
         return RT_ERR;
     if (f->lr) {
         if (parse_real("--lr", f->lr, &c->lr, e))
@@ -507,6 +513,8 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         return rt_errf(e, "--profile: needs a file name");
     if (c->profile && c->cmd == RT_CMD_INFO)
         return rt_errf(e, "--profile: for train, eval and predict (info runs no graph)");
+    if (c->batch_auto && (c->cmd == RT_CMD_EVAL || c->cmd == RT_CMD_PREDICT))
+        return rt_errf(e, "--batch auto: for train (eval and predict take a number)");
     if (c->ninit_map && !c->init_from)
         return rt_errf(e, "--init-map: goes with --init-from");
     if ((c->checkpoint_every || c->keep) && !c->checkpoint_dir)

@@ -194,8 +194,13 @@ int rt_manifest_parse(RtManifest *m, const char *text, RtErr *e) {
     memset(m, 0, sizeof *m);
     json_error_t je;
     m->root = json_loads(text, 0, &je);
+    /* the compiler wrote the text, so what fails here is memory (jansson's lexer reports some of its failed
+       allocations as odd tokens) or a damaged executable */
+    if (!m->root && (json_error_code(&je) == json_error_out_of_memory || !je.text[0]))
+        return rt_errf(e, "manifest: out of memory");
     if (!m->root)
-        return rt_errf(e, "manifest: invalid JSON at line %d: %s", je.line, je.text);
+        return rt_errf(e, "manifest: invalid JSON at line %d: %s (out of memory, or a damaged executable)",
+                       je.line, je.text);
     if (!json_is_object(m->root))
         return rt_errf(e, "manifest: the top level is not a JSON object");
     m->lathe = str_field(m->root, "lathe", "?");

@@ -253,6 +253,7 @@ int rt_npy_read(const char *path, RtNpy *out, RtErr *e) {
     memmove(buf, buf + out->offset, bytes);
     uint8_t *shrunk = realloc(buf, bytes ? bytes : 1);
     out->data = shrunk ? shrunk : buf;
+    // cppcheck-suppress memleak ; buf or its shrunk copy is kept in out->data, which the caller frees
     return RT_OK;
 }
 

@@ -638,7 +638,11 @@ ALWAYS_INLINE void update_range(const Step *s, const RtOptBlock *b, bool f32) {
 /* The element loops vectorize where the machine has AVX2 or AVX-512 (a clone for each, chosen at load time);
    optim.c is compiled with -fno-math-errno (sqrt as an instruction) and -ffp-contract=off (no multiply-add
    fused but those FMA() writes), so every clone gives the same bits. */
+#ifndef LATHE_NO_CLONES /* ThreadSanitizer builds: an ifunc resolver would run before the TSan runtime starts */
 #define OPTIM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define OPTIM_CLONES
+#endif
 
 OPTIM_CLONES static void update_blocks(void *ctx, int64_t lo, int64_t hi) {
     const Step *s = ctx;

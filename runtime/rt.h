@@ -183,6 +183,7 @@ typedef struct RtConfig {
     RtCommand cmd;
     json_t *recipe; /* owned: the manifest's recipe with --set applied */
     int64_t epochs, batch, limit, index; /* limit -1: all samples */
+    bool batch_auto; /* --batch auto: batch holds the recipe's until train picks the largest that fits (memcheck.h) */
     uint64_t seed;
     bool seed_given;
     double lr;

@@ -222,7 +222,8 @@ static int check_entry(const char *path, const char *name, json_t *v, const RtTe
 
 /* Validates the parsed header; on success fills src[i] (the offset of each matched tensor, -1 if absent). */
 /* The bytes of a tensor of a dtype the model may not have (an unexpected tensor of a PyTorch file), for the
-   checks of its byte range; -1 for a dtype this reader does not know. */
+   checks of its byte range; -1 for a dtype this reader does not know, -2 for a bad shape, -3 for a size past
+   64 bits. */
 static int64_t foreign_bytes(const char *dt, json_t *shape) {
     static const struct {
         const char *name;
@@ -235,9 +236,10 @@ static int64_t foreign_bytes(const char *dt, json_t *shape) {
         int64_t n = sizes[i].size;
         for (size_t k = 0; k < json_array_size(shape); k++) {
             json_t *d = json_array_get(shape, k);
-            if (!json_is_integer(d) || json_integer_value(d) < 0 ||
-                __builtin_mul_overflow(n, json_integer_value(d), &n))
+            if (!json_is_integer(d) || json_integer_value(d) < 0)
                 return -2;
+            if (__builtin_mul_overflow(n, json_integer_value(d), &n))
+                return -3;
         }
         return n;
     }
@@ -258,6 +260,8 @@ static int check_foreign(const char *path, const char *name, json_t *v, int64_t 
     int64_t want = foreign_bytes(dt, shape);
     if (want == -2)
         return rt_errf(e, "%s: tensor '%s': the shape is not a list of non-negative integers", path, name);
+    if (want == -3)
+        return rt_errf(e, "%s: tensor '%s': the shape's size in bytes overflows 64 bits", path, name);
     if (r->begin < 0 || r->end < r->begin || r->end > data_size)
         return rt_errf(e, "%s: tensor '%s': data_offsets [%lld, %lld] out of bounds of the %lld data bytes", path,
                        name, (long long)r->begin, (long long)r->end, (long long)data_size);

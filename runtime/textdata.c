@@ -180,9 +180,14 @@ static int build_vocab(RtDataset *d, const uint8_t *text, int64_t size, bool lin
         free(seen);
         return rt_errf(e, "%s: out of memory", d->images_path);
     }
-    for (uint32_t cp = 0; cp < 0x110000; cp++)
+    for (uint32_t cp = 0; cp < 0x110000; cp++) {
+        if (!seen[cp >> 3]) { /* eight code points at once where none was seen: most of them */
+            cp |= 7;
+            continue;
+        }
         if (seen[cp >> 3] & (1u << (cp & 7)))
             d->vocab[d->nvocab++] = cp;
+    }
     free(seen);
     for (int64_t i = 0; i < d->nvocab; i++) {
         uint32_t c = d->vocab[i];

@@ -213,6 +213,8 @@ void rt_peak_print(FILE *f, const RtPeak *p, int64_t n) {
 
 /* ---------------------------------------------------------------- the trainer */
 
+volatile sig_atomic_t rt_stop_signal;
+
 /* --lr replaces the optimizer's learning rate: that of every group that takes the optimizer's own. */
 static void apply_lr_flag(RtOptimSpec *s, const RtConfig *cfg) {
     if (!cfg->has_lr) /* the recipe's lr (after --set) or --lr */
@@ -431,15 +433,18 @@ static bool request(Loop *L, int64_t k) {
 /* The checks of a step, and its loss over the global batch. Alone: the loss (and with --detect-anomaly the
    kernels and gradients) of this process. With several processes each checks its own, and the loss, weighted
    by the rank's share w, and the verdict are summed, so that every rank stops at the same step. */
-static int step_checks(Loop *L, bool ran, double w, double *loss, RtErr *e) {
+static int step_checks(Loop *L, bool ran, double w, double *loss, bool *stop, RtErr *e) {
     RtTrainer *t = L->t;
     int rc = ran ? rt_anomaly_check_run(L->b, L->md, L->md->step, true, t->check_grads, e) : RT_OK;
+    *stop = rt_stop_signal != 0;
     if (!rt_dist_on())
         return rc;
-    double sum[2] = {ran ? *loss * w : 0.0, rc != RT_OK};
-    if (rt_dist_allreduce(sum, 2, RT_DIST_F64, e) != RT_OK)
+    /* a signal that reached some ranks before this step and others after it stops them all here */
+    double sum[3] = {ran ? *loss * w : 0.0, rc != RT_OK, *stop};
+    if (rt_dist_allreduce(sum, 3, RT_DIST_F64, e) != RT_OK)
         return RT_ERR;
     *loss = sum[0];
+    *stop = sum[2] > 0;
     if (sum[1] > 0 && rc == RT_OK)
         return rt_errf(e, "step %lld: another process stopped at a non-finite value (its message names it)",
                        (long long)L->md->step);
@@ -487,7 +492,8 @@ static int run_epoch(Loop *L, RtErr *e) {
         double loss = ran ? rt_output_scalar(b, b->loss_arg) : 0.0;
         /* a non-finite loss (or, with --detect-anomaly, kernel output or gradient) stops the run before the
            runtime's optimizer applies it */
-        if (t && (rc = step_checks(L, ran, (double)ln / (double)n, &loss, e)) != RT_OK)
+        bool stop = false;
+        if (t && (rc = step_checks(L, ran, (double)ln / (double)n, &loss, &stop, e)) != RT_OK)
             break;
         L->loss_sum += loss;
         if (t && t->has_opt)
@@ -497,6 +503,11 @@ static int run_epoch(Loop *L, RtErr *e) {
         progress(L, k, k * L->batch, n, loss);
         if (t && (rc = maybe_checkpoint(L, k, e)) != RT_OK)
             break;
+        if (stop && k + 1 < L->nb && !(t->has_opt && t->opt.pending)) {
+            t->stop_batch = k + 1;
+            rc = RT_STOPPED;
+            break;
+        }
     }
     if (requested) { /* stopped early: the batch in flight lands before its buffers go */
         void *x, *y;

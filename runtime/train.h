@@ -12,6 +12,8 @@
 #include "metrics.h"
 #include "optim.h"
 
+#include <signal.h>
+
 /* The recipe's metrics (metrics.h) for the model m: its classes, whether its labels are values, and the
    model file's own metrics among the eval graph's outputs. */
 int rt_scores_open(RtMetrics *s, const RtManifest *m, const json_t *recipe, RtErr *e);
@@ -54,7 +56,16 @@ typedef struct RtTrainer {
     int (*checkpoint)(void *ctx, int64_t epoch, int64_t batches_done, RtErr *e);
     void *ctx;
     bool check_grads;      /* --detect-anomaly: the gradients too (the loss is always checked) */
+    int64_t stop_batch;    /* rt_trainer_epoch returned RT_STOPPED: the batches of the epoch done */
 } RtTrainer;
+
+/* SIGINT or SIGTERM during `train` (its number; 0: none), set by the handler that the driver installs for the
+   command and nothing else: the trainer reads it after each step, so the handler does no I/O. */
+extern volatile sig_atomic_t rt_stop_signal;
+/* What rt_trainer_epoch returns when it stopped for rt_stop_signal after a step where a checkpoint can be
+   written (not between the batches of an accumulated step, nor after an epoch's last batch); with several
+   processes every rank stops at the same step. */
+#define RT_STOPPED 2
 
 /* Chooses the step (fused or grads + optimizer), binds it for batches of cfg->batch, reads the recipe's
    optimizer, schedule, metrics, loader options and transforms. The model's optimizer state (for

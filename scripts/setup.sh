@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(cmake gcc make pkg-config llvm-dev libopenblas-dev zlib1g-dev libjansson-dev libpng-dev libcmocka-dev
       protobuf-c-compiler libprotobuf-c-dev openmpi-bin libopenmpi-dev dataset-fashion-mnist)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(python3 python3-numpy python3-torch graphviz g++)
+  pkgs+=(python3 python3-numpy python3-torch graphviz g++ cppcheck clang libclang-rt-14-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -14,3 +14,5 @@ cmake --build build-asan -j"$jobs"
 # LLVM itself is not instrumented; leaks inside libLLVM's global state are not ours to report
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$PWD/../tests/lsan.supp \
    ctest --output-on-failure -j"$jobs" -LE slow)
+# every reader's libFuzzer target (clang, ASan, UBSan): its seed corpus replayed, then 10 s of fuzzing each
+bash tests/fuzz/run.sh 10 build-fuzz
