@@ -62,7 +62,7 @@ else
 fi
 cc -Wall -Wextra -Werror "$EX" -Ish -Lsh $link_sh -lz -o ex_so || fail "cc with the shared library"
 ldd ex_c | grep -q libfashion_mlp && fail "ex_c should hold the static library"
-ldd ex_so | grep -q 'libfashion_mlp.so' || fail "ex_so should load the shared library"
+ldd ex_so | grep 'libfashion_mlp.so' >/dev/null || fail "ex_so should load the shared library"
 n=8
 for i in $(seq 0 $((n - 1))); do
   ./fashion_mlp.exe predict --weights ckpt/last.safetensors --data "$DATA" --index "$i" |

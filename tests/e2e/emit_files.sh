@@ -13,7 +13,7 @@ assert struct.unpack('<H', b[16:18])[0] == 1, 'e_type is not ET_REL'
 PY
 if command -v nm >/dev/null; then
   for s in lathe_manifest lathe_train lathe_grads lathe_eval lathe_predict; do
-    nm -g --defined-only m.o | grep -q -E " [TDR] $s\$" || fail "m.o does not define $s"
+    nm -g --defined-only m.o | grep -E " [TDR] $s\$" >/dev/null || fail "m.o does not define $s"
   done
 fi
 

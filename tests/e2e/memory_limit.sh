@@ -33,10 +33,10 @@ expect_msg 'not enough memory to train, even at batch 1: the run needs .* but 1.
 
 ./mlp info >info.out || fail "info"
 grep -q -E '^peak: [0-9]+ bytes at batch 64 ' info.out || fail "info has no peak line"
-grep -A1 '^peak:' info.out | grep -q -E '^memory available: 104857600 bytes \(100.0 MiB, LATHE_MEMORY_LIMIT\)$' \
+grep -A1 '^peak:' info.out | grep -E '^memory available: 104857600 bytes \(100.0 MiB, LATHE_MEMORY_LIMIT\)$' \
   || { cat info.out; fail "info does not print the memory available beside the peak"; }
 unset LATHE_MEMORY_LIMIT
-./mlp info | grep -q -E '^memory available: [0-9]+ bytes \([0-9.]+ [KMGT]iB, (MemAvailable in /proc/meminfo|the cgroup limit in /sys/fs/cgroup)' \
+./mlp info | grep -E '^memory available: [0-9]+ bytes \([0-9.]+ [KMGT]iB, (MemAvailable in /proc/meminfo|the cgroup limit in /sys/fs/cgroup)' \
   || fail "info without LATHE_MEMORY_LIMIT does not say where the figure comes from"
 
 # under mpirun each process checks its own share: two processes fit about twice the batch of one

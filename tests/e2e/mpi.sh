@@ -85,7 +85,7 @@ expect_msg "compiled without --mpi"
 # rank_pid K: the pid of rank K of the running job (its environment says its rank)
 rank_pid() {
   for p in $(pgrep -x "$2"); do
-    { tr '\0' '\n' < /proc/$p/environ; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo $p; return 0; }
+    { tr '\0' '\n' < /proc/$p/environ; } 2>/dev/null | grep -x "OMPI_COMM_WORLD_RANK=$1" >/dev/null && { echo $p; return 0; }
   done
   return 0
 }
