@@ -149,10 +149,10 @@ static int png_decode(PngRead *r, bool size_only) {
     png_get_IHDR(r->png, r->info, &w, &h, &depth, &color, NULL, NULL, NULL);
     r->px.w = w;
     r->px.h = h;
+    if ((int64_t)w * h > IMG_MAX_PIXELS) /* before the size is used to allocate a dataset */
+        png_error(r->png, "image too large");
     if (size_only)
         return RT_OK;
-    if ((int64_t)w * h > IMG_MAX_PIXELS)
-        png_error(r->png, "image too large");
     if (color == PNG_COLOR_TYPE_PALETTE)
         png_set_palette_to_rgb(r->png);
     if (color == PNG_COLOR_TYPE_GRAY && depth < 8)
@@ -279,6 +279,11 @@ static int read_pgm(const char *path, bool size_only, Pixels *out, RtErr *e) {
         rc = rt_errf(e, "%s: maxval %lld: only 8-bit PGMs (maxval 1 to 255) are read", path, (long long)maxval);
     if (rc == RT_OK && (w == 0 || h == 0 || w * h > IMG_MAX_PIXELS))
         rc = rt_errf(e, "%s: a %lldx%lld image is not read", path, (long long)w, (long long)h);
+    /* the pixels must fit in the file (a byte each at least: P5's after one whitespace, P2's digits), checked
+       before the size is trusted: a header alone must not make a dataset allocate */
+    if (rc == RT_OK && size - g.at - !plain < w * h)
+        rc = rt_errf(e, "%s: truncated at byte offset %lld: a %lldx%lld image needs %s%lld bytes after the header", path,
+                     (long long)size, (long long)w, (long long)h, plain ? "at least " : "", (long long)(w * h));
     out->w = w;
     out->h = h;
     out->channels = 1;
@@ -387,8 +392,10 @@ int rt_images_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {
         rc = read_image(paths[0], true, &px, e);
         w = px.w, h = px.h;
     }
-    int64_t per = (int64_t)channels * w * h;
-    if (rc == RT_OK && !(d->images = malloc((size_t)(count * per > 0 ? count * per : 1))))
+    int64_t per = (int64_t)channels * w * h, total;
+    if (rc == RT_OK && __builtin_mul_overflow(count, per, &total))
+        rc = rt_errf(e, "%s: %lld images of %lld bytes pass 2^63 bytes", root, (long long)count, (long long)per);
+    if (rc == RT_OK && !(d->images = malloc((size_t)(total > 0 ? total : 1))))
         rc = rt_errf(e, "%s: out of memory for %lld images of %lld bytes", root, (long long)count, (long long)per);
     for (int64_t i = 0; rc == RT_OK && i < count; i++) {
         rc = read_image(paths[i], false, &px, e);

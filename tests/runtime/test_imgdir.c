@@ -304,6 +304,10 @@ static void test_images_bad_pgms(void **state) {
     expect_load_error("g5", "g5/a/x.pgm: byte 5: expected the height (a decimal number), got 'x'");
     write_text("g6/a/x.pgm", "P2\n2 2\n9\n1 2 3");
     expect_load_error("g6", "g6/a/x.pgm: truncated at byte offset 14: expected the pixel 3 of 4");
+    /* a header that claims 180M pixels in a 20-byte file is refused before anything is allocated for it (a
+       fuzzing find: the dataset's buffer came from the first image's header alone) */
+    write_text("g7/a/x.pgm", "P2\n2755 65535\n2\n1 2\n");
+    expect_load_error("g7", "g7/a/x.pgm: truncated at byte offset 20: a 2755x65535 image needs at least 180548925 bytes");
 }
 
 /* ---------------------------------------------------------------- the driver */
