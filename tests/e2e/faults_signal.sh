@@ -5,7 +5,9 @@
 source "$(dirname "$0")/common.bash"
 need_data
 "$LATHE" compile "$LATHE_SOURCE_DIR/models/fashion_mlp.lathe" -o mlp || fail "compile"
-run=(./mlp train --data "$DATA" --limit 1280 --epochs 2 --batch 32 --shuffle --seed 9 --threads 1
+# 6400 samples: long enough (a second or so an epoch) that a signal sent 0.1-0.3 s after "Epoch 1" lands
+# inside training rather than after it, where the run rightly finishes with status 0
+run=(./mlp train --data "$DATA" --limit 6400 --epochs 2 --batch 32 --shuffle --seed 9 --threads 1
      --set 'optimizer=Adam(lr = 1e-3)' --set 'schedule=StepLR(step_size = 1, gamma = 0.5)')
 "${run[@]}" --checkpoint-dir straight >straight.out 2>&1 || { cat straight.out; fail "uninterrupted run"; }
 
