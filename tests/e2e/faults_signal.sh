@@ -11,22 +11,6 @@ run=(./mlp train --data "$DATA" --limit 6400 --epochs 2 --batch 32 --shuffle --s
      --set 'optimizer=Adam(lr = 1e-3)' --set 'schedule=StepLR(step_size = 1, gamma = 0.5)')
 "${run[@]}" --checkpoint-dir straight >straight.out 2>&1 || { cat straight.out; fail "uninterrupted run"; }
 
-# same_params A B: the tensors and the step of two checkpoints are identical
-same_params() {
-  python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-def tensors(p):
-    raw = open(p, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]; h = json.loads(raw[8:8 + n])
-    meta = h.pop("__metadata__", {})
-    return meta, {k: raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]] for k, v in h.items()}
-(ma, a), (mb, b) = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert a.keys() == b.keys(), (sorted(a), sorted(b))
-bad = [k for k in a if a[k] != b[k]]
-assert not bad, bad
-assert ma["step"] == mb["step"] and ma["epoch"] == mb["epoch"], (ma, mb)
-PY
-}
-
 # start_training DIR OUT: the run in the background (SIGINT not ignored, as it would be for a plain `&`), its
 # pid in $pid once its first epoch has begun
 start_training() {
@@ -61,7 +45,7 @@ for sig in TERM INT; do
   "${run[@]}" --checkpoint-dir "$sig" --resume "$sig/last.safetensors" >"$sig.resumed" 2>&1 ||
     { cat "$sig.resumed"; fail "SIG$sig: the resumed run failed"; }
   grep -q '^Done!' "$sig.resumed" || fail "SIG$sig: the resumed run did not finish"
-  same_params "$sig/last.safetensors" straight/last.safetensors ||
+  same_checkpoints "$sig/last.safetensors" straight/last.safetensors ||
     fail "SIG$sig: the resumed run differs from the uninterrupted one"
 done
 

@@ -17,31 +17,6 @@ exec < /dev/null # mpirun forwards its standard input to rank 0; a test has none
 "$LATHE" compile "$LATHE_SOURCE_DIR/models/fashion_cnn.lathe" --mpi -o mpi_cnn
 "$LATHE" compile "$LATHE_SOURCE_DIR/models/fashion_mlp.lathe" -o mlp_plain
 
-# the parameters of two checkpoints agree to rel relative (norm of the difference over the norm, per tensor)
-same_params() {
-  /usr/bin/python3 - "$1" "$2" "$3" <<'EOF'
-import json, struct, sys
-import numpy as np
-def load(p):
-    b = open(p, 'rb').read()
-    n = struct.unpack('<Q', b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, v in h.items():
-        if k != '__metadata__' and not k.startswith('optimizer.'):
-            s, e = v['data_offsets']
-            out[k] = np.frombuffer(b[8 + n + s:8 + n + e], dtype=np.float32).astype(np.float64)
-    return out, h['__metadata__']
-a, ma = load(sys.argv[1])
-b, mb = load(sys.argv[2])
-assert a.keys() == b.keys(), (sorted(a), sorted(b))
-assert ma['step'] == mb['step'], (ma['step'], mb['step'])
-worst = max(np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(b[k]), 1e-30) for k in a)
-print(f"{sys.argv[1]} vs {sys.argv[2]}: worst relative difference {worst:.3g} after {ma['step']} steps")
-sys.exit(0 if worst <= float(sys.argv[3]) else 1)
-EOF
-}
-
 # the MLP: 3201 samples in batches of 16, 200 full batches and one of a single sample, shuffled. The CNN: 40
 # batches of 64 and one of a single sample. Longer CNN runs drift apart as any two summation orders do (one
 # process with the runtime's optimizer and with the fused one differ by 3e-5 after 80 steps and 1e-2 after
@@ -58,7 +33,7 @@ for model in mpi_mlp mpi_cnn; do
   for K in $Ks; do
     "${MPIRUN[@]}" -np $K ./$model train "${args[@]}" --checkpoint-dir ${model}$K > ${model}$K.txt
     grep -q "^Processes: $K (Open MPI)" ${model}$K.txt || { cat ${model}$K.txt; fail "$model K=$K: no process line"; }
-    same_params ${model}$K/last.safetensors ${model}1/last.safetensors 1e-5 || fail "$model: K=$K differs from K=1"
+    same_checkpoints ${model}$K/last.safetensors ${model}1/last.safetensors 1e-5 || fail "$model: K=$K differs from K=1"
     # the metrics are those of every process's samples: the same accuracy printed
     [ $model = mpi_cnn ] || [ "$(grep 'Accuracy' ${model}$K.txt)" = "$(grep 'Accuracy' ${model}1.txt)" ] ||
       fail "$model K=$K: test accuracy differs: $(grep Accuracy ${model}$K.txt) vs $(grep Accuracy ${model}1.txt)"
@@ -70,11 +45,11 @@ done
 ./mpi_mlp train "${common[@]}" --epochs 2 --checkpoint-dir a --checkpoint-every 30 --keep 100 > /dev/null
 "${MPIRUN[@]}" -np 2 ./mpi_mlp train "${common[@]}" --epochs 2 --checkpoint-dir a2 \
   --resume a/checkpoint-30.safetensors > /dev/null
-same_params a2/last.safetensors straight/last.safetensors 1e-5 || fail "resume K=1 -> K=2 differs"
+same_checkpoints a2/last.safetensors straight/last.safetensors 1e-5 || fail "resume K=1 -> K=2 differs"
 "${MPIRUN[@]}" -np 2 ./mpi_mlp train "${common[@]}" --epochs 1 --checkpoint-dir b --log-json b.json > /dev/null
 [ "$(wc -l < b.json)" = 1 ] || fail "rank 0 alone logs: $(wc -l < b.json) lines for one epoch"
 ./mpi_mlp train "${common[@]}" --epochs 2 --resume b/last.safetensors --checkpoint-dir b1 > /dev/null
-same_params b1/last.safetensors straight/last.safetensors 1e-5 || fail "resume K=2 -> K=1 differs"
+same_checkpoints b1/last.safetensors straight/last.safetensors 1e-5 || fail "resume K=2 -> K=1 differs"
 
 # a --mpi executable started alone is one process; a plain one under mpirun says what to do
 ./mpi_mlp train --data "$DATA" --limit 256 --epochs 1 > alone.txt
