@@ -5,6 +5,7 @@
 #define LATHE_CG_LLVM_H
 
 #include "../codegen.h"
+#include "../kernel.h"
 
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
@@ -46,26 +47,6 @@ LLVMMemoryBufferRef cg_llvm_program_object(const Program *p, const CgOptions *o,
 /* Adds the attributes every generated function carries (nounwind, target cpu and features). */
 void cg_llvm_function_attrs(CgCtx *c, LLVMValueRef fn);
 
-/* One kernel: the nodes that one function computes, a lone node or a fusion group (ir.h), and the buffers
-   it touches. module.c fills it from the memory plan; kernels.c emits its code. */
-enum { CG_MAX_MEMBERS = 128, CG_MAX_BUFS = 128 }; /* pass_fuse makes groups of at most 64 */
-typedef struct CgKernel {
-    const Graph *g;
-    const Node *root;             /* the group's root, or the lone node */
-    GroupKind kind;               /* GROUP_NONE for a lone node */
-    const Node *anchor;           /* an epilogue group's (or a lone matmul's) anchor, else NULL */
-    int nmembers;
-    const Node *members[CG_MAX_MEMBERS]; /* in id order; a lone node is its own one member */
-    bool materialized[CG_MAX_MEMBERS];   /* member i has a buffer that the kernel writes */
-    /* distinct buffers, outputs (the materialized members') first, then the external inputs': two nodes
-       share one entry when the plan puts them in the same bytes (an in-place update), so that the code sees
-       one pointer where there is one buffer and every pointer can be noalias */
-    int nbufs, nouts;
-    const Node *bufs[CG_MAX_BUFS];
-    /* an epilogue root = P - s * anchor updating P in place: one GEMM with alpha = -s, beta = 1 into P */
-    bool sgd_gemm;
-} CgKernel;
-
 /* How the graph entry runs a kernel: lathe_run_kernel over count = ceil(dim / scale) items of cost
    cost each, every size c * n^p (n the batch size). */
 typedef struct CgCount {
@@ -73,18 +54,9 @@ typedef struct CgCount {
     int dim_p, scale_p, cost_p;
 } CgCount;
 
-/* Whether the plan puts a and b in the same bytes (through reshapes' aliases). */
-bool cg_llvm_same_buffer(const Node *a, const Node *b);
-/* The index in k->bufs of x's buffer, or -1. */
-int cg_llvm_buf_index(const CgKernel *k, const Node *x);
-/* Whether x is a member of k. */
-bool cg_llvm_is_member(const CgKernel *k, const Node *x);
-
 /* The kernel k: an internal function `void (i8 **bufs, i64 n, i64 lo, i64 hi)` (lathe_kern.h's ABI) and
    how to run it. NULL after reporting what the generated code cannot compute (a matmul dimension past
    BLAS's int). */
 LLVMValueRef cg_llvm_kernel(CgCtx *c, const CgKernel *k, CgCount *count);
-/* A CONST read by this node is folded into its code as an immediate (its buffer is not read). */
-bool cg_llvm_folds_const(const Node *user);
 
 #endif

@@ -487,7 +487,7 @@ static int add_pattern(Kern *k, const Sym *st) {
 }
 
 static int add_access(Kern *k, const Node *x, const Sym *st) {
-    int buf = cg_llvm_buf_index(k->ks, x), pat = add_pattern(k, st);
+    int buf = cg_buf_index(k->ks, x), pat = add_pattern(k, st);
     assert(buf >= 0 && "an external input has a buffer");
     for (int a = 0; a < k->nacc; a++)
         if (k->acc[a].buf == buf && k->acc[a].pat == pat && k->acc[a].x->dtype == x->dtype)
@@ -525,7 +525,7 @@ static void plan_members(Kern *k) {
             continue;
         }
         if (ks->materialized[i] && !(m == ks->root && is_reduce_root(m)))
-            k->out_buf[i] = cg_llvm_buf_index(ks, m);
+            k->out_buf[i] = cg_buf_index(ks, m);
         if (m->op == OP_CONST)
             continue;
         if (m->op == OP_TRANSPOSE) {
@@ -538,7 +538,7 @@ static void plan_members(Kern *k) {
         }
         for (int j = 0; j < m->ninputs && j < 3; j++) {
             const Node *x = m->inputs[j];
-            if (member_index(k, x) >= 0 || (x->op == OP_CONST && cg_llvm_folds_const(m)))
+            if (member_index(k, x) >= 0 || (x->op == OP_CONST && cg_folds_const(m)))
                 continue;
             Sym bs[IR_MAX_RANK];
             broadcast_strides(&x->shape, D, bs);
@@ -733,7 +733,7 @@ static LLVMValueRef reduced_value(Kern *k, DType to) {
 }
 
 static LLVMValueRef root_out(Kern *k) {
-    return typed_buf(k, cg_llvm_buf_index(k->ks, k->ks->root), k->nd->dtype);
+    return typed_buf(k, cg_buf_index(k->ks, k->ks->root), k->nd->dtype);
 }
 
 static void reduce_inner_body(Kern *k, LLVMValueRef *offs, void *user) {
@@ -1064,7 +1064,7 @@ static LLVMValueRef sgd_scale(Kern *k, const Node *mul) {
     if (s->op == OP_CONST)
         v = const_value(k, s, s->dtype);
     else
-        v = load_at(k, typed_buf(k, cg_llvm_buf_index(k->ks, s), s->dtype), s->dtype, ci64(k, 0));
+        v = load_at(k, typed_buf(k, cg_buf_index(k->ks, s), s->dtype), s->dtype, ci64(k, 0));
     return LLVMBuildFNeg(k->b, v, "");
 }
 
@@ -1101,16 +1101,16 @@ static void emit_gemm(Kern *k, CgCount *cnt) {
         batches = sym_mul(batches, sym_dim(cb.dim[i]));
     set_count(cnt, sym_mul(batches, mm.m), (Sym){1, 0}, sym_mul((Sym){2, 0}, sym_mul(mm.nn, mm.kk)));
 
-    LLVMValueRef pa = typed_buf(k, cg_llvm_buf_index(ks, nd->inputs[0]), t);
-    LLVMValueRef pb = typed_buf(k, cg_llvm_buf_index(ks, nd->inputs[1]), t);
+    LLVMValueRef pa = typed_buf(k, cg_buf_index(ks, nd->inputs[0]), t);
+    LLVMValueRef pb = typed_buf(k, cg_buf_index(ks, nd->inputs[1]), t);
     LLVMValueRef pc, alpha = fconst(k, t, 1), beta = fconst(k, t, 0);
     if (ks->sgd_gemm) {
         const Node *root = ks->root;
-        pc = typed_buf(k, cg_llvm_buf_index(ks, root), t);
+        pc = typed_buf(k, cg_buf_index(ks, root), t);
         alpha = sgd_scale(k, root->inputs[1]);
         beta = fconst(k, t, 1);
     } else {
-        pc = typed_buf(k, cg_llvm_buf_index(ks, nd), t);
+        pc = typed_buf(k, cg_buf_index(ks, nd), t);
     }
     LLVMValueRef M = sym_value(k, mm.m), lda = sym_value(k, mm.lda), nn = sym_value(k, mm.nn);
     if (cb.rank == 0) {
@@ -1208,83 +1208,12 @@ static void emit_iota(Kern *k) {
 
 /* ---------------------------------------------------------------- call-outs to the runtime's kernels */
 
-static bool is_callout(Op op) {
-    switch (op) {
-    case OP_CONV2D: case OP_CONV2D_BWD_INPUT: case OP_CONV2D_BWD_WEIGHT:
-    case OP_MAX_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D: case OP_AVG_POOL2D_BWD:
-    case OP_ADAPTIVE_AVG_POOL2D: case OP_ADAPTIVE_AVG_POOL2D_BWD:
-    case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_GATHER: case OP_SCATTER_ADD: case OP_RANDOM:
-        return true;
-    default:
-        return false;
-    }
-}
-
-enum { DESC_MAX = 10 + 9 * IR_MAX_CONCAT + LATHE_KA_SLICE_COUNT };
-
-static int desc_shape(int64_t *d, const Shape *s) {
-    d[0] = s->rank;
-    for (int i = 0; i < LATHE_KD_MAX_RANK; i++)
-        d[1 + i] = i < s->rank ? s->dim[i] : 0; /* IR_DIM_N is -1, as the descriptor writes N */
-    return 1 + LATHE_KD_MAX_RANK;
-}
-
-/* The descriptor of lathe_kern.h: shapes, then the op's attributes. */
-static int build_desc(const Node *nd, int64_t *d) {
-    const Attr *at = &nd->attr;
-    int len = 0;
-    d[len++] = nd->ninputs;
-    len += desc_shape(d + len, &nd->shape);
-    for (int i = 0; i < nd->ninputs; i++)
-        len += desc_shape(d + len, &nd->inputs[i]->shape);
-    switch (nd->op) {
-    case OP_SLICE: case OP_PAD: {
-        for (int i = 0; i < LATHE_KD_MAX_RANK; i++) {
-            d[len + LATHE_KA_START + i] = i < nd->shape.rank ? at->start[i] : 0;
-            d[len + LATHE_KA_STEP + i] = i < nd->shape.rank ? at->step[i] : 1;
-        }
-        double v = nd->op == OP_PAD ? at->value : 0;
-        memcpy(&d[len + LATHE_KA_VALUE], &v, sizeof v);
-        len += LATHE_KA_SLICE_COUNT;
-        break;
-    }
-    case OP_CONCAT: d[len++] = at->axis; break;
-    case OP_GATHER:
-        d[len++] = at->axis;
-        d[len++] = nd->inputs[1]->dtype;
-        break;
-    case OP_SCATTER_ADD:
-        d[len++] = at->axis;
-        d[len++] = nd->inputs[0]->dtype;
-        break;
-    case OP_RANDOM: d[len++] = at->stream; break;
-    default: { /* the window ops */
-        int64_t *w = d + len;
-        w[LATHE_KA_WINDOW_H] = at->window[0];
-        w[LATHE_KA_WINDOW_W] = at->window[1];
-        w[LATHE_KA_STRIDE_H] = at->stride[0];
-        w[LATHE_KA_STRIDE_W] = at->stride[1];
-        w[LATHE_KA_PAD_H] = at->pad[0];
-        w[LATHE_KA_PAD_W] = at->pad[1];
-        w[LATHE_KA_DILATION_H] = at->dilation[0];
-        w[LATHE_KA_DILATION_W] = at->dilation[1];
-        w[LATHE_KA_GROUPS] = at->groups;
-        w[LATHE_KA_CEIL_MODE] = at->ceil_mode;
-        w[LATHE_KA_COUNT_INCLUDE_PAD] = at->count_include_pad;
-        len += LATHE_KA_WINDOW_COUNT;
-        break;
-    }
-    }
-    assert(len <= DESC_MAX);
-    return len;
-}
-
 /* A private constant: the descriptor of nd. */
 static LLVMValueRef desc_global(Kern *k, const Node *nd) {
     CgCtx *c = k->c;
-    int64_t d[DESC_MAX];
-    int len = build_desc(nd, d);
-    LLVMValueRef vals[DESC_MAX];
+    int64_t d[CG_DESC_MAX];
+    int len = cg_build_desc(nd, d);
+    LLVMValueRef vals[CG_DESC_MAX];
     for (int i = 0; i < len; i++)
         vals[i] = ci64(k, d[i]);
     LLVMValueRef init = LLVMConstArray(c->t_i64, vals, (unsigned)len);
@@ -1306,7 +1235,7 @@ static LLVMValueRef input_array(Kern *k, const Node *nd) {
     LLVMValueRef ins_p = LLVMBuildBitCast(k->b, ins, pp, "");
     for (int i = 0; i < nd->ninputs; i++) {
         LLVMValueRef idx = ci64(k, i);
-        LLVMBuildStore(k->b, k->buf[cg_llvm_buf_index(k->ks, nd->inputs[i])], LLVMBuildInBoundsGEP2(k->b, c->t_ptr, ins_p, &idx, 1, ""));
+        LLVMBuildStore(k->b, k->buf[cg_buf_index(k->ks, nd->inputs[i])], LLVMBuildInBoundsGEP2(k->b, c->t_ptr, ins_p, &idx, 1, ""));
     }
     return ins_p;
 }
@@ -1320,7 +1249,7 @@ static void emit_callout(Kern *k) {
     snprintf(fname, sizeof fname, "lathe_k_%s_%s", ir_op_name(nd->op), ir_dtype_name(nd->op == OP_RANDOM ? DT_F32 : nd->dtype));
     LLVMTypeRef ps[4] = {c->t_ptr, LLVMPointerType(c->t_ptr, 0), c->t_i64, LLVMPointerType(c->t_i64, 0)};
     LLVMValueRef f = declare_fn(c, fname, c->t_void, ps, 4);
-    LLVMValueRef args[4] = {k->buf[cg_llvm_buf_index(k->ks, nd)], ins, k->n, desc};
+    LLVMValueRef args[4] = {k->buf[cg_buf_index(k->ks, nd)], ins, k->n, desc};
     call(k, f, args, 4);
 }
 
@@ -1333,7 +1262,7 @@ static void emit_conv_range(Kern *k, CgCount *cnt) {
     snprintf(fname, sizeof fname, "lathe_k_%s_%s_range", ir_op_name(an->op), ir_dtype_name(an->dtype));
     LLVMTypeRef ps[6] = {c->t_ptr, LLVMPointerType(c->t_ptr, 0), c->t_i64, LLVMPointerType(c->t_i64, 0), c->t_i64, c->t_i64};
     LLVMValueRef f = declare_fn(c, fname, c->t_void, ps, 6);
-    LLVMValueRef args[6] = {k->buf[cg_llvm_buf_index(k->ks, an)], ins, k->n, desc, k->lo, k->hi};
+    LLVMValueRef args[6] = {k->buf[cg_buf_index(k->ks, an)], ins, k->n, desc, k->lo, k->hi};
     call(k, f, args, 6);
     /* per row: each output element costs a window over the weight's other dims */
     const Shape *ws = &an->inputs[1]->shape;
@@ -1346,15 +1275,6 @@ static void emit_conv_range(Kern *k, CgCount *cnt) {
 }
 
 /* ---------------------------------------------------------------- the kernel function */
-
-bool cg_llvm_folds_const(const Node *user) {
-    OpKind kind = ir_op_kind(user->op);
-    return kind == K_UNARY || kind == K_BINARY || kind == K_COMPARE || user->op == OP_SELECT || user->op == OP_BROADCAST;
-}
-
-static bool is_pointwise(const Node *n) {
-    return cg_llvm_folds_const(n) || n->op == OP_TRANSPOSE || n->op == OP_CONST;
-}
 
 /* cblas takes int sizes: a larger constant dimension would be truncated into a wrong product, so it is an
    error here. N, bound at run time to a batch size, is not checked. */
@@ -1398,21 +1318,21 @@ static void emit_body(Kern *k, CgCount *cnt) {
             emit_reduce(k, cnt);
         return;
     }
-    if (is_pointwise(nd)) {
+    if (cg_is_pointwise(nd)) {
         k->domain = &nd->shape;
         plan_members(k);
         emit_elementwise(k, cnt);
         return;
     }
     /* a lone node with a kernel of its own, run as one item */
-    k->out = typed_buf(k, cg_llvm_buf_index(ks, nd), nd->dtype);
+    k->out = typed_buf(k, cg_buf_index(ks, nd), nd->dtype);
     for (int i = 0; i < nd->ninputs; i++)
-        k->in[i] = typed_buf(k, cg_llvm_buf_index(ks, nd->inputs[i]), nd->inputs[i]->dtype);
+        k->in[i] = typed_buf(k, cg_buf_index(ks, nd->inputs[i]), nd->inputs[i]->dtype);
     switch (nd->op) {
     case OP_IOTA: emit_iota(k); break;
     case OP_ONE_HOT: emit_one_hot(k); break;
     default:
-        if (!is_callout(nd->op))
+        if (!cg_is_callout(nd->op))
             LATHE_UNREACHABLE("no kernel for this op");
         emit_callout(k);
         break;

@@ -116,64 +116,6 @@ static void out_of_memory(void) {
     exit(1);
 }
 
-/* One node's part of a key: the printed node's op, attributes and type without its id, operands and
-   location; a constant's value. */
-static void node_key(FILE *f, const Node *nd) {
-    char *text = NULL;
-    size_t tlen = 0;
-    FILE *t = open_memstream(&text, &tlen);
-    if (!t)
-        out_of_memory();
-    ir_print_node(t, nd);
-    fclose(t);
-    const char *attrs = strstr(text, " {"), *type = strstr(text, " : ");
-    char tb[256];
-    fprintf(f, "%s|%s|", ir_op_name(nd->op), ir_type_str(nd->dtype, &nd->shape, tb, sizeof tb));
-    if (nd->op == OP_CONST)
-        fprintf(f, "%.17g^%d|", nd->attr.value, nd->attr.npow);
-    if (attrs && (!type || attrs < type))
-        fwrite(attrs, 1, (size_t)((type ? type : attrs + strlen(attrs)) - attrs), f);
-    free(text);
-}
-
-static int member_index(const CgKernel *k, const Node *x) {
-    for (int i = 0; i < k->nmembers; i++)
-        if (k->members[i] == x)
-            return i;
-    return -1;
-}
-
-/* The key of kernel k, malloc'd: each member (materialized into which buffer), each of its inputs as a
-   member, a buffer or a folded constant, with its type. */
-static char *kernel_key(const CgKernel *k) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f)
-        out_of_memory();
-    char tb[256];
-    fprintf(f, "%d/%d/%d/%d", k->kind, k->nbufs, k->nouts, k->sgd_gemm);
-    for (int i = 0; i < k->nmembers; i++) {
-        const Node *m = k->members[i];
-        fprintf(f, "\n%s", m == k->anchor ? "@" : "");
-        node_key(f, m);
-        fprintf(f, "|>%d", k->materialized[i] ? cg_llvm_buf_index(k, m) : -1);
-        for (int j = 0; j < m->ninputs; j++) {
-            const Node *x = m->inputs[j];
-            int mi = member_index(k, x);
-            fprintf(f, "|%s", ir_type_str(x->dtype, &x->shape, tb, sizeof tb));
-            if (mi >= 0)
-                fprintf(f, "=m%d", mi);
-            else if (cg_llvm_buf_index(k, x) >= 0)
-                fprintf(f, "=b%d", cg_llvm_buf_index(k, x));
-            else
-                fprintf(f, "=%.17g^%d", x->attr.value, x->attr.npow);
-        }
-    }
-    fclose(f);
-    return buf;
-}
-
 /* The cached kernel for k, emitting it on a miss; NULL after an error. */
 static LLVMValueRef cached_kernel(CgCtx *c, const CgKernel *k, CgCount *count) {
     KernelCache *kc = c->kcache;
@@ -204,7 +146,7 @@ static LLVMValueRef cached_kernel(CgCtx *c, const CgKernel *k, CgCount *count) {
         free(kc->counts);
         *kc = grown;
     }
-    char *key = kernel_key(k);
+    char *key = cg_kernel_key(k);
     size_t j = key_hash(key) & (size_t)(kc->cap - 1);
     while (kc->keys[j]) {
         if (strcmp(kc->keys[j], key) == 0) {
@@ -285,125 +227,6 @@ typedef struct Entry {
     bool *signaled;     /* by argument: its ready call is emitted */
 } Entry;
 
-static const Node *buffer_owner(const Node *n) {
-    while (n->mem.kind == MEM_ALIAS)
-        n = n->inputs[0];
-    return n;
-}
-
-bool cg_llvm_same_buffer(const Node *a, const Node *b) {
-    a = buffer_owner(a);
-    b = buffer_owner(b);
-    if (a == b)
-        return true;
-    if (a->mem.kind == MEM_ARG && b->mem.kind == MEM_ARG)
-        return a->mem.arg == b->mem.arg;
-    return false;
-}
-
-int cg_llvm_buf_index(const CgKernel *k, const Node *x) {
-    for (int i = 0; i < k->nbufs; i++)
-        if (k->bufs[i] == x)
-            return i;
-    if (x->mem.kind == MEM_FUSED)
-        return -1;
-    for (int i = 0; i < k->nbufs; i++)
-        if (cg_llvm_same_buffer(k->bufs[i], x))
-            return i;
-    return -1;
-}
-
-bool cg_llvm_is_member(const CgKernel *k, const Node *x) {
-    return member_index(k, x) >= 0;
-}
-
-static void add_buf(CgKernel *k, const Node *x) {
-    if (cg_llvm_buf_index(k, x) >= 0)
-        return;
-    if (k->nbufs == CG_MAX_BUFS)
-        LATHE_UNREACHABLE("a kernel touches more than CG_MAX_BUFS buffers");
-    k->bufs[k->nbufs++] = x;
-}
-
-/* Whether a node outside n's group, or an output, reads n. */
-static bool read_outside(const Graph *g, const Node *n) {
-    for (int i = n->id + 1; i < g->nnodes; i++) {
-        const Node *u = g->nodes[i];
-        if (u->group >= 0 && u->group == n->group)
-            continue;
-        for (int j = 0; j < u->ninputs; j++)
-            if (u->inputs[j] == n)
-                return true;
-    }
-    for (int i = 0; i < g->noutputs; i++)
-        if (g->outputs[i].value == n)
-            return true;
-    return false;
-}
-
-/* Whether an epilogue is exactly root = P - s * anchor, P the root's own buffer (an in-place parameter
-   update) and s a scalar, with nothing else reading the anchor: then one GEMM with alpha = -s and beta = 1
-   updates P, and the anchor's buffer is never written. */
-static bool is_sgd_gemm(const Graph *g, const CgKernel *k) {
-    const Node *root = k->root, *an = k->anchor;
-    if (k->kind != GROUP_EPILOGUE || an->op != OP_MATMUL || root->op != OP_SUB || !ir_dtype_is_float(root->dtype))
-        return false;
-    const Node *p = root->inputs[0], *mul = root->inputs[1];
-    if (cg_llvm_is_member(k, p) || !cg_llvm_same_buffer(root, p) || !ir_shape_eq(&p->shape, &root->shape) ||
-        p->dtype != root->dtype || an->dtype != root->dtype)
-        return false;
-    if (!cg_llvm_is_member(k, mul) || mul->op != OP_MUL || read_outside(g, mul) || read_outside(g, an))
-        return false;
-    int ai = mul->inputs[0] == an ? 0 : mul->inputs[1] == an ? 1 : -1;
-    if (ai < 0)
-        return false;
-    const Node *s = mul->inputs[1 - ai];
-    if (s == an || s->dtype != root->dtype || ir_shape_has_n(&s->shape) || ir_shape_numel_per_n(&s->shape) != 1)
-        return false;
-    if (cg_llvm_is_member(k, s) ? s->op != OP_CONST : s->mem.kind == MEM_FUSED)
-        return false;
-    if (k->nmembers != 3 + cg_llvm_is_member(k, s))
-        return false;
-    return !cg_llvm_same_buffer(an->inputs[0], p) && !cg_llvm_same_buffer(an->inputs[1], p);
-}
-
-/* The kernel that computes root: its group's, or the lone node's. */
-static void kernel_of(const Graph *g, const Node *root, CgKernel *k) {
-    memset(k, 0, sizeof *k);
-    k->g = g;
-    k->root = root;
-    k->kind = ir_group_kind(g, root);
-    if (k->kind == GROUP_NONE) {
-        k->members[k->nmembers] = root;
-        k->materialized[k->nmembers++] = true;
-        k->anchor = root->op == OP_MATMUL ? root : NULL;
-    } else {
-        for (int i = 0; i <= root->id; i++) {
-            const Node *m = g->nodes[i];
-            if (m->group != root->id)
-                continue;
-            if (k->nmembers == CG_MAX_MEMBERS)
-                LATHE_UNREACHABLE("a fusion group has more than CG_MAX_MEMBERS members");
-            k->members[k->nmembers] = m;
-            k->materialized[k->nmembers++] = ir_group_materialized(g, m);
-        }
-        k->anchor = ir_group_anchor(g, root);
-    }
-    for (int i = 0; i < k->nmembers; i++)
-        if (k->materialized[i])
-            add_buf(k, k->members[i]);
-    k->nouts = k->nbufs;
-    for (int i = 0; i < k->nmembers; i++) {
-        const Node *m = k->members[i];
-        for (int j = 0; j < m->ninputs; j++) {
-            const Node *x = m->inputs[j];
-            if (!cg_llvm_is_member(k, x) && !(x->op == OP_CONST && cg_llvm_folds_const(m)))
-                add_buf(k, x);
-        }
-    }
-    k->sgd_gemm = is_sgd_gemm(g, k);
-}
-
 static LLVMValueRef arg_addr(Entry *e, int arg) {
     LLVMValueRef idx = LLVMConstInt(e->c->t_i64, (unsigned long long)arg, false);
     LLVMValueRef p = LLVMBuildInBoundsGEP2(e->c->b, e->c->t_ptr, e->args, &idx, 1, "");
@@ -434,21 +257,6 @@ static LLVMValueRef byte_size(Entry *e, const Node *nd) {
     int64_t per = ir_shape_numel_per_n(&nd->shape) * (int64_t)ir_dtype_size(nd->dtype);
     LLVMValueRef v = LLVMConstInt(c->t_i64, (unsigned long long)per, false);
     return ir_shape_has_n(&nd->shape) ? LLVMBuildMul(c->b, v, e->n, "") : v;
-}
-
-/* A lone CONST's buffer is filled only when something reads it: a user that does not fold it, or an
-   output. */
-static bool const_needed(const Graph *g, const Node *cn) {
-    for (int i = 0; i < g->nnodes; i++) {
-        const Node *u = g->nodes[i];
-        for (int k = 0; k < u->ninputs; k++)
-            if (u->inputs[k] == cn && !cg_llvm_folds_const(u))
-                return true;
-    }
-    for (int i = 0; i < g->noutputs; i++)
-        if (g->outputs[i].value == cn)
-            return true;
-    return false;
 }
 
 static void copy_bytes(Entry *e, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef size) {
@@ -622,7 +430,7 @@ static void plan_ready(const Graph *g, const GraphArg *args, int nargs, int *rea
         bool read_later = false;
         for (int i = v->id + 1; i < g->nnodes && !read_later; i++)
             for (int k = 0; k < g->nodes[i]->ninputs; k++)
-                read_later |= cg_llvm_same_buffer(g->nodes[i]->inputs[k], v);
+                read_later |= cg_same_buffer(g->nodes[i]->inputs[k], v);
         if (!read_later)
             ready_arg[v->id] = a;
     }
@@ -680,14 +488,10 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
 
     for (int i = 0; i < g->nnodes; i++) {
         const Node *nd = g->nodes[i];
-        if (nd->group >= 0 && nd->group != nd->id)
-            continue; /* computed by its group's kernel, at the root */
-        if (!ir_is_kernel(nd) && nd->op != OP_CONST)
-            continue;
-        if (nd->op == OP_CONST && nd->group < 0 && !const_needed(g, nd))
+        if (!cg_is_kernel_root(g, nd))
             continue;
         CgKernel k;
-        kernel_of(g, nd, &k);
+        cg_kernel_of(g, nd, &k);
         CgCount cnt;
         LLVMValueRef kfn = cached_kernel(c, &k, &cnt);
         if (!kfn) {
@@ -721,7 +525,7 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
             p = ir_find_leaf(g, OP_STATE, o->name);
         if (!p)
             LATHE_UNREACHABLE("an update output names no PARAM or STATE");
-        if (!cg_llvm_same_buffer(o->value, p))
+        if (!cg_same_buffer(o->value, p))
             copy_bytes(&e, e.addr[p->id], e.addr[o->value->id], byte_size(&e, p));
     }
     for (int a = 0; a < nargs; a++)
