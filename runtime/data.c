@@ -3,6 +3,7 @@
    batch into the input buffers of a graph (the order and the loader are in loader.c). Samples stay in the
    dtype of their file until gathered: IDX images as bytes take four times less memory than floats. */
 #include "rt.h"
+#include "budget.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -56,8 +57,7 @@ static char *describe_generate(const RtDataSpec *spec) {
     return strdup(buf);
 }
 
-int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr *e) {
-    memset(d, 0, sizeof *d);
+static int load_source(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr *e) {
     d->kind = spec->kind;
     d->scale = spec->scale;
     if (spec->kind == RT_DATA_GENERATE) {
@@ -86,6 +86,17 @@ int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr
     }
     if (rc != RT_OK)
         rt_dataset_free(d);
+    return rc;
+}
+
+/* The files of one data source, its labels with it, are one load of the readers' budget (budget.h). */
+int rt_dataset_load(RtDataset *d, const char *dir, const RtDataSpec *spec, RtErr *e) {
+    memset(d, 0, sizeof *d);
+    RtBudget b;
+    if (rt_budget_begin(&b, "data set", e) != RT_OK)
+        return RT_ERR;
+    int rc = load_source(d, dir, spec, e);
+    rt_budget_end(&b);
     return rc;
 }
 

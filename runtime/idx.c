@@ -4,6 +4,7 @@
    data actually arrives, so that a header claiming huge dimensions fails as a truncated file rather than as
    a huge allocation. */
 #include "rt.h"
+#include "budget.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,16 +53,17 @@ static uint32_t be32(const uint8_t *p) {
 
 static int read_payload(gzFile gz, const char *path, int64_t offset, int64_t total, RtIdx *out, RtErr *e) {
     int64_t cap = total < IDX_CHUNK ? total : IDX_CHUNK, got = 0;
-    uint8_t *buf = malloc((size_t)(cap > 0 ? cap : 1));
+    uint8_t *buf = rt_budget_malloc((size_t)cap, path, "the IDX data", e);
     if (!buf)
-        return rt_errf(e, "%s: out of memory", path);
+        return RT_ERR;
     while (got < total) {
         if (got == cap) {
+            int64_t old = cap;
             cap = cap * 2 < total ? cap * 2 : total;
-            uint8_t *nb = realloc(buf, (size_t)cap);
+            uint8_t *nb = rt_budget_realloc(buf, (size_t)old, (size_t)cap, path, "the IDX data", e);
             if (!nb) {
                 free(buf);
-                return rt_errf(e, "%s: out of memory for %lld bytes", path, (long long)total);
+                return RT_ERR;
             }
             buf = nb;
         }
@@ -133,10 +135,7 @@ static int read_idx(gzFile gz, const char *path, int min_dims, int max_dims, RtI
     return read_payload(gz, path, 4 + 4 * ndims, total, out, e);
 }
 
-int rt_idx_read(const char *path, int min_dims, int max_dims, RtIdx *out, RtErr *e) {
-    if (min_dims < 1 || max_dims > RT_IDX_MAX_DIMS || min_dims > max_dims)
-        return rt_errf(e, "%s: internal error: IDX dimensions %d to %d asked for", path, min_dims, max_dims);
-    memset(out, 0, sizeof *out);
+static int open_and_read(const char *path, int min_dims, int max_dims, RtIdx *out, RtErr *e) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return rt_errf(e, "%s: cannot open: %s", path, strerror(errno));
@@ -148,6 +147,18 @@ int rt_idx_read(const char *path, int min_dims, int max_dims, RtIdx *out, RtErr 
     gzbuffer(gz, 1 << 17);
     int rc = read_idx(gz, path, min_dims, max_dims, out, e);
     gzclose(gz);
+    return rc;
+}
+
+int rt_idx_read(const char *path, int min_dims, int max_dims, RtIdx *out, RtErr *e) {
+    if (min_dims < 1 || max_dims > RT_IDX_MAX_DIMS || min_dims > max_dims)
+        return rt_errf(e, "%s: internal error: IDX dimensions %d to %d asked for", path, min_dims, max_dims);
+    memset(out, 0, sizeof *out);
+    RtBudget b;
+    if (rt_budget_begin(&b, "IDX file", e) != RT_OK)
+        return RT_ERR;
+    int rc = open_and_read(path, min_dims, max_dims, out, e);
+    rt_budget_end(&b);
     if (rc != RT_OK)
         rt_idx_free(out);
     return rc;

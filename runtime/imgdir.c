@@ -4,6 +4,7 @@
    RGB by its transforms); PGMs (P5 binary and P2 text, maxval up to 255) are read here. Pixels are stored as
    bytes, channel-major ([C, H, W], as ToTensor gives), and scaled when gathered. */
 #include "rt.h"
+#include "budget.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -23,22 +24,34 @@ typedef struct Names {
     int n, cap;
 } Names;
 
-static bool names_add(Names *s, const char *name) {
+/* Adds a copy of name, an entry of folder (for messages), counted against the load's budget. */
+static int names_add(Names *s, const char *name, const char *folder, RtErr *e) {
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 64;
-        char **v = cap < (1 << 28) ? realloc(s->v, (size_t)cap * sizeof *v) : NULL;
+        if (cap >= (1 << 28))
+            return rt_errf(e, "%s: more than 2^27 entries", folder);
+        char **v = rt_budget_realloc(s->v, (size_t)s->cap * sizeof *v, (size_t)cap * sizeof *v, folder, "its entries",
+                                     e);
         if (!v)
-            return false;
+            return RT_ERR;
         s->v = v;
         s->cap = cap;
     }
-    return (s->v[s->n] = strdup(name)) != NULL && ++s->n;
+    size_t n = strlen(name) + 1;
+    if (!(s->v[s->n] = rt_budget_malloc(n, folder, "its entries", e)))
+        return RT_ERR;
+    memcpy(s->v[s->n++], name, n);
+    return RT_OK;
 }
 
 static void names_free(Names *s) {
-    for (int i = 0; i < s->n; i++)
+    int64_t bytes = s->cap * (int64_t)sizeof *s->v;
+    for (int i = 0; i < s->n; i++) {
+        bytes += (int64_t)strlen(s->v[i]) + 1;
         free(s->v[i]);
+    }
     free(s->v);
+    rt_budget_give(bytes);
     memset(s, 0, sizeof *s);
 }
 
@@ -71,8 +84,8 @@ static int list(const char *folder, bool want_dirs, Names *out, RtErr *e) {
         struct stat st;
         bool keep = stat(path, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
         free(path);
-        if (keep && !names_add(out, ent->d_name))
-            rc = rt_errf(e, "%s: out of memory", folder);
+        if (keep)
+            rc = names_add(out, ent->d_name, folder, e);
     }
     if (rc == RT_OK && errno)
         rc = rt_errf(e, "%s: cannot read folder: %s", folder, strerror(errno));
@@ -89,6 +102,7 @@ typedef struct Pixels {
     int64_t w, h;
     int channels;
     uint8_t *p;
+    int64_t counted; /* the bytes of p counted against the load's budget, given back when p is freed */
 } Pixels;
 
 /* Into out ([C, H, W] bytes): RGB to gray as PIL's convert("L") does (ITU-R 601-2 luma in 16-bit fixed point),
@@ -109,6 +123,9 @@ static void store_pixels(const Pixels *px, int channels, uint8_t *out) {
 /* ---------------------------------------------------------------- PNG through libpng */
 
 typedef struct PngRead {
+    const char *path;
+    RtErr *e;
+    bool refused; /* the budget refused the pixels: e holds its message */
     FILE *f;
     int64_t offset; /* bytes handed to libpng so far: where a damaged file went wrong */
     char msg[200];
@@ -167,6 +184,12 @@ static int png_decode(PngRead *r, bool size_only) {
     size_t rowbytes = png_get_rowbytes(r->png, r->info);
     if ((r->px.channels != 1 && r->px.channels != 3) || rowbytes != (size_t)w * (size_t)r->px.channels)
         png_error(r->png, "unexpected pixel layout after conversion to 8-bit gray or RGB");
+    int64_t bytes = (int64_t)(rowbytes * h + sizeof *r->rows * h);
+    if (rt_budget_take(bytes, r->path, "the decoded pixels", r->e) != RT_OK) {
+        r->refused = true;
+        png_error(r->png, "past the read budget");
+    }
+    r->px.counted = bytes;
     r->px.p = malloc(rowbytes * h);
     r->rows = malloc(sizeof *r->rows * h);
     if (!r->px.p || !r->rows)
@@ -179,7 +202,7 @@ static int png_decode(PngRead *r, bool size_only) {
 }
 
 static int read_png(const char *path, bool size_only, Pixels *out, RtErr *e) {
-    PngRead r = {0};
+    PngRead r = {.path = path, .e = e};
     if (!(r.f = fopen(path, "rb")))
         return rt_errf(e, "%s: cannot open: %s", path, strerror(errno));
     uint8_t sig[8];
@@ -199,7 +222,7 @@ static int read_png(const char *path, bool size_only, Pixels *out, RtErr *e) {
     } else {
         png_set_sig_bytes(r.png, 8);
         rc = png_decode(&r, size_only);
-        if (rc != RT_OK)
+        if (rc != RT_OK && !r.refused)
             rt_errf(e, "%s: byte %lld: unreadable PNG: %s", path, (long long)r.offset, r.msg);
     }
     png_destroy_read_struct(&r.png, r.info ? &r.info : NULL, NULL);
@@ -207,6 +230,7 @@ static int read_png(const char *path, bool size_only, Pixels *out, RtErr *e) {
     fclose(r.f);
     if (rc != RT_OK) {
         free(r.px.p);
+        rt_budget_give(r.px.counted);
         return RT_ERR;
     }
     *out = r.px;
@@ -288,14 +312,15 @@ static int read_pgm(const char *path, bool size_only, Pixels *out, RtErr *e) {
     out->h = h;
     out->channels = 1;
     out->p = NULL;
+    out->counted = 0;
+    if (rc == RT_OK && !size_only && !(out->p = rt_budget_malloc((size_t)(w * h), path, "the pixels", e)))
+        rc = RT_ERR;
     if (rc != RT_OK || size_only) {
         free(buf);
+        rt_budget_give(size + 1);
         return rc;
     }
-    if (!(out->p = malloc((size_t)(w * h)))) {
-        free(buf);
-        return rt_errf(e, "%s: out of memory", path);
-    }
+    out->counted = w * h;
     if (!plain) {
         int64_t data = g.at + 1; /* one whitespace byte after maxval */
         if (size - data < w * h)
@@ -326,8 +351,10 @@ static int read_pgm(const char *path, bool size_only, Pixels *out, RtErr *e) {
         }
     }
     free(buf);
+    rt_budget_give(size + 1);
     if (rc != RT_OK) {
         free(out->p);
+        rt_budget_give(out->counted);
         out->p = NULL;
     }
     return rc;
@@ -362,20 +389,23 @@ int rt_images_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {
             rc = rt_errf(e, "%s: no .png or .pgm files (every class folder needs an image)", folder);
         for (int i = 0; rc == RT_OK && i < files.n; i++) {
             if (count == cap) {
+                size_t was = (size_t)cap;
                 cap = cap ? 2 * cap : 256;
-                char **p = realloc(paths, (size_t)cap * sizeof *p);
+                char **p = rt_budget_realloc(paths, was * sizeof *p, (size_t)cap * sizeof *p, root, "the file list", e);
                 if (p)
                     paths = p;
-                int32_t *l = p ? realloc(labels, (size_t)cap * sizeof *l) : NULL;
+                int32_t *l = p ? rt_budget_realloc(labels, was * sizeof *l, (size_t)cap * sizeof *l, root, "the labels",
+                                                   e)
+                               : NULL;
                 if (l)
                     labels = l;
                 if (!p || !l) {
-                    rc = rt_errf(e, "%s: out of memory", root);
+                    rc = RT_ERR;
                     break;
                 }
             }
-            if (!(paths[count] = malloc(strlen(folder) + strlen(files.v[i]) + 2))) {
-                rc = rt_errf(e, "%s: out of memory", root);
+            if (!(paths[count] = rt_budget_malloc(strlen(folder) + strlen(files.v[i]) + 2, root, "the file list", e))) {
+                rc = RT_ERR;
                 break;
             }
             sprintf(paths[count], "%s/%s", folder, files.v[i]);
@@ -395,8 +425,8 @@ int rt_images_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {
     int64_t per = (int64_t)channels * w * h, total;
     if (rc == RT_OK && __builtin_mul_overflow(count, per, &total))
         rc = rt_errf(e, "%s: %lld images of %lld bytes pass 2^63 bytes", root, (long long)count, (long long)per);
-    if (rc == RT_OK && !(d->images = malloc((size_t)(total > 0 ? total : 1))))
-        rc = rt_errf(e, "%s: out of memory for %lld images of %lld bytes", root, (long long)count, (long long)per);
+    if (rc == RT_OK && !(d->images = rt_budget_malloc((size_t)total, root, "the images", e)))
+        rc = RT_ERR;
     for (int64_t i = 0; rc == RT_OK && i < count; i++) {
         rc = read_image(paths[i], false, &px, e);
         if (rc == RT_OK && (px.w != w || px.h != h))
@@ -406,6 +436,7 @@ int rt_images_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {
         if (rc == RT_OK)
             store_pixels(&px, channels, d->images + i * per);
         free(px.p);
+        rt_budget_give(px.counted);
         px.p = NULL;
     }
     for (int64_t i = 0; i < count; i++)

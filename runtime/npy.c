@@ -4,6 +4,7 @@
    npy(x, y, scale) source reads x (the first dimension counts the samples) and optional labels y. Plain or
    gzip files; every mistake names the file and the byte offset. */
 #include "rt.h"
+#include "budget.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -235,11 +236,7 @@ static int parse(const char *path, uint8_t *buf, int64_t size, RtNpy *out, RtErr
     return RT_OK;
 }
 
-int rt_npy_read(const char *path, RtNpy *out, RtErr *e) {
-    memset(out, 0, sizeof *out);
-    const uint16_t probe = 1;
-    if (*(const uint8_t *)&probe != 1)
-        return rt_errf(e, "%s: .npy files are read on little-endian machines only", path);
+static int read_npy(const char *path, RtNpy *out, RtErr *e) {
     uint8_t *buf;
     int64_t size;
     if (rt_read_file(path, NPY_MAX_BYTES + (1 << 20), &buf, &size, e) != RT_OK)
@@ -252,9 +249,24 @@ int rt_npy_read(const char *path, RtNpy *out, RtErr *e) {
     size_t bytes = (size_t)(size - out->offset);
     memmove(buf, buf + out->offset, bytes);
     uint8_t *shrunk = realloc(buf, bytes ? bytes : 1);
+    if (shrunk)
+        rt_budget_give(size + 1 - (int64_t)bytes);
     out->data = shrunk ? shrunk : buf;
     // cppcheck-suppress memleak ; buf or its shrunk copy is kept in out->data, which the caller frees
     return RT_OK;
+}
+
+int rt_npy_read(const char *path, RtNpy *out, RtErr *e) {
+    memset(out, 0, sizeof *out);
+    const uint16_t probe = 1;
+    if (*(const uint8_t *)&probe != 1)
+        return rt_errf(e, "%s: .npy files are read on little-endian machines only", path);
+    RtBudget b;
+    if (rt_budget_begin(&b, "NPY file", e) != RT_OK)
+        return RT_ERR;
+    int rc = read_npy(path, out, e);
+    rt_budget_end(&b);
+    return rc;
 }
 
 int rt_npy_load(RtDataset *d, const RtDataSpec *spec, RtErr *e) {

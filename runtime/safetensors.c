@@ -3,6 +3,7 @@
    multiple of 8, then the raw little-endian data. Writes are atomic (temporary file, fsync, rename, fsync
    of the folder); loads check the whole file before a single parameter is touched. */
 #include "rt.h"
+#include "budget.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -303,9 +304,9 @@ static int check_header(const char *path, json_t *h, RtTensor *req, int nreq, Rt
     int ntot = nreq + nopt;
     for (int i = 0; i < ntot; i++)
         src[i] = -1;
-    Range *ranges = calloc(json_object_size(h) + 1, sizeof *ranges);
+    Range *ranges = rt_budget_calloc(json_object_size(h) + 1, sizeof *ranges, path, "the header's tensors", e);
     if (!ranges)
-        return rt_errf(e, "out of memory");
+        return RT_ERR;
     int nr = 0, rc = RT_OK;
     const char *key;
     json_t *v;
@@ -391,13 +392,13 @@ static int load_fd(int fd, const char *path, RtTensor *req, int nreq, RtTensor *
         return rt_errf(e, "%s: header length %llu at byte offset 0 exceeds the limit of %lld bytes", path,
                        (unsigned long long)hlen, ST_MAX_HEADER);
     int64_t data_size = size - 8 - (int64_t)hlen;
-    char *header = malloc(hlen + 1);
-    uint8_t *data = malloc((size_t)data_size + 1);
-    int64_t *src = calloc((size_t)(nreq + nopt) + 1, sizeof *src);
+    char *header = rt_budget_malloc(hlen + 1, path, "the JSON header", e);
+    uint8_t *data = header ? rt_budget_malloc((size_t)data_size + 1, path, "the tensors' data", e) : NULL;
+    int64_t *src = data ? rt_budget_calloc((size_t)(nreq + nopt) + 1, sizeof *src, path, "the header", e) : NULL;
     json_t *h = NULL;
     int rc = RT_OK;
-    if (!header || !data || !src) {
-        rc = rt_errf(e, "%s: out of memory", path);
+    if (!src) {
+        rc = RT_ERR;
         goto done;
     }
     if (read_exact(fd, header, hlen) != 0 || read_exact(fd, data, (size_t)data_size) != 0) {
@@ -406,6 +407,10 @@ static int load_fd(int fd, const char *path, RtTensor *req, int nreq, RtTensor *
     }
     json_error_t je;
     h = json_loadb(header, hlen, JSON_REJECT_DUPLICATES, &je);
+    if (!h && rt_budget_refused(path, "the JSON header", e) != RT_OK) {
+        rc = RT_ERR;
+        goto done;
+    }
     if (!h) {
         rc = rt_errf(e, "%s: invalid JSON header at byte offset %lld: %s", path, (long long)(8 + je.position),
                      je.text);
@@ -413,14 +418,18 @@ static int load_fd(int fd, const char *path, RtTensor *req, int nreq, RtTensor *
     }
     if ((rc = check_header(path, h, req, nreq, opt, nopt, data_size, src, init, e)) != RT_OK)
         goto done;
+    /* the metadata first: once a tensor is written, nothing may fail */
+    if (meta_out) {
+        json_t *m = json_object_get(h, "__metadata__");
+        if (!(*meta_out = m ? json_incref(m) : json_object())) {
+            rc = rt_errf(e, "%s: out of memory", path);
+            goto done;
+        }
+    }
     for (int i = 0; i < nreq + nopt; i++) {
         RtTensor *t = i < nreq ? &req[i] : &opt[i - nreq];
         if (src[i] >= 0)
             memcpy(t->data, data + src[i], (size_t)tensor_bytes(t));
-    }
-    if (meta_out) {
-        json_t *m = json_object_get(h, "__metadata__");
-        *meta_out = m ? json_incref(m) : json_object();
     }
 done:
     json_decref(h);
@@ -430,14 +439,21 @@ done:
     return rc;
 }
 
+/* One checkpoint is one load of the readers' budget (budget.h). */
 static int load_path(const char *path, RtTensor *req, int nreq, RtTensor *opt, int nopt, json_t **meta_out,
                      RtStInit *init, RtErr *e) {
+    RtBudget b;
+    if (rt_budget_begin(&b, "checkpoint", e) != RT_OK)
+        return RT_ERR;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        rt_budget_end(&b);
         return rt_errf(e, "%s: cannot open: %s", path, strerror(errno));
+    }
     errno = 0;
     int rc = load_fd(fd, path, req, nreq, opt, nopt, meta_out, init, e);
     close(fd);
+    rt_budget_end(&b);
     return rc;
 }
 

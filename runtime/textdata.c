@@ -5,12 +5,14 @@
    label that is a number or a class name. Both read plain or gzip files; every bad file is one message with
    the file and the byte offset or line. */
 #include "rt.h"
+#include "budget.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -37,9 +39,12 @@ int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, R
         return rt_errf(e, "%s: cannot open: out of memory", path);
     }
     gzbuffer(gz, 1 << 17);
-    int64_t cap = CHUNK < max ? CHUNK : max, got = 0;
-    uint8_t *buf = malloc((size_t)cap + 1);
-    int rc = buf ? RT_OK : rt_errf(e, "%s: out of memory", path);
+    /* a plain file's size (gzip's is a start): the buffer, and what the budget counts, grows only past it */
+    struct stat st;
+    int64_t hint = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < max ? (int64_t)st.st_size + 1 : CHUNK;
+    int64_t cap = hint < max ? hint : max, got = 0;
+    uint8_t *buf = rt_budget_malloc((size_t)cap + 1, path, "the file", e);
+    int rc = buf ? RT_OK : RT_ERR;
     while (rc == RT_OK) {
         if (got == cap) {
             if (cap >= max) {
@@ -47,10 +52,11 @@ int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, R
                              (long long)max);
                 break;
             }
+            int64_t old = cap;
             cap = cap * 2 < max ? cap * 2 : max;
-            uint8_t *nb = realloc(buf, (size_t)cap + 1);
+            uint8_t *nb = rt_budget_realloc(buf, (size_t)old + 1, (size_t)cap + 1, path, "the file", e);
             if (!nb) {
-                rc = rt_errf(e, "%s: out of memory after %lld bytes", path, (long long)got);
+                rc = RT_ERR;
                 break;
             }
             buf = nb;
@@ -74,6 +80,12 @@ int rt_read_file(const char *path, int64_t max, uint8_t **data, int64_t *size, R
     if (rc != RT_OK) {
         free(buf);
         return rc;
+    }
+    /* to the size read, so that the budget counts size + 1 bytes, which the callers give back as they free */
+    uint8_t *fit = realloc(buf, (size_t)got + 1);
+    if (fit) {
+        rt_budget_give(cap - got);
+        buf = fit;
     }
     buf[got] = 0;
     *data = buf;
@@ -155,9 +167,9 @@ static int cmp_u32(const void *a, const void *b) {
 /* tokens = "chars": the distinct code points of the segments, ascending, into d->vocab (ids 0..V-1), and
    each as UTF-8 into d->class_names, so that predict can print them. */
 static int build_vocab(RtDataset *d, const uint8_t *text, int64_t size, bool lines, int64_t *ntokens, RtErr *e) {
-    uint8_t *seen = calloc(0x110000 / 8, 1);
+    uint8_t *seen = rt_budget_calloc(0x110000 / 8, 1, d->images_path, "the characters", e);
     if (!seen)
-        return rt_errf(e, "%s: out of memory", d->images_path);
+        return RT_ERR;
     Segments g = {.text = text, .size = size, .lines = lines};
     int64_t s, end, n = 0, v = 0;
     while (next_segment(&g, &s, &end))
@@ -174,11 +186,13 @@ static int build_vocab(RtDataset *d, const uint8_t *text, int64_t size, bool lin
             i += len;
             n++;
         }
-    d->vocab = malloc((size_t)(v ? v : 1) * sizeof *d->vocab);
-    d->class_names = calloc((size_t)(v ? v : 1), sizeof *d->class_names);
-    if (!d->vocab || !d->class_names) {
+    d->vocab = rt_budget_malloc((size_t)(v ? v : 1) * sizeof *d->vocab, d->images_path, "the characters", e);
+    d->class_names = d->vocab ? rt_budget_calloc((size_t)(v ? v : 1), sizeof *d->class_names, d->images_path,
+                                                 "the characters", e)
+                              : NULL;
+    if (!d->class_names) {
         free(seen);
-        return rt_errf(e, "%s: out of memory", d->images_path);
+        return RT_ERR;
     }
     for (uint32_t cp = 0; cp < 0x110000; cp++) {
         if (!seen[cp >> 3]) { /* eight code points at once where none was seen: most of them */
@@ -189,11 +203,12 @@ static int build_vocab(RtDataset *d, const uint8_t *text, int64_t size, bool lin
             d->vocab[d->nvocab++] = cp;
     }
     free(seen);
+    rt_budget_give(0x110000 / 8);
     for (int64_t i = 0; i < d->nvocab; i++) {
         uint32_t c = d->vocab[i];
-        char *u = malloc(5);
+        char *u = rt_budget_malloc(5, d->images_path, "the characters", e);
         if (!u)
-            return rt_errf(e, "%s: out of memory", d->images_path);
+            return RT_ERR;
         if (c < 0x80)
             u[0] = (char)c, u[1] = 0;
         else if (c < 0x800)
@@ -217,9 +232,10 @@ static int tokenize(RtDataset *d, uint8_t *text, int64_t size, bool lines, int64
     uint8_t *out = text; /* bytes: written in place, never ahead of the reading */
     if (chars) {
         d->images_dtype = d->nvocab <= 256 ? RT_U8 : RT_I32;
-        out = malloc((size_t)(ntokens ? ntokens : 1) * rt_dtype_size(d->images_dtype));
+        out = rt_budget_malloc((size_t)(ntokens ? ntokens : 1) * rt_dtype_size(d->images_dtype), d->images_path,
+                               "the tokens", e);
         if (!out)
-            return rt_errf(e, "%s: out of memory for %lld characters", d->images_path, (long long)ntokens);
+            return RT_ERR;
     }
     int64_t ocap = 0, lcap = 0, n = 0, count = 0;
     Segments g = {.text = text, .size = size, .lines = lines};
@@ -246,16 +262,17 @@ static int tokenize(RtDataset *d, uint8_t *text, int64_t size, bool lines, int64
         }
         if (count + 2 > ocap || count + 1 > lcap) {
             int64_t cap = ocap ? 2 * ocap : 1024;
-            int64_t *o = realloc(d->offsets, (size_t)cap * sizeof *o);
+            size_t was = (size_t)ocap * sizeof(int64_t), bytes = (size_t)cap * sizeof(int64_t);
+            int64_t *o = rt_budget_realloc(d->offsets, was, bytes, d->images_path, "the lines", e);
             if (o)
                 d->offsets = o;
-            int64_t *l = o ? realloc(d->lines, (size_t)cap * sizeof *l) : NULL;
+            int64_t *l = o ? rt_budget_realloc(d->lines, was, bytes, d->images_path, "the lines", e) : NULL;
             if (l)
                 d->lines = l;
             if (!o || !l) {
                 if (chars)
                     free(out);
-                return rt_errf(e, "%s: out of memory at line %lld", d->images_path, (long long)g.line);
+                return RT_ERR;
             }
             ocap = lcap = cap;
         }
@@ -264,8 +281,10 @@ static int tokenize(RtDataset *d, uint8_t *text, int64_t size, bool lines, int64
         d->lines[count] = g.line;
         count++;
     }
-    if (chars)
+    if (chars) {
         free(text);
+        rt_budget_give(size + 1);
+    }
     d->images = out;
     d->size = n;
     d->count = count;
@@ -335,22 +354,22 @@ typedef struct Csv {
     int64_t nheader;
 } Csv;
 
-/* Grows *p (of *cap elements of size) to hold need elements. */
-static bool grow(void **p, int64_t *cap, int64_t need, size_t size) {
+/* Grows *p (of *cap elements of size) to hold need elements, counted against the load's budget as what. */
+static int grow(void **p, int64_t *cap, int64_t need, size_t size, const char *path, const char *what, RtErr *e) {
     if (need <= *cap)
-        return true;
+        return RT_OK;
     int64_t n = *cap ? *cap : 1024;
     while (n < need)
         n *= 2;
     size_t bytes;
     if (__builtin_mul_overflow((size_t)n, size, &bytes))
-        return false;
-    void *q = realloc(*p, bytes);
+        return rt_errf(e, "%s: %s: the size overflows", path, what);
+    void *q = rt_budget_realloc(*p, (size_t)*cap * size, bytes, path, what, e);
     if (!q)
-        return false;
+        return RT_ERR;
     *p = q;
     *cap = n;
-    return true;
+    return RT_OK;
 }
 
 /* Spaces around a cell: ' ', '\t' and '\r' unless the delimiter is one of them. */
@@ -358,8 +377,8 @@ static bool pad_byte(const Csv *c, char ch) {
     return (ch == ' ' || ch == '\t' || ch == '\r') && ch != c->delim;
 }
 
-static bool put_bytes(Csv *c, const char *s, int64_t n) {
-    if (!grow((void **)&c->buf, &c->bufcap, c->nbuf + n + 1, 1))
+static bool put_bytes(Csv *c, const char *s, int64_t n, RtErr *e) {
+    if (grow((void **)&c->buf, &c->bufcap, c->nbuf + n + 1, 1, c->path, "a record's cells", e) != RT_OK)
         return false;
     memcpy(c->buf + c->nbuf, s, (size_t)n);
     c->nbuf += n;
@@ -385,8 +404,11 @@ static int next_record(Csv *c, RtErr *e) {
     c->rec_line = c->line;
     c->nbuf = c->ncells = 0;
     for (;;) {
-        if (c->ncells >= (1 << 24) || !grow((void **)&c->cells, &c->cellcap, c->ncells + 1, sizeof *c->cells))
+        if (c->ncells >= (1 << 24))
             return rt_errf(e, "%s:%lld: too many cells", c->path, (long long)c->rec_line);
+        if (grow((void **)&c->cells, &c->cellcap, c->ncells + 1, sizeof *c->cells, c->path, "a record's cells", e) !=
+            RT_OK)
+            return RT_ERR;
         Cell *cell = &c->cells[c->ncells++];
         while (p < end && pad_byte(c, *p))
             p++;
@@ -401,8 +423,8 @@ static int next_record(Csv *c, RtErr *e) {
                     break;
                 p += *p == '"'; /* "" is one quote */
                 c->line += *p == '\n';
-                if (!put_bytes(c, p, 1))
-                    return rt_errf(e, "%s:%lld: out of memory", c->path, (long long)c->rec_line);
+                if (!put_bytes(c, p, 1, e))
+                    return RT_ERR;
             }
             p++;
         }
@@ -413,8 +435,8 @@ static int next_record(Csv *c, RtErr *e) {
         const char *t = p;
         while (t > s && pad_byte(c, t[-1]))
             t--;
-        if (!put_bytes(c, s, t - s))
-            return rt_errf(e, "%s:%lld: out of memory", c->path, (long long)c->rec_line);
+        if (!put_bytes(c, s, t - s, e))
+            return RT_ERR;
         cell->len = c->nbuf - cell->at;
         if (p < end && *p == c->delim) {
             p++;
@@ -537,9 +559,9 @@ static int choose_columns(const Csv *c, const RtDataSpec *spec, int64_t ncols, i
     if (n < 1)
         return rt_errf(e, "%s:%lld: a record needs at least two columns (features and a label), this one has %lld",
                        c->path, (long long)c->rec_line, (long long)ncols);
-    int64_t *f = malloc((size_t)n * sizeof *f);
+    int64_t *f = rt_budget_malloc((size_t)n * sizeof *f, c->path, "the feature columns", e);
     if (!f)
-        return rt_errf(e, "%s: out of memory", c->path);
+        return RT_ERR;
     for (int64_t i = 0, k = 0; i < n; i++) {
         if (!spec->features) {
             f[i] = k == *label ? ++k : k;
@@ -582,8 +604,8 @@ static uint64_t hash_bytes(const char *s, int64_t n) {
     return h;
 }
 
-static bool names_rehash(Names *t, int64_t nslots) {
-    int32_t *s = malloc((size_t)nslots * sizeof *s);
+static bool names_rehash(Names *t, int64_t nslots, const char *path, RtErr *e) {
+    int32_t *s = rt_budget_malloc((size_t)nslots * sizeof *s, path, "the class names", e);
     if (!s)
         return false;
     memset(s, 0xff, (size_t)nslots * sizeof *s);
@@ -594,6 +616,7 @@ static bool names_rehash(Names *t, int64_t nslots) {
         s[h & (uint64_t)(nslots - 1)] = (int32_t)id;
     }
     free(t->slots);
+    rt_budget_give(t->nslots * (int64_t)sizeof *s);
     t->slots = s;
     t->nslots = nslots;
     return true;
@@ -609,15 +632,19 @@ static int64_t names_slot(const Names *t, const char *s, int64_t n) {
     }
 }
 
-/* The id of the string s[0..n), added when new; -1 when out of memory. */
-static int64_t names_intern(Names *t, const char *s, int64_t n) {
-    if ((t->n + 1) * 2 > t->nslots && (t->n >= INT32_MAX / 4 || !names_rehash(t, t->nslots ? 2 * t->nslots : 64)))
+/* The id of the string s[0..n), added when new; -1 with e filled when out of memory or past the budget. */
+static int64_t names_intern(Names *t, const char *s, int64_t n, const char *path, RtErr *e) {
+    if ((t->n + 1) * 2 > t->nslots && t->n >= INT32_MAX / 4) {
+        rt_errf(e, "%s: more than 2^29 class names", path);
+        return -1;
+    }
+    if ((t->n + 1) * 2 > t->nslots && !names_rehash(t, t->nslots ? 2 * t->nslots : 64, path, e))
         return -1;
     int64_t slot = names_slot(t, s, n);
     if (t->slots[slot] >= 0)
         return t->slots[slot];
-    char *copy = malloc((size_t)n + 1);
-    if (!copy || !grow((void **)&t->names, &t->cap, t->n + 1, sizeof *t->names)) {
+    char *copy = rt_budget_malloc((size_t)n + 1, path, "the class names", e);
+    if (!copy || grow((void **)&t->names, &t->cap, t->n + 1, sizeof *t->names, path, "the class names", e) != RT_OK) {
         free(copy);
         return -1;
     }
@@ -684,10 +711,9 @@ static int read_label(const Csv *c, const RtDataSpec *spec, int64_t col, Names *
     if (memchr(c->buf + cell->at, 0, (size_t)cell->len))
         return rt_errf(e, "%s:%lld: column %lld: the label holds a NUL byte%s", c->path, (long long)c->rec_line,
                        (long long)col + 1, nt);
-    int64_t id = names_intern(t, c->buf + cell->at, cell->len);
+    int64_t id = names_intern(t, c->buf + cell->at, cell->len, c->path, e);
     if (id < 0)
-        return rt_errf(e, "%s:%lld: out of memory for the class names (or more than 2^29 of them)", c->path,
-                       (long long)c->rec_line);
+        return RT_ERR;
     *y = (double)id;
     return RT_OK;
 }
@@ -695,12 +721,11 @@ static int read_label(const Csv *c, const RtDataSpec *spec, int64_t col, Names *
 /* Class names: their ids in order of reading become the ranks of the names sorted byte by byte. */
 static int sort_classes(RtDataset *d, Names *t, RtErr *e) {
     int64_t n = t->n;
-    int64_t *rank = malloc((size_t)(n ? n : 1) * sizeof *rank);
-    char **sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
-    if (!rank || !sorted) {
+    int64_t *rank = rt_budget_malloc((size_t)n * sizeof *rank, d->images_path, "the class names", e);
+    char **sorted = rank ? rt_budget_malloc((size_t)n * sizeof *sorted, d->images_path, "the class names", e) : NULL;
+    if (!sorted) {
         free(rank);
-        free(sorted);
-        return rt_errf(e, "%s: out of memory", d->images_path);
+        return RT_ERR;
     }
     memcpy(sorted, t->names, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_name);
@@ -709,6 +734,7 @@ static int sort_classes(RtDataset *d, Names *t, RtErr *e) {
     for (int64_t i = 0; i < d->count; i++)
         d->targets[i] = (double)rank[(int64_t)d->targets[i]];
     free(rank);
+    rt_budget_give(n * (int64_t)sizeof *rank);
     free(t->names); /* the strings now belong to d */
     t->names = NULL;
     t->n = 0;
@@ -722,14 +748,14 @@ static int read_header(Csv *c, RtErr *e) {
     int r = next_record(c, e);
     if (r <= 0)
         return r < 0 ? RT_ERR : rt_errf(e, "%s: no records after the header line", c->path);
-    c->header = calloc((size_t)c->ncells, sizeof *c->header);
+    c->header = rt_budget_calloc((size_t)c->ncells, sizeof *c->header, c->path, "the header", e);
     if (!c->header)
-        return rt_errf(e, "%s: out of memory", c->path);
+        return RT_ERR;
     c->nheader = c->ncells;
     for (int64_t k = 0; k < c->ncells; k++) {
         const Cell *cell = &c->cells[k];
-        if (!(c->header[k] = malloc((size_t)cell->len + 1)))
-            return rt_errf(e, "%s: out of memory", c->path);
+        if (!(c->header[k] = rt_budget_malloc((size_t)cell->len + 1, c->path, "the header", e)))
+            return RT_ERR;
         memcpy(c->header[k], c->buf + cell->at, (size_t)cell->len);
         c->header[k][cell->len] = 0; /* a NUL inside cuts the name there */
     }
@@ -761,10 +787,11 @@ static int read_records(Csv *c, RtDataset *d, const RtDataSpec *spec, Names *nam
             rc = RT_ERR;
             break;
         }
-        if (!grow((void **)&d->features, &fcap, (count + 1) * nfeat, sizeof *d->features) ||
-            !grow((void **)&d->targets, &tcap, count + 1, sizeof *d->targets) ||
-            !grow((void **)&d->lines, &lcap, count + 1, sizeof *d->lines)) {
-            rc = rt_errf(e, "%s: out of memory at line %lld", c->path, (long long)c->rec_line);
+        if (grow((void **)&d->features, &fcap, (count + 1) * nfeat, sizeof *d->features, c->path, "the features",
+                 e) != RT_OK ||
+            grow((void **)&d->targets, &tcap, count + 1, sizeof *d->targets, c->path, "the labels", e) != RT_OK ||
+            grow((void **)&d->lines, &lcap, count + 1, sizeof *d->lines, c->path, "the line numbers", e) != RT_OK) {
+            rc = RT_ERR;
             break;
         }
         double *f = d->features + count * nfeat;

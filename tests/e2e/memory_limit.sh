@@ -28,7 +28,8 @@ head -1 auto.out | grep -q -E "^Batch: $best \(--batch auto: the largest that fi
   || { head -3 auto.out; fail "--batch auto's first line"; }
 grep -q '^Done!$' auto.out || fail "the --batch auto run did not finish"
 
-LATHE_MEMORY_LIMIT=1M expect_fail "${run[@]}" --batch auto
+# (LATHE_READ_LIMIT: else the readers' budget, the same 1 MiB, stops the data set before the check)
+LATHE_MEMORY_LIMIT=1M LATHE_READ_LIMIT=1G expect_fail "${run[@]}" --batch auto
 expect_msg 'not enough memory to train, even at batch 1: the run needs .* but 1.0 MiB \(1048576 bytes, from LATHE_MEMORY_LIMIT\) is available'
 
 ./mlp info >info.out || fail "info"

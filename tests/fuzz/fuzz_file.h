@@ -34,6 +34,9 @@ static const char *fuzz_folder(void) {
             abort();
         }
         atexit(fuzz_remove_dir);
+        /* the readers' budget (runtime/budget.h), far below libFuzzer's -malloc_limit_mb, so that a file that
+           asks for too much stops in the reader with its message rather than in libFuzzer as a crash */
+        setenv("LATHE_READ_LIMIT", "256M", 0);
     }
     return fuzz_dir;
 }
