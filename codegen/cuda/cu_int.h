@@ -60,7 +60,9 @@ bool cu_emit_callout(CuKernel *ck);   /* any other cg_is_callout op (lib.c) */
    anchor at element `index` (a C expression of type long long: the flat, row-major index into the anchor's
    shape, N bound to n) given the anchor's value there as `value` (a C expression), and store the
    materialized ones. The anchor's own store is the caller's (none when k->sgd_gemm: then the root
-   P - s * anchor is computed here from `value` and stored into P in place). Broadcast and transposed inputs are read through their strides. (pointwise.c) */
+   P - s * anchor is computed here from `value` and stored into P in place). Broadcast and transposed
+   inputs are read through their strides. The statements are one { } block that evaluates `index` and
+   `value` once, first, so that its own names (o0, a0, v0, q, t) never shadow the caller's. (pointwise.c) */
 void cu_emit_members_at(CuKernel *ck, const char *index, const char *value);
 
 /* The device library's source (lib.c), printed once into the translation unit before any kernel:

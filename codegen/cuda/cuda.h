@@ -34,7 +34,7 @@ typedef struct CgCudaLaunch {
     int block;        /* threads per block, 32 .. 1024, a multiple of 32 */
     int64_t items_c, per_block;
     int items_p;
-    int nbufs;
+    int nbufs, nouts; /* bufs[0 .. nouts) are written, the rest only read */
     CgCudaBuf *bufs;
 } CgCudaLaunch;
 
@@ -71,7 +71,8 @@ bool cg_cuda_generate_graph(Arena *a, const Graph *g, const CgCudaOptions *o, Cg
 /* The launch plan as JSON text in a, the form the runtime reads (runtime/cuda.h):
      {"graphs": {"train": {"nargs": 9, "arena": [c, per_n],
                            "launches": [{"name": "k12_add", "node": 12, "block": 256, "items": [c, p],
-                                         "per_block": 256, "bufs": [{"arg": 3} | {"arena": [c, per_n]}, ...]}],
+                                         "per_block": 256, "nouts": 1,
+                                         "bufs": [{"arg": 3} | {"arena": [c, per_n]}, ...]}],
                            "copies": [{"dst": BUF, "src": BUF, "bytes": [c, p]}]}, ...}} */
 char *cg_cuda_plan_json(Arena *a, const CgCudaProgram *cp);
 
