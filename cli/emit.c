@@ -1,12 +1,14 @@
 /* emit.c: `lathe compile --emit obj|asm|llvm|lib|shared|cuda`. The object, assembly and LLVM IR are the whole
    program's, as the executable would hold it, written under a temporary name and renamed; lib and shared are
-   model libraries (codegen/link_lib.c) built from an object compiled with the library's prefix. */
+   model libraries (codegen/link_lib.c) built from an object compiled with the library's prefix; cuda is the
+   CUDA C source, and a --target cuda executable's GPU data object is made here too. */
 #include "emit.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const kinds[] = {"exe", "obj", "asm", "llvm", "lib", "shared", "cuda"};
@@ -33,11 +35,6 @@ int cli_emit_check(const char *emit, const char *prefix, bool mpi) {
             known |= strcmp(emit, kinds[i]) == 0;
         if (!known)
             return usage_error("--emit takes exe, lib, shared, obj, asm, llvm or cuda, not '%s'", emit);
-        if (strcmp(emit, "cuda") == 0) {
-            fprintf(stderr, "lathe: error: --emit cuda: the CUDA backend is not built into this lathe (it emits CPU "
-                            "code only: exe, lib, shared, obj, asm, llvm)\n");
-            return 1;
-        }
     }
     if (prefix && !cli_emit_other(emit))
         return usage_error("--prefix goes with --emit lib, shared, obj, asm or llvm (not the executable)%s", "");
@@ -109,4 +106,42 @@ bool cli_emit(Arena *a, const Program *p, const CgOptions *cg, const char *emit,
         return emit_file(a, p, &o, kind, output, d);
     }
     return emit_library(a, p, cg, strcmp(emit, "lib") == 0 ? CG_LIB_STATIC : CG_LIB_SHARED, output, prefix, d);
+}
+
+bool cli_emit_cuda(Arena *a, const Program *p, const CgCudaOptions *co, const char *output, Diag *d) {
+    CgCudaProgram cp;
+    if (!cg_cuda_generate(a, p, co, &cp, d))
+        return false;
+    char *tmp = arena_printf(a, "%s.tmp-%d", output, (int)getpid());
+    track_temp(tmp);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(cp.source, f) >= 0;
+    ok = f && fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, output) != 0) {
+        diag_error(d, (Loc){0}, "cannot create %s: %s", output, strerror(errno));
+        ok = false;
+    }
+    remove_temp();
+    return ok;
+}
+
+static double seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+bool cli_cuda_object(Arena *a, const Program *p, const CgCudaOptions *co, const CgCudaArchs *archs,
+                     const CgOptions *cg, const char *name, const char *path, Diag *d) {
+    CgCudaProgram cp;
+    CgCudaBinary bin;
+    if (!cg_cuda_generate(a, p, co, &cp, d))
+        return false;
+    double t0 = seconds();
+    if (!cg_nvrtc_compile(a, cp.source, name, archs, &bin, d))
+        return false;
+    if (getenv("LATHE_CUDA_TIMES")) /* tests/e2e/cuda_compile.sh's figures */
+        fprintf(stderr, "lathe: NVRTC: %s: %.2f s for PTX and %d cubins (%zu bytes of CUDA C)\n", name,
+                seconds() - t0, bin.ncubins, strlen(cp.source));
+    return cg_llvm_emit_cuda_data(cg, cg_cuda_plan_json(a, &cp), &bin, cg_cuda_archs_text(a, archs), path, d);
 }

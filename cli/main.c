@@ -45,7 +45,10 @@ static const char usage[] =
     "  --cpu NAME             the CPU to compile for (default: native)\n"
     "  --mpi                  link Open MPI: the executable trains data-parallel under mpirun (compile)\n"
     "  --emit KIND            what compile writes: exe (default), lib (OUT.h + libOUT.a), shared (OUT.h +\n"
-    "                         libOUT.so), obj, asm, llvm (the object, assembly or LLVM IR), cuda\n"
+    "                         libOUT.so), obj, asm, llvm (the object, assembly or LLVM IR), cuda (the\n"
+    "                         CUDA C source)\n"
+    "  --target cpu|cuda      cuda: the executable holds GPU code too, and runs it with --device cuda|auto\n"
+    "                         (compile; lathe compile --help)\n"
     "  --prefix NAME          the C prefix of a library's functions (default: OUT's base name)\n"
     "  -O LEVEL               LLVM optimization level 0-3 (default 3)\n"
     "  -h, --help             this help (lathe COMMAND --help: that command's, with examples)\n"
@@ -71,6 +74,7 @@ typedef struct Options {
     bool stats; /* --stats: lathe ir's table of work and memory (cli/stats.h) */
     bool mpi; /* --mpi: link the Open MPI backend (runtime/dist.h) */
     const char *emit, *prefix; /* --emit KIND (NULL: exe), --prefix NAME (cli/emit.h) */
+    const char *target, *cuda_arch, *precision; /* --target cpu|cuda, --cuda-arch LIST, --precision fp32|tf32 */
     int opt_level;
     long long batch; /* --batch; 0: the recipe's */
 } Options;
@@ -98,12 +102,24 @@ static const struct {
      "  --batch N           the batch size of --mem-report (default: the recipe's batch)\n"
      "  --cpu NAME          the CPU to compile for (default: native)\n"
      "  -O LEVEL            LLVM optimization level 0-3 (default 3)\n"
-     "  --emit KIND, --prefix NAME, --mpi   other outputs than an executable (lathe --help)\n"
+     "  --emit KIND, --prefix NAME, --mpi   other outputs than an executable (lathe --help); --emit cuda\n"
+     "                      writes the CUDA C source of --target cuda (-o FILE.cu)\n"
+     "  --target cpu|cuda   cuda: the executable also holds the model's CUDA kernels, compiled by NVRTC\n"
+     "                      (libnvrtc, found in $CUDA_HOME/lib64, /usr/local/cuda/lib64 or the loader's\n"
+     "                      path; LATHE_NVRTC=FILE names it), and runs them with --device cuda or auto\n"
+     "                      (its default); no GPU is needed to compile (default: cpu)\n"
+     "  --cuda-arch LIST    the GPUs to build cubins for (default sm_80,sm_90); PTX for compute_80 is\n"
+     "                      always added, which later GPUs compile when they start\n"
+     "  --precision P       tf32 (default): float32 GEMMs and convolutions on TF32 tensor cores;\n"
+     "                      fp32: in exact float32 arithmetic\n"
      "examples:\n"
      "  lathe compile models/fashion_mlp.lathe -o fashion_mlp\n"
      "  ./fashion_mlp train --data /usr/share/datasets/fashion-mnist --epochs 5 --checkpoint-dir ckpt\n"
      "  lathe compile models/fashion_cnn.lathe -o fashion_cnn -O2 --cpu x86-64-v3\n"
-     "  lathe compile models/resnet20.lathe --mem-report --batch 256\n" EXIT_STATUS},
+     "  lathe compile models/resnet20.lathe --mem-report --batch 256\n"
+     "  lathe compile models/fashion_mlp.lathe --target cuda -o fashion_mlp_gpu --cuda-arch sm_90\n"
+     "  ./fashion_mlp_gpu train --data /usr/share/datasets/fashion-mnist --device cuda\n"
+     "  lathe compile models/fashion_mlp.lathe --emit cuda -o fashion_mlp.cu\n" EXIT_STATUS},
     {"check",
      "usage: lathe check MODEL\n"
      "Parses MODEL, checks its shapes and its train block, builds and plans every graph, and prints a\n"
@@ -155,7 +171,7 @@ static int print_help(const char *command) {
 /* Returns -1 when the options are fine, else the exit status. */
 static int parse_options(int argc, char **argv, Options *o) {
     enum { OPT_AFTER = 256, OPT_DOT, OPT_PASS, OPT_CPU, OPT_VERSION, OPT_MEM_REPORT, OPT_BATCH, OPT_MPI, OPT_EMIT,
-           OPT_PREFIX, OPT_STATS };
+           OPT_PREFIX, OPT_STATS, OPT_TARGET, OPT_CUDA_ARCH, OPT_PRECISION };
     static const struct option longs[] = {
         {"output", required_argument, NULL, 'o'}, {"after", required_argument, NULL, OPT_AFTER},
         {"dot", no_argument, NULL, OPT_DOT},      {"pass", required_argument, NULL, OPT_PASS},
@@ -163,7 +179,9 @@ static int parse_options(int argc, char **argv, Options *o) {
         {"version", no_argument, NULL, OPT_VERSION}, {"mem-report", no_argument, NULL, OPT_MEM_REPORT},
         {"batch", required_argument, NULL, OPT_BATCH}, {"mpi", no_argument, NULL, OPT_MPI},
         {"emit", required_argument, NULL, OPT_EMIT}, {"prefix", required_argument, NULL, OPT_PREFIX},
-        {"stats", no_argument, NULL, OPT_STATS}, {NULL, 0, NULL, 0}};
+        {"stats", no_argument, NULL, OPT_STATS}, {"target", required_argument, NULL, OPT_TARGET},
+        {"cuda-arch", required_argument, NULL, OPT_CUDA_ARCH}, {"precision", required_argument, NULL, OPT_PRECISION},
+        {NULL, 0, NULL, 0}};
     o->opt_level = 3;
     opterr = 0;
     int c;
@@ -188,6 +206,9 @@ static int parse_options(int argc, char **argv, Options *o) {
         case OPT_MPI: o->mpi = true; break;
         case OPT_EMIT: o->emit = optarg; break;
         case OPT_PREFIX: o->prefix = optarg; break;
+        case OPT_TARGET: o->target = optarg; break;
+        case OPT_CUDA_ARCH: o->cuda_arch = optarg; break;
+        case OPT_PRECISION: o->precision = optarg; break;
         case OPT_BATCH: {
             char *end;
             errno = 0;
@@ -248,13 +269,60 @@ static bool check_recipe(Program *p, Arena *a, RtManifest *m, Diag *d) {
     return false;
 }
 
-/* The temporary object file, removed at exit too: codegen exits on LLVM's fatal errors. */
-static char *temp_object;
+/* The temporary object files (the model's, and --target cuda's GPU data), removed at exit too: codegen exits
+   on LLVM's fatal errors. */
+static char *temp_objects[2];
 
-static void remove_temp_object(void) {
-    if (temp_object)
-        unlink(temp_object);
-    temp_object = NULL;
+static void remove_temp_objects(void) {
+    for (int i = 0; i < 2; i++) {
+        if (temp_objects[i])
+            unlink(temp_objects[i]);
+        temp_objects[i] = NULL;
+    }
+}
+
+/* A new temporary object file (slot i of temp_objects); NULL after reporting. */
+static char *temp_object(Arena *a, int i, Diag *d) {
+    static bool hooked;
+    const char *tmpdir = getenv("TMPDIR");
+    char *obj = arena_printf(a, "%s/lathe-%d-XXXXXX.o", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
+    int fd = mkstemps(obj, 2);
+    if (fd < 0) {
+        diag_error(d, (Loc){0}, "cannot create a temporary object file %s: %s", obj, strerror(errno));
+        return NULL;
+    }
+    close(fd);
+    temp_objects[i] = obj;
+    if (!hooked)
+        atexit(remove_temp_objects);
+    hooked = true;
+    return obj;
+}
+
+/* --target, --cuda-arch and --precision: -1 when they are fine (*cuda: GPU code is asked for, by --target
+   cuda or --emit cuda), else the exit status after the message. */
+static int cuda_options(const Options *o, bool *cuda, CgCudaOptions *co, CgCudaArchs *archs) {
+    bool emit_cuda = o->emit && strcmp(o->emit, "cuda") == 0;
+    if (o->target && strcmp(o->target, "cpu") != 0 && strcmp(o->target, "cuda") != 0)
+        return bad_usage("--target takes cpu or cuda, not '%s'", o->target);
+    if (emit_cuda && o->target && strcmp(o->target, "cpu") == 0)
+        return bad_usage("--emit cuda writes the CUDA C of --target cuda, not of --target cpu%s", "");
+    *cuda = emit_cuda || (o->target && strcmp(o->target, "cuda") == 0);
+    if (!*cuda && (o->cuda_arch || o->precision))
+        return bad_usage("%s goes with --target cuda", o->cuda_arch ? "--cuda-arch" : "--precision");
+    if (emit_cuda && o->cuda_arch)
+        return bad_usage("--cuda-arch goes with --target cuda (--emit cuda writes source, for any arch)%s", "");
+    if (*cuda && cli_emit_other(o->emit) && !emit_cuda)
+        return bad_usage("--target cuda makes an executable (or with --emit cuda its CUDA C), not --emit %s", o->emit);
+    if (*cuda && o->mpi)
+        return bad_usage("--mpi goes with --target cpu (data-parallel training on GPUs is not built yet)%s", "");
+    if (o->precision && strcmp(o->precision, "fp32") != 0 && strcmp(o->precision, "tf32") != 0)
+        return bad_usage("--precision takes fp32 or tf32, not '%s'", o->precision);
+    co->fp32 = o->precision && strcmp(o->precision, "fp32") == 0;
+    char why[256];
+    if (!cg_cuda_archs_parse(o->cuda_arch ? o->cuda_arch : "sm_80,sm_90", archs, why, sizeof why))
+        return bad_usage("%s", why);
+    return -1;
 }
 
 /* c + per_n * n into *out; false on overflow. */
@@ -368,6 +436,12 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
     int emit_rc = cli_emit_check(o->emit, o->prefix, o->mpi);
     if (emit_rc >= 0)
         return emit_rc;
+    bool cuda;
+    CgCudaOptions co = {0};
+    CgCudaArchs archs;
+    int cuda_rc = cuda_options(o, &cuda, &co, &archs);
+    if (cuda_rc >= 0)
+        return cuda_rc;
     Program *p = load_program(a, d, o->input);
     RtManifest m;
     if (!p || !pass_pipeline(p, NULL, NULL, d))
@@ -379,23 +453,27 @@ static int cmd_compile(const Options *o, Arena *a, Diag *d) {
         return 1;
     if (!o->output)
         return 0;
+    if (o->emit && strcmp(o->emit, "cuda") == 0)
+        return cli_emit_cuda(a, p, &co, o->output, d) ? 0 : 1;
     if (cli_emit_other(o->emit)) {
         CgOptions cg = {.cpu = o->cpu, .opt_level = o->opt_level};
         return cli_emit(a, p, &cg, o->emit, o->output, o->prefix, d) ? 0 : 1;
     }
-    const char *tmpdir = getenv("TMPDIR");
-    char *obj = arena_printf(a, "%s/lathe-%d-XXXXXX.o", tmpdir && *tmpdir ? tmpdir : "/tmp", (int)getpid());
-    int fd = mkstemps(obj, 2);
-    if (fd < 0) {
-        diag_error(d, (Loc){0}, "cannot create a temporary object file %s: %s", obj, strerror(errno));
-        return 1;
-    }
-    close(fd);
-    temp_object = obj;
-    atexit(remove_temp_object);
     CgOptions cg = {.cpu = o->cpu, .opt_level = o->opt_level};
-    ok = cg_llvm_emit_object(p, &cg, obj, d) && (o->mpi ? cg_link_mpi : cg_link)(obj, o->output, d);
-    remove_temp_object();
+    char *obj = temp_object(a, 0, d);
+    if (!obj)
+        return 1;
+    if (cuda) { /* the GPU code first: its errors (no kernel for an op, NVRTC's) come before LLVM's time */
+        const char *slash = strrchr(o->output, '/');
+        char *cuda_obj = temp_object(a, 1, d);
+        ok = cuda_obj &&
+             cli_cuda_object(a, p, &co, &archs, &cg, arena_printf(a, "%s.cu", slash ? slash + 1 : o->output),
+                             cuda_obj, d) &&
+             cg_llvm_emit_object(p, &cg, obj, d) && cg_link_cuda(obj, cuda_obj, o->output, d);
+    } else {
+        ok = cg_llvm_emit_object(p, &cg, obj, d) && (o->mpi ? cg_link_mpi : cg_link)(obj, o->output, d);
+    }
+    remove_temp_objects();
     return ok ? 0 : 1;
 }
 

@@ -53,6 +53,8 @@ bool cg_link(const char *object, const char *output, Diag *d);
 /* cg_link with the runtime's Open MPI backend (liblathe_rt_mpi.a beside liblathe_rt.a, and libmpi): an
    executable that joins an mpirun job (runtime/dist.h). An error where this lathe was built without MPI. */
 bool cg_link_mpi(const char *object, const char *output, Diag *d);
+/* cg_link of a --target cuda executable: object and the GPU data object (codegen/cuda/nvrtc.h) with the runtime */
+bool cg_link_cuda(const char *object, const char *cuda_object, const char *output, Diag *d);
 /* The runtime library file name (liblathe_rt.a, liblathe_rt_mpi.a, liblathe_rt_pic.a): $LATHE_RUNTIME for
    liblathe_rt.a and its folder for the others, else beside the lathe executable (build tree: bin/../lib;
    installed: bin/../lib/lathe), else the configured install folder. False when the file is not there. */

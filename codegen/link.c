@@ -76,13 +76,18 @@ bool cg_run_tool(const char *const *argv, const char *what, Diag *d) {
     return true;
 }
 
-static bool link_exe(const char *object, const char *output, bool mpi, Diag *d);
+static bool link_exe(const char *object, const char *extra, const char *output, bool mpi, Diag *d);
 
-bool cg_link(const char *object, const char *output, Diag *d) { return link_exe(object, output, false, d); }
+bool cg_link(const char *object, const char *output, Diag *d) { return link_exe(object, NULL, output, false, d); }
 
-bool cg_link_mpi(const char *object, const char *output, Diag *d) { return link_exe(object, output, true, d); }
+bool cg_link_mpi(const char *object, const char *output, Diag *d) { return link_exe(object, NULL, output, true, d); }
 
-static bool link_exe(const char *object, const char *output, bool mpi, Diag *d) {
+bool cg_link_cuda(const char *object, const char *cuda_object, const char *output, Diag *d) {
+    return link_exe(object, cuda_object, output, false, d);
+}
+
+/* extra: a second object (the GPU data), or NULL */
+static bool link_exe(const char *object, const char *extra, const char *output, bool mpi, Diag *d) {
     Loc none = {0};
     char runtime[PATH_MAX];
     if (!cg_find_runtime_file("liblathe_rt.a", runtime, sizeof runtime)) {
@@ -128,6 +133,8 @@ static bool link_exe(const char *object, const char *output, bool mpi, Diag *d) 
     argv[argc++] = "-o";
     argv[argc++] = tmp;
     argv[argc++] = object;
+    if (extra)
+        argv[argc++] = extra;
     if (mpi) { /* the backend whole: the runtime refers to it by a weak symbol only */
         argv[argc++] = "-Wl,--whole-archive";
         argv[argc++] = mpi_rt;

@@ -21,6 +21,13 @@
 extern const char lathe_cuda_plan[] __attribute__((weak));       /* the plan's JSON, NUL-terminated */
 extern const unsigned char lathe_cuda_ptx[] __attribute__((weak)); /* PTX text, NUL-terminated */
 extern const char lathe_cuda_archs[] __attribute__((weak));      /* "sm_80,sm_90": the cubins' archs */
+/* The cubins, one per arch of lathe_cuda_archs in its order, then {NULL, NULL, 0} (codegen/llvm/cudadata.c) */
+typedef struct RtCudaCubin {
+    const char *arch; /* "sm_90" */
+    const unsigned char *bytes;
+    uint64_t size;
+} RtCudaCubin;
+extern const RtCudaCubin lathe_cuda_cubins[] __attribute__((weak));
 
 /* A device as the executor sees it. Device addresses are uint64_t (CUdeviceptr). Each function returns 0 on
    success, else non-zero with a message from error(). */
@@ -58,5 +65,19 @@ bool rt_device_parse(const char *s, RtDevice *out);
    gets the device's name ("NVIDIA H100 80GB HBM3") and free_bytes its free memory. */
 int rt_cuda_open(RtCudaDriver *drv, char *name, size_t name_size, size_t *free_bytes, RtErr *e);
 void rt_cuda_close(RtCudaDriver *drv);
+
+/* Whether this executable holds GPU code (lathe compile --target cuda). */
+bool rt_cuda_built(void);
+/* The device of a run: device ("cpu", "cuda", "auto"; NULL: auto where the executable holds GPU code, else
+   cpu). Prints one line to out: "device: cuda (NAME, X GiB free)", after which m's graph entries (RtGraph.fn)
+   run through the executor on the device; "device: cpu (CUDA: WHY)" for auto without one; "device: cpu"
+   (nothing where the executable holds no GPU code and device is NULL). RT_ERR with e set (one line) when
+   cuda was asked for and cannot be had. prog names the executable in the message of a failure inside a
+   graph, which ends the process (status 1). */
+int rt_device_select(RtManifest *m, const char *device, const char *prog, FILE *out, RtErr *e);
+/* Frees what rt_device_select opened (nothing for the CPU). */
+void rt_device_release(void);
+/* `info`'s line on the GPU code: "GPU code: cubins sm_80,sm_90 and PTX (compute_80)", or none. */
+void rt_cuda_print_info(FILE *out);
 
 #endif

@@ -8,6 +8,7 @@
 #include "dist.h"
 #include "profile.h"
 #include "memcheck.h"
+#include "cuda.h"
 
 #include <errno.h>
 #include <math.h>
@@ -924,7 +925,9 @@ static int cmd_info(Run *r) {
         printf("  %-15s %s\n", key, s ? s : "?");
         free(s);
     }
-    return 0;
+    printf("\n");
+    rt_cuda_print_info(stdout);
+    return rt_device_select(&r->m, r->cfg.device, r->prog, stdout, &r->err) == RT_OK ? 0 : fail(r, 1);
 }
 
 static int dispatch(Run *r, int argc, char **argv) {
@@ -938,6 +941,9 @@ static int dispatch(Run *r, int argc, char **argv) {
         return fail(r, 2);
     if (r->cfg.dist_timeout > 0)
         rt_dist.timeout = r->cfg.dist_timeout;
+    /* --device: CUDA reroutes the graph entries, before --profile wraps them (info says it at its end) */
+    if (r->cfg.cmd != RT_CMD_INFO && rt_device_select(&r->m, r->cfg.device, r->prog, stderr, &r->err) != RT_OK)
+        return fail(r, 1);
     /* an unwritable --profile FILE fails here, before any work; rank 0 alone profiles a job */
     if (r->cfg.profile && rt_dist.rank == 0 &&
         rt_profile_open(&r->m, r->cfg.profile, r->cfg.profile_first, r->cfg.profile_last, &r->err) != RT_OK)
@@ -978,6 +984,7 @@ int rt_run_entries(const char *manifest, const RtEntries *fns, int argc, char **
         return fail(&r, 2);
     }
     int status = dispatch(&r, argc, argv);
+    rt_device_release();
     /* --profile's trace and table, after a failed run too: of the steps that ran */
     if (rt_profile_close(&r.m, stderr, &r.err) != RT_OK && status == 0)
         status = fail(&r, 1);

@@ -4,6 +4,7 @@
    flag. */
 #include "rt.h"
 #include "rexpr.h"
+#include "cuda.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,7 +19,7 @@ enum {
     OPT_EPOCHS = 256, OPT_BATCH, OPT_LR, OPT_SEED, OPT_SHUFFLE, OPT_NO_SHUFFLE, OPT_DATA, OPT_LIMIT, OPT_SET,
     OPT_CKPT, OPT_LOG, OPT_RESUME, OPT_WEIGHTS, OPT_JSON, OPT_INDEX, OPT_THREADS, OPT_CKPT_EVERY, OPT_KEEP,
     OPT_INIT_FROM, OPT_INIT_MAP, OPT_LOG_CSV, OPT_TB, OPT_TB_HIST, OPT_ANOMALY, OPT_DIST_TIMEOUT,
-    OPT_PROFILE, OPT_PROFILE_STEPS, OPT_HELP = 'h'
+    OPT_PROFILE, OPT_PROFILE_STEPS, OPT_DEVICE, OPT_HELP = 'h'
 };
 
 static const struct option options[] = {
@@ -49,6 +50,7 @@ static const struct option options[] = {
     {"profile", required_argument, NULL, OPT_PROFILE},
     {"profile-steps", required_argument, NULL, OPT_PROFILE_STEPS},
     {"dist-timeout", required_argument, NULL, OPT_DIST_TIMEOUT},
+    {"device", required_argument, NULL, OPT_DEVICE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -98,6 +100,8 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "                        default: one per core\n"
                 "  --dist-timeout S      under mpirun (an executable compiled with --mpi): end the whole job\n"
                 "                        when a collective waits longer than S seconds (default 300)\n"
+                "  --device D            cpu, cuda or auto: where the graphs run (cuda and auto need an\n"
+                "                        executable compiled with --target cuda; default: auto there, else cpu)\n"
                 "Before the first step the run checks that it fits in memory (RAM, the cgroup's limit) and\n"
                 "stops with the largest batch that fits; LATHE_MEMORY_LIMIT=BYTES (512M, 8G) replaces the\n"
                 "detected figure with a cap on each process.\n"
@@ -121,6 +125,7 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "                  time per model line at exit (--profile-steps A:B: batches A to B)\n"
                 "  --threads N     threads for Lathe's kernels (OpenBLAS runs inside them);\n"
                 "                  default: one per core\n"
+                "  --device D      cpu, cuda or auto (as for train)\n"
                 "Examples:\n"
                 "  %s eval --weights ckpt/best.safetensors --data /usr/share/datasets/fashion-mnist\n"
                 "  %s eval --weights ckpt/last.safetensors --data DIR --json > result.json\n",
@@ -136,13 +141,15 @@ void rt_usage(FILE *f, const char *prog, int cmd) {
                 "  --profile FILE  time every kernel: a Chrome trace to FILE, the time per model line at exit\n"
                 "  --threads N     threads for Lathe's kernels (OpenBLAS runs inside them);\n"
                 "                  default: one per core\n"
+                "  --device D      cpu, cuda or auto (as for train)\n"
                 "Example:\n"
                 "  %s predict --weights ckpt/best.safetensors --data /usr/share/datasets/fashion-mnist --index 3\n",
                 prog, prog);
         break;
     case RT_CMD_INFO:
         fprintf(f,
-                "usage: %s info\nPrints the model, its parameters, the memory of each graph and the recipe.\n"
+                "usage: %s info [--device D]\nPrints the model, its parameters, the memory of each graph, the recipe,\n"
+                "the GPU code it holds and the device a run would take (--device D: cpu, cuda or auto).\n"
                 "Example:\n  %s info\n",
                 prog, prog);
         break;
@@ -474,6 +481,7 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         case OPT_PROFILE: c->profile = optarg; break;
         case OPT_PROFILE_STEPS: rc = parse_profile_steps(c, optarg, e); break;
         case OPT_DIST_TIMEOUT: f.dist_timeout = optarg; break;
+        case OPT_DEVICE: c->device = optarg; break;
         case OPT_HELP: rc = RT_HELP; break;
         case ':': rc = rt_errf(e, "--%s: missing value", option_name(optopt)); break;
         default:
@@ -515,6 +523,9 @@ int rt_config_parse(RtConfig *c, const RtManifest *m, int argc, char **argv, RtE
         return rt_errf(e, "--profile: for train, eval and predict (info runs no graph)");
     if (c->batch_auto && (c->cmd == RT_CMD_EVAL || c->cmd == RT_CMD_PREDICT))
         return rt_errf(e, "--batch auto: for train (eval and predict take a number)");
+    RtDevice dev;
+    if (c->device && !rt_device_parse(c->device, &dev))
+        return rt_errf(e, "--device: cpu, cuda or auto, not '%s'", c->device);
     if (c->ninit_map && !c->init_from)
         return rt_errf(e, "--init-map: goes with --init-from");
     if ((c->checkpoint_every || c->keep) && !c->checkpoint_dir)

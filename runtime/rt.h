@@ -190,6 +190,7 @@ typedef struct RtConfig {
     bool has_lr;
     bool shuffle, json;
     int threads; /* the thread pool's size (--threads); 0: one per core */
+    const char *device; /* --device cpu|cuda|auto, checked (cuda.h's rt_device_select); NULL: not given */
     const char *data_dir, *checkpoint_dir, *log_json, *resume, *weights; /* borrowed from argv */
     const char *log_csv, *tensorboard, *init_from;                      /* borrowed from argv */
     int64_t checkpoint_every; /* optimizer steps between checkpoints within an epoch (0: at epoch ends only) */
