@@ -280,3 +280,36 @@ bool cg_is_kernel_root(const Graph *g, const Node *nd) {
         return false;
     return !(nd->op == OP_CONST && nd->group < 0 && !const_needed(g, nd));
 }
+
+int cg_end_copies(const Graph *g, CgCopy *out) {
+    int nargs = ir_graph_args(g, NULL), n = 0;
+    GraphArg *args = malloc(sizeof *args * (size_t)(nargs + 1));
+    if (!args)
+        out_of_memory();
+    ir_graph_args(g, args);
+    for (int i = 0; i < nargs; i++) {
+        const Node *v = args[i].node;
+        if (args[i].role != ARG_OUTPUT || (v->mem.kind == MEM_ARG && v->mem.arg == i))
+            continue;
+        if (out)
+            out[n] = (CgCopy){i, NULL, v, v};
+        n++;
+    }
+    free(args);
+    for (int i = 0; i < g->noutputs; i++) {
+        const Output *o = &g->outputs[i];
+        if (!o->update)
+            continue;
+        const Node *p = ir_find_leaf(g, OP_PARAM, o->name);
+        if (!p)
+            p = ir_find_leaf(g, OP_STATE, o->name);
+        if (!p)
+            LATHE_UNREACHABLE("an update output names no PARAM or STATE");
+        if (cg_same_buffer(o->value, p))
+            continue;
+        if (out)
+            out[n] = (CgCopy){-1, p, o->value, p};
+        n++;
+    }
+    return n;
+}

@@ -29,6 +29,18 @@ typedef struct CgKernel {
     bool sgd_gemm;
 } CgKernel;
 
+/* A size c * n^p: every dimension is a constant or N, and products of them stay monomials. The backends
+   describe loop extents, strides and launch counts with it. */
+typedef struct Sym {
+    int64_t c;
+    int p;
+} Sym;
+
+static inline Sym sym_dim(int64_t d) { return d == IR_DIM_N ? (Sym){1, 1} : (Sym){d, 0}; }
+static inline Sym sym_mul(Sym a, Sym b) { return (Sym){a.c * b.c, a.p + b.p}; }
+static inline bool sym_eq(Sym a, Sym b) { return a.c == b.c && (a.c == 0 || a.p == b.p); }
+static inline bool sym_is_one(Sym a) { return a.c == 1 && a.p == 0; }
+
 /* Whether root starts a kernel of g in node order: a lone compute node, a group's root, or a CONST whose
    buffer something reads (a user that does not fold it, or an output). The graph entries run one kernel per
    such node, in node order. */
@@ -50,6 +62,17 @@ bool cg_is_pointwise(const Node *n);
    each of its inputs as a member, a buffer or a folded constant, with its type. Two kernels with one key
    compute the same thing on their buffers, so a backend emits their code once. */
 char *cg_kernel_key(const CgKernel *k);
+
+/* A copy that ends a graph entry, after its last kernel: into output argument dst_arg (>= 0) from src, an
+   output computed in a buffer of its own; or (dst_arg < 0) into the PARAM or STATE leaf dst from src, its
+   update, where it was not done in place. The bytes copied are those of sized. */
+typedef struct CgCopy {
+    int dst_arg;
+    const Node *dst, *src, *sized;
+} CgCopy;
+/* g's copies in order, outputs first, into out when not NULL (room for ir_graph_args(g, NULL) + g->noutputs
+   entries); returns how many. */
+int cg_end_copies(const Graph *g, CgCopy *out);
 
 /* The ops that run as one call of a runtime kernel (lathe_kern.h): convolution, pooling, slice, pad, concat,
    gather, scatter_add, random. */

@@ -274,43 +274,19 @@ static CgCudaBuf buf_of(const Node *nd) {
     LATHE_UNREACHABLE("CUDA code generation needs a planned graph (pass_memplan)");
 }
 
-static CgCudaBuf arg_buf(int arg) {
-    return (CgCudaBuf){arg, 0, 0};
-}
-
-static void add_copy(Arena *a, CgCudaGraph *cg, int *cap, CgCudaBuf dst, CgCudaBuf src, const Node *v) {
-    if (cg->ncopies == *cap) {
-        int ncap = *cap ? 2 * *cap : 8;
-        cg->copies = arena_realloc(a, cg->copies, sizeof *cg->copies * (size_t)*cap, sizeof *cg->copies * (size_t)ncap);
-        *cap = ncap;
-    }
-    cg->copies[cg->ncopies++] = (CgCudaCopy){dst, src, ir_shape_numel_per_n(&v->shape) * (int64_t)ir_dtype_size(v->dtype),
-                                             ir_shape_count_n(&v->shape)};
-}
-
-/* The end of a step, as cg_llvm_emit_entry's: outputs not computed in their argument, then parameter and
-   state updates not done in place. */
+/* The end of a step, as cg_llvm_emit_entry's (cg_end_copies). */
 static void plan_copies(Arena *a, const Graph *g, CgCudaGraph *cg) {
-    int nargs = ir_graph_args(g, NULL), cap = 0;
-    GraphArg *args = arena_alloc(a, sizeof *args * (size_t)(nargs + 1));
-    ir_graph_args(g, args);
-    for (int i = 0; i < nargs; i++) {
-        const Node *v = args[i].node;
-        if (args[i].role != ARG_OUTPUT || (v->mem.kind == MEM_ARG && v->mem.arg == i))
-            continue;
-        add_copy(a, cg, &cap, arg_buf(i), buf_of(v), v);
-    }
-    for (int i = 0; i < g->noutputs; i++) {
-        const Output *o = &g->outputs[i];
-        if (!o->update)
-            continue;
-        const Node *p = ir_find_leaf(g, OP_PARAM, o->name);
-        if (!p)
-            p = ir_find_leaf(g, OP_STATE, o->name);
-        if (!p)
-            LATHE_UNREACHABLE("an update output names no PARAM or STATE");
-        if (!cg_same_buffer(o->value, p))
-            add_copy(a, cg, &cap, buf_of(p), buf_of(o->value), p);
+    int n = cg_end_copies(g, NULL);
+    CgCopy *copies = arena_alloc(a, sizeof *copies * (size_t)(n + 1));
+    cg_end_copies(g, copies);
+    cg->ncopies = n;
+    cg->copies = arena_alloc(a, sizeof *cg->copies * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) {
+        const CgCopy *cp = &copies[i];
+        const Node *s = cp->sized;
+        cg->copies[i] = (CgCudaCopy){cp->dst_arg >= 0 ? (CgCudaBuf){cp->dst_arg, 0, 0} : buf_of(cp->dst), buf_of(cp->src),
+                                     ir_shape_numel_per_n(&s->shape) * (int64_t)ir_dtype_size(s->dtype),
+                                     ir_shape_count_n(&s->shape)};
     }
 }
 

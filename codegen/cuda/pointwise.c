@@ -15,28 +15,6 @@
 
 enum { BLOCK = 256, MAX_BLOCK = 1024, MAX_PATS = 64, MAX_ACCS = 2 * CG_MAX_BUFS };
 
-/* A size c * n^p: every dimension is a constant or N. */
-typedef struct Sym {
-    int64_t c;
-    int p;
-} Sym;
-
-static Sym sym_dim(int64_t d) {
-    return d == IR_DIM_N ? (Sym){1, 1} : (Sym){d, 0};
-}
-
-static Sym sym_mul(Sym a, Sym b) {
-    return (Sym){a.c * b.c, a.p + b.p};
-}
-
-static bool sym_eq(Sym a, Sym b) {
-    return a.c == b.c && (a.c == 0 || a.p == b.p);
-}
-
-static bool sym_is_one(Sym a) {
-    return a.c == 1 && a.p == 0;
-}
-
 static Sym sym_numel(const Shape *s) {
     return (Sym){ir_shape_numel_per_n(s), ir_shape_count_n(s)};
 }

@@ -19,28 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A size c * n^p: every dimension is a constant or N, and products of them stay monomials. */
-typedef struct Sym {
-    int64_t c;
-    int p;
-} Sym;
-
-static Sym sym_dim(int64_t d) {
-    return d == IR_DIM_N ? (Sym){1, 1} : (Sym){d, 0};
-}
-
-static Sym sym_mul(Sym a, Sym b) {
-    return (Sym){a.c * b.c, a.p + b.p};
-}
-
-static bool sym_eq(Sym a, Sym b) {
-    return a.c == b.c && (a.c == 0 || a.p == b.p);
-}
-
-static bool sym_is_one(Sym a) {
-    return a.c == 1 && a.p == 0;
-}
-
 enum { NEST_MAX_OPS = 64 };
 
 /* A loop nest: dims outer to inner, and each operand's element stride per dim. An operand here is a stride

@@ -510,24 +510,17 @@ bool cg_llvm_emit_entry(CgCtx *c, const Graph *g, const char *name) {
     }
     LLVMPositionBuilderAtEnd(c->b, bb);
 
-    for (int a = 0; a < nargs; a++) {
-        const Node *v = args[a].node;
-        if (args[a].role != ARG_OUTPUT || (v->mem.kind == MEM_ARG && v->mem.arg == a))
-            continue;
-        copy_bytes(&e, arg_addr(&e, a), e.addr[v->id], byte_size(&e, v));
+    int ncopies = cg_end_copies(g, NULL);
+    CgCopy *copies = malloc(sizeof *copies * (size_t)(ncopies + 1));
+    if (!copies)
+        out_of_memory();
+    cg_end_copies(g, copies);
+    for (int i = 0; i < ncopies; i++) {
+        const CgCopy *cp = &copies[i];
+        LLVMValueRef dst = cp->dst_arg >= 0 ? arg_addr(&e, cp->dst_arg) : e.addr[cp->dst->id];
+        copy_bytes(&e, dst, e.addr[cp->src->id], byte_size(&e, cp->sized));
     }
-    for (int i = 0; i < g->noutputs; i++) {
-        const Output *o = &g->outputs[i];
-        if (!o->update)
-            continue;
-        const Node *p = ir_find_leaf(g, OP_PARAM, o->name);
-        if (!p)
-            p = ir_find_leaf(g, OP_STATE, o->name);
-        if (!p)
-            LATHE_UNREACHABLE("an update output names no PARAM or STATE");
-        if (!cg_same_buffer(o->value, p))
-            copy_bytes(&e, e.addr[p->id], e.addr[o->value->id], byte_size(&e, p));
-    }
+    free(copies);
     for (int a = 0; a < nargs; a++)
         if (args[a].role == ARG_OUTPUT && !e.signaled[a])
             call_ready(&e, a);
