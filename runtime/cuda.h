@@ -53,6 +53,8 @@ void rt_cuda_exec_free(RtCudaExec *x);
    argument's byte size in sizes, N bound to n). The device arena and argument buffers are allocated on the
    first call and grown as n grows. RT_OK, or an error naming the kernel or copy that failed. */
 int rt_cuda_exec_run(RtCudaExec *x, const char *name, void **args, const size_t *sizes, int64_t n, RtErr *e);
+/* Graph name's arena in the plan: arena_c + per_n * n bytes; false when the plan has no such graph. */
+bool rt_cuda_exec_arena(const RtCudaExec *x, const char *name, int64_t *arena_c, int64_t *per_n);
 
 /* ---------------------------------------------------------------- the device (cuda_driver.c) */
 typedef enum { RT_DEVICE_CPU, RT_DEVICE_CUDA, RT_DEVICE_AUTO } RtDevice;
@@ -72,9 +74,12 @@ bool rt_cuda_built(void);
    cpu). Prints one line to out: "device: cuda (NAME, X GiB free)", after which m's graph entries (RtGraph.fn)
    run through the executor on the device; "device: cpu (CUDA: WHY)" for auto without one; "device: cpu"
    (nothing where the executable holds no GPU code and device is NULL). RT_ERR with e set (one line) when
-   cuda was asked for and cannot be had. prog names the executable in the message of a failure inside a
-   graph, which ends the process (status 1). */
-int rt_device_select(RtManifest *m, const char *device, const char *prog, FILE *out, RtErr *e);
+   cuda was asked for and cannot be had. Out of memory is told before it happens, as on the CPU (memcheck.h):
+   when the device memory the executor will hold at batch (the largest graph's arena and argument buffers)
+   is more than the device has free, cuda is refused with the figures and the largest batch that fits, and
+   auto says so and runs on the CPU. prog names the executable in the message of a failure inside a graph,
+   which ends the process (status 1). */
+int rt_device_select(RtManifest *m, const char *device, int64_t batch, const char *prog, FILE *out, RtErr *e);
 /* Frees what rt_device_select opened (nothing for the CPU). */
 void rt_device_release(void);
 /* `info`'s line on the GPU code: "GPU code: cubins sm_80,sm_90 and PTX (compute_80)", or none. */

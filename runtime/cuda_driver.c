@@ -4,6 +4,7 @@
    executable holds one, else the PTX, which the driver compiles for the device.
    Not verified on a GPU yet: this session had none (docs/gpu.md). */
 #include "cuda.h"
+#include "memcheck.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -344,8 +345,71 @@ static void gpu_predict(void **args, int64_t n, uint8_t *arena) { (void)arena, r
 
 bool rt_cuda_built(void) { return lathe_cuda_plan && lathe_cuda_ptx; }
 
+/* The device bytes the executor holds at batch n: it shares one arena and one buffer per argument position
+   among the graphs, each grown to the largest; false on overflow. */
+static bool device_need(RtGraph *const gs[4], int64_t n, int64_t *out) {
+    int64_t arena = 0, total = 0;
+    int nargs = 0;
+    for (int i = 0; i < 4; i++) {
+        int64_t c, per_n;
+        if (!gs[i]->present)
+            continue;
+        if (!rt_cuda_exec_arena(gpu.x, gs[i]->name, &c, &per_n) || (per_n > 0 && n > (INT64_MAX - c) / per_n))
+            return false;
+        if (c + per_n * n > arena)
+            arena = c + per_n * n;
+        if (gs[i]->nargs > nargs)
+            nargs = gs[i]->nargs;
+    }
+    for (int a = 0; a < nargs; a++) {
+        int64_t largest = 0;
+        for (int i = 0; i < 4; i++) {
+            int64_t count;
+            if (!gs[i]->present || a >= gs[i]->nargs)
+                continue;
+            if (!rt_numel(&gs[i]->args[a], n, &count) || count > INT64_MAX / 8)
+                return false;
+            int64_t bytes = count * (int64_t)rt_dtype_size(gs[i]->args[a].dtype);
+            if (bytes > largest)
+                largest = bytes;
+        }
+        if (largest > INT64_MAX - total)
+            return false;
+        total += largest;
+    }
+    if (arena > INT64_MAX - total)
+        return false;
+    *out = arena + total;
+    return true;
+}
+
+/* Out of memory, told before it happens: RT_ERR with the figures and the largest batch that fits when the
+   device memory of the run at batch is more than the device has free. */
+static int check_fit(RtGraph *const gs[4], int64_t batch, const char *name, size_t free_bytes, RtErr *e) {
+    int64_t need, avail = free_bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)free_bytes;
+    if (batch < 1 || (device_need(gs, batch, &need) && need <= avail))
+        return RT_OK;
+    int64_t lo = 0, hi = batch - 1; /* the largest n in [1, batch) that fits, 0: none (need grows with n) */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo + 1) / 2, v;
+        if (device_need(gs, mid, &v) && v <= avail)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    char need_s[32], free_s[32];
+    rt_mem_text(device_need(gs, lo == 0 ? 1 : batch, &need) ? need : INT64_MAX, need_s, sizeof need_s);
+    rt_mem_text(avail, free_s, sizeof free_s);
+    if (lo == 0)
+        return rt_errf(e, "out of device memory: the run needs %s of device memory even at batch 1 (the graphs' arena "
+                          "and buffers), and %s has %s free", need_s, name, free_s);
+    return rt_errf(e, "out of device memory: at batch %lld the run needs %s of device memory (the graphs' arena and "
+                      "buffers), and %s has %s free; the largest batch that fits is %lld (--batch %lld)",
+                   (long long)batch, need_s, name, free_s, (long long)lo, (long long)lo);
+}
+
 /* Opens the device and the executor and routes m's entries through them. */
-static int route_to_gpu(RtManifest *m, const char *prog, FILE *out, RtErr *e) {
+static int route_to_gpu(RtManifest *m, int64_t batch, const char *prog, FILE *out, RtErr *e) {
     char name[256];
     size_t free_bytes = 0;
     if (rt_cuda_open(&gpu.drv, name, sizeof name, &free_bytes, e) != RT_OK)
@@ -354,6 +418,8 @@ static int route_to_gpu(RtManifest *m, const char *prog, FILE *out, RtErr *e) {
     if (!(gpu.x = rt_cuda_exec_new(lathe_cuda_plan, &gpu.drv, e)))
         return RT_ERR;
     RtGraph *gs[4] = {&m->train, &m->grads, &m->eval, &m->predict};
+    if (check_fit(gs, batch, name, free_bytes, e) != RT_OK)
+        return RT_ERR;
     static const LatheGraphFn entries[4] = {gpu_train, gpu_grads, gpu_eval, gpu_predict};
     for (int i = 0; i < 4; i++)
         if (gs[i]->present && !(gpu.sizes[i] = calloc((size_t)gs[i]->nargs + 1, sizeof(size_t))))
@@ -367,7 +433,7 @@ static int route_to_gpu(RtManifest *m, const char *prog, FILE *out, RtErr *e) {
     return RT_OK;
 }
 
-int rt_device_select(RtManifest *m, const char *device, const char *prog, FILE *out, RtErr *e) {
+int rt_device_select(RtManifest *m, const char *device, int64_t batch, const char *prog, FILE *out, RtErr *e) {
     RtDevice dev = rt_cuda_built() ? RT_DEVICE_AUTO : RT_DEVICE_CPU;
     if (device && !rt_device_parse(device, &dev))
         return rt_errf(e, "--device: cpu, cuda or auto, not '%s'", device);
@@ -376,7 +442,7 @@ int rt_device_select(RtManifest *m, const char *device, const char *prog, FILE *
             fprintf(out, "device: cpu\n");
         return RT_OK;
     }
-    if (route_to_gpu(m, prog, out, e) == RT_OK)
+    if (route_to_gpu(m, batch, prog, out, e) == RT_OK)
         return RT_OK;
     rt_device_release();
     if (dev == RT_DEVICE_CUDA)

@@ -326,3 +326,13 @@ int rt_cuda_exec_run(RtCudaExec *x, const char *name, void **args, const size_t 
             return rt_errf(e, "CUDA graph '%s': copying argument %d back: %s", g->name, a, drv->error(drv->ctx));
     return RT_OK;
 }
+
+bool rt_cuda_exec_arena(const RtCudaExec *x, const char *name, int64_t *arena_c, int64_t *per_n) {
+    for (int i = 0; i < x->ngraphs; i++)
+        if (strcmp(x->graphs[i].name, name) == 0) {
+            *arena_c = x->graphs[i].arena_c;
+            *per_n = x->graphs[i].arena_n;
+            return true;
+        }
+    return false;
+}

@@ -927,7 +927,7 @@ static int cmd_info(Run *r) {
     }
     printf("\n");
     rt_cuda_print_info(stdout);
-    return rt_device_select(&r->m, r->cfg.device, r->prog, stdout, &r->err) == RT_OK ? 0 : fail(r, 1);
+    return rt_device_select(&r->m, r->cfg.device, r->cfg.batch, r->prog, stdout, &r->err) == RT_OK ? 0 : fail(r, 1);
 }
 
 static int dispatch(Run *r, int argc, char **argv) {
@@ -942,7 +942,7 @@ static int dispatch(Run *r, int argc, char **argv) {
     if (r->cfg.dist_timeout > 0)
         rt_dist.timeout = r->cfg.dist_timeout;
     /* --device: CUDA reroutes the graph entries, before --profile wraps them (info says it at its end) */
-    if (r->cfg.cmd != RT_CMD_INFO && rt_device_select(&r->m, r->cfg.device, r->prog, stderr, &r->err) != RT_OK)
+    if (r->cfg.cmd != RT_CMD_INFO && rt_device_select(&r->m, r->cfg.device, r->cfg.batch, r->prog, stderr, &r->err) != RT_OK)
         return fail(r, 1);
     /* an unwritable --profile FILE fails here, before any work; rank 0 alone profiles a job */
     if (r->cfg.profile && rt_dist.rank == 0 &&

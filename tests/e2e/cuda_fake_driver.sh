@@ -48,7 +48,13 @@ int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
   return 98; /* CUDA_ERROR_INVALID_SOURCE: kernels do not run here */
 }
 int cuCtxSynchronize(void) { return 0; }
-int cuMemGetInfo_v2(size_t *f, size_t *t) { *f = (size_t)3 << 29; *t = (size_t)1 << 31; return 0; }
+/* FAKE_CUDA_FREE: the free bytes the device reports (default 1.5 GiB) */
+int cuMemGetInfo_v2(size_t *f, size_t *t) {
+  const char *v = getenv("FAKE_CUDA_FREE");
+  *f = v ? (size_t)strtoull(v, NULL, 10) : (size_t)3 << 29;
+  *t = (size_t)1 << 31;
+  return 0;
+}
 int cuGetErrorString(int rc, const char **s) { *s = rc == 98 ? "the fake driver runs no kernels" : "fake error"; return 0; }
 C
 cc -shared -fPIC -o fake/libcuda.so.1 fake/cuda.c || fail "cannot build the fake libcuda.so.1"
@@ -74,6 +80,19 @@ expect_msg "^lr: error: CUDA graph 'train': kernel .*cuLaunchKernel.*the fake dr
 # sm_89: no cubin for it, so the PTX
 FAKE_CUDA=sm89 expect_fail ./lr eval --device cuda --weights none.safetensors
 grep -q '^fake: module from PTX$' "$WORK/err" || { cat "$WORK/err"; fail "sm_89 did not load the PTX"; }
+
+# out of device memory, told before the first step: the figures and the largest batch that fits; under
+# auto, the CPU instead (these sizes are linear_regression's at batch 32: a few KiB)
+FAKE_CUDA_FREE=1500 expect_fail ./lr train --device cuda --epochs 1 --batch 32
+expect_msg '^lr: error: out of device memory: at batch 32 the run needs [0-9.]+ KiB of device memory .*Fake GPU has 1.5 KiB free; the largest batch that fits is [0-9]+ \(--batch [0-9]+\)$'
+fits=$(sed -n 's/.*the largest batch that fits is \([0-9]*\) .*/\1/p' "$WORK/err")
+[ "$fits" -ge 1 ] && [ "$fits" -lt 32 ] || fail "largest batch $fits"
+FAKE_CUDA_FREE=1500 expect_fail ./lr train --device cuda --epochs 1 --batch "$fits"
+expect_msg 'cuLaunchKernel' # it fits: the run reaches the first launch
+FAKE_CUDA_FREE=1 expect_fail ./lr train --device cuda --epochs 1
+expect_msg '^lr: error: out of device memory: the run needs [0-9]+ B of device memory even at batch 1'
+FAKE_CUDA_FREE=1 ./lr train --device auto --epochs 1 >/dev/null 2>err.txt || { cat err.txt; fail "auto, no room"; }
+grep -q '^device: cpu (CUDA: out of device memory: ' err.txt || { cat err.txt; fail "auto without room"; }
 
 FAKE_CUDA=sm90 ./lr info >info.txt || fail "info"
 tail -1 info.txt | grep -q '^device: cuda (Fake GPU' || { cat info.txt; fail "info does not say the device"; }
