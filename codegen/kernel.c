@@ -313,3 +313,21 @@ int cg_end_copies(const Graph *g, CgCopy *out) {
     }
     return n;
 }
+
+void cg_contiguous_strides(const Shape *s, Sym *st) {
+    Sym acc = {1, 0};
+    for (int i = s->rank - 1; i >= 0; i--) {
+        st[i] = acc;
+        acc = sym_mul(acc, sym_dim(s->dim[i]));
+    }
+}
+
+void cg_broadcast_strides(const Shape *in, const Shape *out, Sym *st) {
+    Sym cs[IR_MAX_RANK] = {{0, 0}};
+    cg_contiguous_strides(in, cs);
+    int lead = out->rank - in->rank;
+    for (int i = 0; i < out->rank; i++) {
+        int j = i - lead;
+        st[i] = j < 0 || (in->dim[j] == 1 && out->dim[i] != 1) ? (Sym){0, 0} : cs[j];
+    }
+}

@@ -41,6 +41,12 @@ static inline Sym sym_mul(Sym a, Sym b) { return (Sym){a.c * b.c, a.p + b.p}; }
 static inline bool sym_eq(Sym a, Sym b) { return a.c == b.c && (a.c == 0 || a.p == b.p); }
 static inline bool sym_is_one(Sym a) { return a.c == 1 && a.p == 0; }
 
+/* The element strides of a row-major tensor of shape s, innermost 1. */
+void cg_contiguous_strides(const Shape *s, Sym *st);
+/* The strides of an input of shape in read at the index of an output of shape out (numpy broadcasting: a
+   missing or size-1 dim of in is read with stride 0). */
+void cg_broadcast_strides(const Shape *in, const Shape *out, Sym *st);
+
 /* Whether root starts a kernel of g in node order: a lone compute node, a group's root, or a CONST whose
    buffer something reads (a user that does not fold it, or an output). The graph entries run one kernel per
    such node, in node order. */

@@ -67,25 +67,6 @@ typedef struct Pw {
     int out_buf[CG_MAX_MEMBERS];   /* the buffer a materialized member is stored into, -1: none */
 } Pw;
 
-static void contiguous_strides(const Shape *s, Sym *st) {
-    Sym acc = {1, 0};
-    for (int i = s->rank - 1; i >= 0; i--) {
-        st[i] = acc;
-        acc = sym_mul(acc, sym_dim(s->dim[i]));
-    }
-}
-
-/* Strides of an input of shape in read at the index of an output of shape out, numpy broadcasting. */
-static void broadcast_strides(const Shape *in, const Shape *out, Sym *st) {
-    Sym cs[IR_MAX_RANK] = {{0, 0}};
-    contiguous_strides(in, cs);
-    int lead = out->rank - in->rank;
-    for (int i = 0; i < out->rank; i++) {
-        int j = i - lead;
-        st[i] = j < 0 || (in->dim[j] == 1 && out->dim[i] != 1) ? (Sym){0, 0} : cs[j];
-    }
-}
-
 static int add_pattern(Pw *w, const Sym *st) {
     int r = w->domain->rank;
     for (int p = 0; p < w->npat; p++) {
@@ -130,7 +111,7 @@ static void plan_members(Pw *w, CuKernel *ck, const Shape *domain) {
     w->domain = domain;
     const CgKernel *k = w->k;
     Sym st[IR_MAX_RANK] = {{0, 0}};
-    contiguous_strides(domain, st);
+    cg_contiguous_strides(domain, st);
     add_pattern(w, st);
     for (int i = 0; i < k->nmembers; i++) {
         const Node *m = k->members[i];
@@ -146,7 +127,7 @@ static void plan_members(Pw *w, CuKernel *ck, const Shape *domain) {
             continue;
         if (m->op == OP_TRANSPOSE) {
             Sym cs[IR_MAX_RANK] = {{0, 0}}, ts[IR_MAX_RANK];
-            contiguous_strides(&m->inputs[0]->shape, cs);
+            cg_contiguous_strides(&m->inputs[0]->shape, cs);
             for (int d = 0; d < domain->rank; d++)
                 ts[d] = cs[m->attr.perm[d]];
             w->acc_of[i][0] = add_access(w, m->inputs[0], ts);
@@ -157,7 +138,7 @@ static void plan_members(Pw *w, CuKernel *ck, const Shape *domain) {
             if (cg_is_member(k, x) || (x->op == OP_CONST && cg_folds_const(m)))
                 continue;
             Sym bs[IR_MAX_RANK];
-            broadcast_strides(&x->shape, domain, bs);
+            cg_broadcast_strides(&x->shape, domain, bs);
             w->acc_of[i][j] = add_access(w, x, bs);
         }
     }

@@ -32,28 +32,6 @@ typedef struct Nest {
     Sym scale;
 } Nest;
 
-static void contiguous_strides(const Shape *s, Sym *st) {
-    Sym acc = {1, 0};
-    for (int i = s->rank - 1; i >= 0; i--) {
-        st[i] = acc;
-        acc = sym_mul(acc, sym_dim(s->dim[i]));
-    }
-}
-
-/* Strides of an input of shape in read at the index of an output of shape out, numpy broadcasting. */
-static void broadcast_strides(const Shape *in, const Shape *out, Sym *st) {
-    Sym cs[IR_MAX_RANK] = {0};
-    contiguous_strides(in, cs);
-    int lead = out->rank - in->rank;
-    for (int i = 0; i < out->rank; i++) {
-        int j = i - lead;
-        if (j < 0 || (in->dim[j] == 1 && out->dim[i] != 1))
-            st[i] = (Sym){0, 0};
-        else
-            st[i] = cs[j];
-    }
-}
-
 /* Drops unit dims and merges a dim into the inner one when that is contiguous in every operand. The split
    dim is never dropped, and no dim outer to it merges into it (the range then would cover more than its
    own dim); it may absorb the dims inside it, the range's scale growing by their size. */
@@ -492,7 +470,7 @@ static void plan_members(Kern *k) {
     const CgKernel *ks = k->ks;
     const Shape *D = k->domain;
     Sym st[IR_MAX_RANK] = {{0, 0}};
-    contiguous_strides(D, st);
+    cg_contiguous_strides(D, st);
     add_pattern(k, st);
     for (int i = 0; i < ks->nmembers; i++) {
         const Node *m = ks->members[i];
@@ -508,7 +486,7 @@ static void plan_members(Kern *k) {
             continue;
         if (m->op == OP_TRANSPOSE) {
             Sym cs[IR_MAX_RANK] = {{0, 0}}, ts[IR_MAX_RANK];
-            contiguous_strides(&m->inputs[0]->shape, cs);
+            cg_contiguous_strides(&m->inputs[0]->shape, cs);
             for (int d = 0; d < D->rank; d++)
                 ts[d] = cs[m->attr.perm[d]];
             k->acc_of[i][0] = add_access(k, m->inputs[0], ts);
@@ -519,7 +497,7 @@ static void plan_members(Kern *k) {
             if (member_index(k, x) >= 0 || (x->op == OP_CONST && cg_folds_const(m)))
                 continue;
             Sym bs[IR_MAX_RANK];
-            broadcast_strides(&x->shape, D, bs);
+            cg_broadcast_strides(&x->shape, D, bs);
             k->acc_of[i][j] = add_access(k, x, bs);
         }
     }
@@ -806,7 +784,7 @@ static void mean_body(Kern *k, LLVMValueRef *offs, void *user) {
 static void reduce_out_strides(const Node *root, uint32_t axes, bool keepdim, Sym *st) {
     const Shape *is = &root->inputs[0]->shape;
     Sym os[IR_MAX_RANK] = {{0, 0}};
-    contiguous_strides(&root->shape, os);
+    cg_contiguous_strides(&root->shape, os);
     int oi = 0;
     for (int i = 0; i < is->rank; i++) {
         if (axes & (1u << i)) {
@@ -1098,9 +1076,9 @@ static void emit_gemm(Kern *k, CgCount *cnt) {
         return;
     }
     Sym sa[IR_MAX_RANK], sb[IR_MAX_RANK], sc[IR_MAX_RANK];
-    broadcast_strides(&ab, &cb, sa);
-    broadcast_strides(&bb, &cb, sb);
-    contiguous_strides(&cb, sc);
+    cg_broadcast_strides(&ab, &cb, sa);
+    cg_broadcast_strides(&bb, &cb, sb);
+    cg_contiguous_strides(&cb, sc);
     Sym mats[3] = {sym_mul(a0, a1), sym_mul(b0, b1), sym_mul(mm.m, mm.nn)};
     /* the batches that meet [lo, hi): lo / M .. ceil(hi / M) */
     LLVMValueRef first = LLVMBuildSDiv(k->b, k->lo, M, "");
